@@ -332,6 +332,12 @@ def serve_main(argv):
             print("  JPIP:        %s/jpip/%s?type=jpp-stream&fsiz=256,256" % (base, n))
     print("  error log:   %s/logs/error.log" % h.root)
     print("Press Ctrl-C to stop.", flush=True)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
     try:
         while h.proc.poll() is None:
             time.sleep(0.5)
