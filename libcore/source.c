@@ -74,7 +74,10 @@ jpip_code_t jpip_src_open_frags(jpip_src_t **src, apr_pool_t *pool, jpip_src_t *
     }
     s->base = base;
     s->nfrags = nfrags;
-    s->frags = apr_pmemdup(pool, frags, nfrags * sizeof(*frags) + 1);
+    s->frags = apr_palloc(pool, (nfrags + 1) * sizeof(*frags));
+    if (nfrags > 0) {
+        memcpy(s->frags, frags, nfrags * sizeof(*frags));
+    }
     s->frag_start = apr_palloc(pool, (nfrags + 1) * sizeof(apr_uint64_t));
     s->scratch = apr_palloc(pool, JPIP_SRC_PEEK_MAX);
     total = 0;

@@ -1,0 +1,230 @@
+/* mod_jpip: the index of a target: every data-bin -> its byte pieces.
+ *
+ * jpip_index_build reads a target once (headers only; packet bodies are
+ * skipped, and never read at all when PLT markers are usable) and records,
+ * for every data-bin of every codestream, the ordered pieces of the file
+ * (or of bytes held in the index) that make up the bin:
+ *
+ *   main header (class 6, id 0)  SOC..first SOT without TLM, PLM, PPM
+ *   tile header (class 2, id t)  all tile-part headers of t, in order,
+ *                                without SOT, SOD, PLT, PPT
+ *   tile (class 4/5, id t)       every tile-part of t, SOT to its end
+ *   precinct (class 0/1, id I)   its packets in layer order, each
+ *                                [SOP][header][EPH][body], packed headers
+ *                                (PPM/PPT) put back in front of the body
+ *   metadata (class 8, id n)     from box.h's layout (bin 0 empty for a
+ *                                raw codestream)
+ *
+ * The index is ONE contiguous, position-free blob: a header (magic,
+ * version, endianness marker, the source key) and arrays referring to each
+ * other by index, never by pointer. It can be written to a file and mapped
+ * read-only by several processes; jpip_index_load validates every offset
+ * of an untrusted blob before anything uses it. Integers are in the
+ * builder's native byte order; a blob of the other order is refused.
+ */
+#ifndef JPIP_INDEX_H
+#define JPIP_INDEX_H
+
+#include <apr_file_io.h>
+#include <apr_pools.h>
+
+#include "codestream.h"
+#include "jpip_err.h"
+#include "piece.h"
+#include "source.h"
+
+/* Data-bin classes (T.808 Table A.2). */
+#define JPIP_CLASS_PRECINCT 0
+#define JPIP_CLASS_PRECINCT_EXT 1
+#define JPIP_CLASS_TILEHDR 2
+#define JPIP_CLASS_TILE 4
+#define JPIP_CLASS_TILE_EXT 5
+#define JPIP_CLASS_MAIN 6
+#define JPIP_CLASS_META 8
+
+#define JPIP_INDEX_VERSION 1
+
+/* Limits on what one target may make the server do (0 = default). */
+typedef struct jpip_index_limits_t {
+    apr_uint64_t max_bins;               /* data-bins in total (default 1 << 26) */
+    apr_uint64_t max_memory;             /* index bytes (default 1 GiB) */
+    apr_uint64_t max_tile_comps;         /* tiles x components (default 1 << 24) */
+    apr_uint64_t max_tile_parts;         /* per codestream (default 1 << 20) */
+    apr_uint64_t max_precincts_per_tile; /* default 1 << 22 */
+    apr_uint64_t max_packets_per_tile;   /* default 1 << 26 */
+    apr_uint64_t max_codestreams;        /* default 65536 */
+} jpip_index_limits_t;
+
+/* Fill l with the defaults. */
+void jpip_index_limits_default(jpip_index_limits_t *l);
+
+/* What identifies the source the index was built from. */
+typedef struct jpip_index_key_t {
+    const char *path;  /* as the caller names it (may be ""); stored verbatim */
+    apr_uint64_t size; /* file size */
+    apr_int64_t mtime; /* modification time (apr_time_t) */
+} jpip_index_key_t;
+
+/* One data-bin. pieces[piece0 .. piece0+npieces) are its bytes in order;
+ * bounds[bound0 .. bound0+nbounds) are byte positions inside the bin: for
+ * a precinct bin the end of each layer's packet present (layers 0 ..
+ * nbounds-1), for a tile bin the end of each tile-part. */
+typedef struct jpip_bin_t {
+    apr_uint64_t len;
+    apr_uint64_t piece0;
+    apr_uint64_t bound0;
+    apr_uint32_t npieces;
+    apr_uint16_t nbounds;
+    apr_uint16_t flags; /* JPIP_BIN_* */
+} jpip_bin_t;
+
+#define JPIP_BIN_COMPLETE 1 /* the bin holds all its data (all layers present) */
+
+/* Per-codestream record. Bins: main header = main_bin; tile header of t =
+ * main_bin + 1 + t; tile t = main_bin + 1 + Nt + t; precincts through the
+ * tile-component records. */
+typedef struct jpip_ix_cs_t {
+    jpip_siz_t siz;
+    apr_uint32_t flags;  /* JPIP_IXF_* that apply to this codestream */
+    apr_uint32_t ccap15; /* CAP Part 15 capabilities, 0 if none */
+    apr_uint64_t comp0;  /* first jpip_comp_t (siz.csiz of them) */
+    apr_uint64_t tile0;  /* first jpip_ix_tile_t (Nt of them) */
+    apr_uint64_t tc0;    /* first jpip_ix_tc_t (Nt * Csiz, tile-major) */
+    apr_uint64_t main_bin;
+} jpip_ix_cs_t;
+
+/* Per tile. */
+typedef struct jpip_ix_tile_t {
+    apr_uint32_t layers;
+    apr_byte_t prog; /* JPIP_PROG_* of COD (POC may change the actual order) */
+    apr_byte_t mct;
+    apr_byte_t scod; /* JPIP_SCOD_SOP / _EPH */
+    apr_byte_t has_poc;
+    apr_uint32_t ntp; /* tile-parts */
+    apr_uint32_t pad;
+} jpip_ix_tile_t;
+
+/* Per tile-component. */
+typedef struct jpip_ix_tc_t {
+    apr_uint64_t prec_bin; /* bin of the precinct with s = 0 */
+    apr_uint64_t nprec;    /* precincts (s = 0 .. nprec-1) */
+    apr_uint64_t tccp;     /* index of its jpip_tccp_t (shared between equal ones) */
+} jpip_ix_tc_t;
+
+/* jpip_ix_cs_t.flags and jpip_index_stats_t.flags. */
+#define JPIP_IXF_PLT 0x01     /* packet lengths taken from PLT or PLM (some tile) */
+#define JPIP_IXF_DECODED 0x02 /* packet headers decoded (some tile) */
+#define JPIP_IXF_TLM 0x04     /* TLM present and consistent */
+#define JPIP_IXF_PPM 0x08     /* packed headers in PPM */
+#define JPIP_IXF_PPT 0x10     /* packed headers in PPT */
+#define JPIP_IXF_PLM 0x20     /* PLM present */
+#define JPIP_IXF_HT 0x40      /* HTJ2K code-blocks (CAP Part 15 or code-block style) */
+
+typedef struct jpip_index_t jpip_index_t;
+
+/* Build the index of the file behind src (the whole file). The container
+ * (raw codestream, JP2, JPX, JPH) is recognised by box.h. key and limits
+ * may be NULL. Errors: JPIP_E_FORMAT (the message names the marker or box
+ * and offset), JPIP_E_LIMIT, JPIP_E_UNSUPPORTED, JPIP_E_IO, JPIP_E_NOMEM.
+ * The index lives in pool. */
+jpip_code_t jpip_index_build(jpip_index_t **ix, apr_pool_t *pool, jpip_src_t *src,
+                             const jpip_index_key_t *key, const jpip_index_limits_t *limits,
+                             jpip_err_t *err);
+
+/* Describe-it-yourself variant (tests, tools): ncs codestreams, codestream
+ * i being the concatenation of the file ranges cs_frags[i][0 ..
+ * cs_nfrags[i]); nmeta metadata-bins with ids 0..nmeta-1, bin i being
+ * meta_pieces[meta_first[i] .. meta_first[i] + meta_npieces[i])
+ * (JPIP_PIECE_SYNTH pieces refer to synth[0 .. nsynth)). */
+typedef struct jpip_index_input_t {
+    apr_size_t ncs;
+    const jpip_piece_t *const *cs_frags;
+    const apr_size_t *cs_nfrags;
+    apr_size_t nmeta;
+    const jpip_piece_t *meta_pieces;
+    apr_size_t nmeta_pieces;
+    const apr_size_t *meta_first;
+    const apr_size_t *meta_npieces;
+    const unsigned char *synth;
+    apr_size_t nsynth;
+} jpip_index_input_t;
+jpip_code_t jpip_index_build_from(jpip_index_t **ix, apr_pool_t *pool, jpip_src_t *src,
+                                  const jpip_index_input_t *in, const jpip_index_key_t *key,
+                                  const jpip_index_limits_t *limits, jpip_err_t *err);
+
+/* Write the blob to f (all of it, or JPIP_E_IO). */
+jpip_code_t jpip_index_write(const jpip_index_t *ix, apr_file_t *f, jpip_err_t *err);
+
+/* The blob itself and its size. */
+const void *jpip_index_blob(const jpip_index_t *ix, apr_size_t *size);
+
+/* Open a blob (e.g. a mapped index file), validating every offset and
+ * length before use. data must outlive the index; it is copied only when
+ * it is not 8-byte aligned. JPIP_E_FORMAT names what was wrong. */
+jpip_code_t jpip_index_load(jpip_index_t **ix, apr_pool_t *pool, const void *data, apr_size_t size,
+                            jpip_err_t *err);
+
+/* The source key recorded at build time. */
+void jpip_index_key(const jpip_index_t *ix, jpip_index_key_t *key);
+
+/* ---- bins ---- */
+
+/* Find a bin by class (extended classes accepted), codestream and in-class
+ * id, in O(1). csn is ignored for metadata-bins. JPIP_E_NOTFOUND if there
+ * is no such bin. */
+jpip_code_t jpip_index_bin(const jpip_index_t *ix, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
+                           const jpip_bin_t **bin, jpip_err_t *err);
+
+/* Pieces and bounds of a bin. */
+const jpip_piece_t *jpip_index_pieces(const jpip_index_t *ix, const jpip_bin_t *bin);
+const apr_uint64_t *jpip_index_bounds(const jpip_index_t *ix, const jpip_bin_t *bin);
+
+/* Bytes of a JPIP_PIECE_SYNTH piece (the piece was validated at load). */
+const unsigned char *jpip_index_synth(const jpip_index_t *ix, const jpip_piece_t *p);
+
+/* Total bins, and the number of metadata-bins (ids 0 .. n-1). */
+apr_uint64_t jpip_index_nbins(const jpip_index_t *ix);
+apr_uint64_t jpip_index_nmeta(const jpip_index_t *ix);
+
+/* ---- geometry ---- */
+
+/* Number of codestreams. */
+apr_uint64_t jpip_index_ncs(const jpip_index_t *ix);
+
+/* Codestream csn, or NULL. */
+const jpip_ix_cs_t *jpip_index_cs(const jpip_index_t *ix, apr_uint64_t csn);
+
+/* Its SIZ components (csiz entries). */
+const jpip_comp_t *jpip_index_comps(const jpip_index_t *ix, const jpip_ix_cs_t *cs);
+
+/* Tile t (< Nt) and tile-component (t, c) of a codestream, and the
+ * tile-component's coding parameters (NL, code-block style, precinct
+ * exponents). */
+const jpip_ix_tile_t *jpip_index_tile(const jpip_index_t *ix, const jpip_ix_cs_t *cs,
+                                      apr_uint32_t t);
+const jpip_ix_tc_t *jpip_index_tc(const jpip_index_t *ix, const jpip_ix_cs_t *cs, apr_uint32_t t,
+                                  unsigned c);
+const jpip_tccp_t *jpip_index_tccp(const jpip_index_t *ix, const jpip_ix_tc_t *tc);
+
+/* Resolution r of tile-component (t, c): extent and precinct grid, and
+ * the sequence number s of its first precinct. JPIP_E_NOTFOUND if r > NL. */
+typedef struct jpip_ix_res_t {
+    jpip_rect_t rect;
+    jpip_pgrid_t grid;
+    apr_uint64_t s0;
+} jpip_ix_res_t;
+jpip_code_t jpip_index_res(const jpip_index_t *ix, const jpip_ix_cs_t *cs, apr_uint32_t t,
+                           unsigned c, unsigned r, jpip_ix_res_t *out, jpip_err_t *err);
+
+/* ---- statistics ---- */
+
+typedef struct jpip_index_stats_t {
+    apr_uint32_t flags;      /* JPIP_IXF_* over all codestreams */
+    apr_uint64_t bytes_read; /* file bytes read while building */
+    apr_uint64_t build_us;   /* build time in microseconds */
+    apr_uint64_t size;       /* index blob bytes */
+    apr_uint64_t nbins, npieces;
+} jpip_index_stats_t;
+void jpip_index_stats(const jpip_index_t *ix, jpip_index_stats_t *st);
+
+#endif /* JPIP_INDEX_H */

@@ -1,0 +1,114 @@
+/* mod_jpip: the on-disk index cache. */
+#include "ixcache.h"
+
+#include <string.h>
+
+#include <apr_mmap.h>
+#include <apr_sha1.h>
+#include <apr_strings.h>
+
+const char *jpip_ixcache_file(apr_pool_t *pool, const char *dir, const char *path)
+{
+    unsigned char digest[APR_SHA1_DIGESTSIZE];
+    char hex[2 * APR_SHA1_DIGESTSIZE + 1];
+    apr_sha1_ctx_t ctx;
+    int i;
+
+    apr_sha1_init(&ctx);
+    apr_sha1_update_binary(&ctx, (const unsigned char *)path, (unsigned)strlen(path));
+    apr_sha1_final(digest, &ctx);
+    for (i = 0; i < APR_SHA1_DIGESTSIZE; i++) {
+        static const char x[] = "0123456789abcdef";
+        hex[2 * i] = x[digest[i] >> 4];
+        hex[2 * i + 1] = x[digest[i] & 15];
+    }
+    hex[2 * APR_SHA1_DIGESTSIZE] = '\0';
+    return apr_pstrcat(pool, dir, "/", hex, ".jpix", NULL);
+}
+
+/* Map a cache file and accept it if it indexes exactly this source. */
+static int try_load(apr_pool_t *pool, const char *file, const char *path, const apr_finfo_t *finfo,
+                    jpip_index_t **ix)
+{
+    apr_file_t *f;
+    apr_finfo_t cf;
+    apr_mmap_t *mm;
+    jpip_index_key_t key;
+    jpip_err_t err;
+
+    if (apr_file_open(&f, file, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, pool) != APR_SUCCESS) {
+        return 0;
+    }
+    if (apr_file_info_get(&cf, APR_FINFO_SIZE, f) != APR_SUCCESS || cf.size <= 0 ||
+        apr_mmap_create(&mm, f, 0, (apr_size_t)cf.size, APR_MMAP_READ, pool) != APR_SUCCESS) {
+        apr_file_close(f);
+        return 0;
+    }
+    apr_file_close(f); /* the mapping stays valid */
+    if (jpip_index_load(ix, pool, mm->mm, mm->size, &err) != JPIP_OK) {
+        return 0;
+    }
+    jpip_index_key(*ix, &key);
+    return key.size == (apr_uint64_t)finfo->size && key.mtime == finfo->mtime && key.path != NULL &&
+           strcmp(key.path, path) == 0;
+}
+
+static jpip_code_t store(apr_pool_t *pool, const char *file, const jpip_index_t *ix,
+                         jpip_err_t *err)
+{
+    char *tmp = apr_pstrcat(pool, file, ".XXXXXX", NULL);
+    apr_file_t *f;
+    jpip_code_t rc;
+
+    if (apr_file_mktemp(&f, tmp, APR_FOPEN_CREATE | APR_FOPEN_WRITE | APR_FOPEN_EXCL, pool) !=
+        APR_SUCCESS) {
+        return jpip_err_set(err, JPIP_E_IO, "cannot create a file in the index cache directory");
+    }
+    rc = jpip_index_write(ix, f, err);
+    if (apr_file_close(f) != APR_SUCCESS && rc == JPIP_OK) {
+        rc = jpip_err_set(err, JPIP_E_IO, "cannot write the index cache file");
+    }
+    if (rc == JPIP_OK && apr_file_rename(tmp, file, pool) != APR_SUCCESS) {
+        rc = jpip_err_set(err, JPIP_E_IO, "cannot rename the index cache file into place");
+    }
+    if (rc != JPIP_OK) {
+        apr_file_remove(tmp, pool);
+    }
+    return rc;
+}
+
+jpip_code_t jpip_ixcache_open(apr_pool_t *pool, const char *dir, const char *path,
+                              const apr_finfo_t *finfo, const jpip_index_limits_t *limits,
+                              jpip_ixc_result_t *res, jpip_err_t *err)
+{
+    const char *file = dir != NULL ? jpip_ixcache_file(pool, dir, path) : NULL;
+    apr_file_t *f;
+    jpip_src_t *src;
+    jpip_index_key_t key;
+    jpip_code_t rc;
+
+    memset(res, 0, sizeof(*res));
+    if (file != NULL && try_load(pool, file, path, finfo, &res->ix)) {
+        res->how = JPIP_IXC_MAPPED;
+        return JPIP_OK;
+    }
+    if (apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, pool) != APR_SUCCESS) {
+        return jpip_err_set(err, JPIP_E_IO, "the target cannot be opened for reading");
+    }
+    rc = jpip_src_open_file(&src, pool, f, (apr_uint64_t)finfo->size, err);
+    if (rc == JPIP_OK) {
+        key.path = path;
+        key.size = (apr_uint64_t)finfo->size;
+        key.mtime = finfo->mtime;
+        rc = jpip_index_build(&res->ix, pool, src, &key, limits, err);
+    }
+    apr_file_close(f);
+    if (rc != JPIP_OK) {
+        return rc;
+    }
+    res->how = JPIP_IXC_BUILT;
+    if (file != NULL && store(pool, file, res->ix, &res->store_err) != JPIP_OK) {
+        res->how = JPIP_IXC_BUILT_NOSTORE;
+    }
+    return JPIP_OK;
+}

@@ -1,0 +1,46 @@
+/* mod_jpip: the on-disk index cache.
+ *
+ * An index is built once per file and kept in a cache directory, one file
+ * per target, named by a hash of the target's path. The file records the
+ * source key (path, size, mtime); an index whose key no longer matches the
+ * target (the file changed) is rebuilt. Cache files are written to a
+ * temporary name and renamed into place, so a reader never sees a partial
+ * index and concurrent builders of the same target simply race to an
+ * identical result. Readers map the file read-only: every worker process
+ * shares one copy in the page cache, and a restart costs no rebuild.
+ */
+#ifndef JPIP_IXCACHE_H
+#define JPIP_IXCACHE_H
+
+#include <apr_file_info.h>
+#include <apr_pools.h>
+
+#include "index.h"
+#include "jpip_err.h"
+
+typedef enum {
+    JPIP_IXC_MAPPED = 0,   /* loaded from a valid cache file */
+    JPIP_IXC_BUILT,        /* built now (and stored, when a cache dir is set) */
+    JPIP_IXC_BUILT_NOSTORE /* built now; storing it failed (see store_err) */
+} jpip_ixc_how_t;
+
+typedef struct jpip_ixc_result_t {
+    jpip_index_t *ix;
+    jpip_ixc_how_t how;
+    jpip_err_t store_err; /* why the cache file could not be written */
+} jpip_ixc_result_t;
+
+/* The cache file name for path inside dir. */
+const char *jpip_ixcache_file(apr_pool_t *pool, const char *dir, const char *path);
+
+/* Open the index of the regular file at path, whose stat is finfo (size
+ * and mtime are the key). With dir NULL nothing is cached on disk. The
+ * index and its mapping live as long as pool. Errors are those of
+ * jpip_index_build (the file is not JPEG 2000, a limit was hit) and
+ * JPIP_E_IO when the target cannot be read; a cache that cannot be read or
+ * written only costs a rebuild. */
+jpip_code_t jpip_ixcache_open(apr_pool_t *pool, const char *dir, const char *path,
+                              const apr_finfo_t *finfo, const jpip_index_limits_t *limits,
+                              jpip_ixc_result_t *res, jpip_err_t *err);
+
+#endif /* JPIP_IXCACHE_H */

@@ -1,0 +1,960 @@
+/* mod_jpip: the cache model of a session and the model/need grammar. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_strings.h>
+#include <apr_tables.h>
+
+#include "model.h"
+
+/* ==== grammar ========================================================= */
+
+typedef struct mparse_t {
+    const char *s;
+    apr_size_t i;
+    const char *field;
+    apr_size_t count, max;
+    jpip_err_t *err;
+} mparse_t;
+
+static const jpip_model_range_t cs_default = {0, 0};
+
+static jpip_code_t mp_fail(mparse_t *p, apr_size_t pos, const char *what)
+{
+    unsigned char ch = (unsigned char)p->s[pos];
+
+    if (ch == '\0') {
+        return jpip_err_set(p->err, JPIP_E_REQUEST,
+                            "%s: position %" APR_SIZE_T_FMT " (end of value): %s", p->field, pos,
+                            what);
+    }
+    if (ch >= 0x21 && ch < 0x7F) {
+        return jpip_err_set(p->err, JPIP_E_REQUEST, "%s: position %" APR_SIZE_T_FMT " ('%c'): %s",
+                            p->field, pos, ch, what);
+    }
+    return jpip_err_set(p->err, JPIP_E_REQUEST, "%s: position %" APR_SIZE_T_FMT " (0x%02X): %s",
+                        p->field, pos, ch, what);
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static jpip_code_t mp_uint(mparse_t *p, apr_uint64_t *v, const char *what)
+{
+    apr_uint64_t x = 0;
+    apr_size_t start = p->i;
+
+    if (!is_digit(p->s[p->i])) {
+        return mp_fail(p, p->i, what);
+    }
+    while (is_digit(p->s[p->i])) {
+        unsigned d = (unsigned)(p->s[p->i] - '0');
+        if (x > (JPIP_MODEL_END - d) / 10) {
+            return mp_fail(p, start, "number too large");
+        }
+        x = x * 10 + d;
+        p->i++;
+    }
+    *v = x;
+    return JPIP_OK;
+}
+
+/* "*" or UINT ["-" [UINT]] */
+static jpip_code_t mp_range(mparse_t *p, jpip_model_range_t *r, const char *what)
+{
+    apr_size_t start = p->i;
+    jpip_code_t rc;
+
+    if (p->s[p->i] == '*') {
+        p->i++;
+        r->first = 0;
+        r->last = JPIP_MODEL_END;
+        return JPIP_OK;
+    }
+    rc = mp_uint(p, &r->first, what);
+    if (rc != JPIP_OK) {
+        return rc;
+    }
+    r->last = r->first;
+    if (p->s[p->i] == '-') {
+        p->i++;
+        if (is_digit(p->s[p->i])) {
+            rc = mp_uint(p, &r->last, what);
+            if (rc != JPIP_OK) {
+                return rc;
+            }
+            if (r->last < r->first) {
+                return mp_fail(p, start, "range ends before it starts");
+            }
+        } else {
+            r->last = JPIP_MODEL_END;
+        }
+    }
+    return JPIP_OK;
+}
+
+static jpip_code_t mp_count(mparse_t *p, apr_size_t pos)
+{
+    if (++p->count > p->max) {
+        return jpip_err_set(p->err, JPIP_E_LIMIT,
+                            "%s: position %" APR_SIZE_T_FMT ": more than %" APR_SIZE_T_FMT " items",
+                            p->field, pos, p->max);
+    }
+    return JPIP_OK;
+}
+
+/* "[" range *((";" / ",") range) "]" */
+static jpip_code_t mp_qualifier(mparse_t *p, apr_pool_t *pool, const jpip_model_range_t **cs,
+                                apr_size_t *ncs)
+{
+    apr_array_header_t *a = apr_array_make(pool, 4, sizeof(jpip_model_range_t));
+    jpip_code_t rc;
+
+    p->i++; /* '[' */
+    for (;;) {
+        jpip_model_range_t *r = apr_array_push(a);
+        rc = mp_count(p, p->i);
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+        rc = mp_range(p, r, "expected a codestream number, range or '*'");
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+        if (p->s[p->i] == ';' || p->s[p->i] == ',') {
+            p->i++;
+            continue;
+        }
+        if (p->s[p->i] == ']') {
+            p->i++;
+            break;
+        }
+        return mp_fail(p, p->i, "expected ';' or ']' in the codestream qualifier");
+    }
+    *cs = (const jpip_model_range_t *)a->elts;
+    *ncs = (apr_size_t)a->nelts;
+    return JPIP_OK;
+}
+
+static jpip_code_t mp_implicit(mparse_t *p, jpip_model_item_t *it)
+{
+    int seen[4] = {0, 0, 0, 0};
+    static const char letters[] = "tcrp";
+    jpip_model_range_t *dims[4];
+    jpip_code_t rc;
+
+    dims[0] = &it->t;
+    dims[1] = &it->c;
+    dims[2] = &it->r;
+    dims[3] = &it->p;
+    it->kind = JPIP_MODEL_ITEM_IMPLICIT;
+    for (;;) {
+        const char *l = p->s[p->i] ? strchr(letters, p->s[p->i]) : NULL;
+        int k;
+        if (l == NULL) {
+            break;
+        }
+        k = (int)(l - letters);
+        if (seen[k]) {
+            return mp_fail(p, p->i, "letter repeated in an implicit descriptor");
+        }
+        seen[k] = 1;
+        p->i++;
+        rc = mp_range(p, dims[k], "expected a number, range or '*' in an implicit descriptor");
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+    }
+    return JPIP_OK;
+}
+
+static jpip_code_t mp_element(mparse_t *p, int need, jpip_model_item_t *it)
+{
+    jpip_code_t rc;
+    char c;
+
+    memset(it, 0, sizeof(*it));
+    it->pos = p->i;
+    it->t.last = it->c.last = it->r.last = it->p.last = JPIP_MODEL_END;
+    if (p->s[p->i] == '-') {
+        if (need) {
+            return mp_fail(p, p->i, "need does not allow subtractive ('-') items");
+        }
+        it->subtract = 1;
+        p->i++;
+    }
+    c = p->s[p->i];
+    switch (c) {
+    case 'H':
+        p->i++;
+        if (p->s[p->i] == 'm') {
+            p->i++;
+            it->kind = JPIP_MODEL_ITEM_MAIN;
+            break;
+        }
+        it->kind = JPIP_MODEL_ITEM_TILEHDR;
+        goto uid;
+    case 'P':
+        it->kind = JPIP_MODEL_ITEM_PRECINCT;
+        p->i++;
+        goto uid;
+    case 'T':
+        it->kind = JPIP_MODEL_ITEM_TILE;
+        p->i++;
+        goto uid;
+    case 'M':
+        it->kind = JPIP_MODEL_ITEM_META;
+        p->i++;
+        goto uid;
+    case 't':
+    case 'c':
+    case 'r':
+    case 'p':
+        rc = mp_implicit(p, it);
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+        break;
+    case '\0':
+    case ',':
+        return mp_fail(p, p->i, "empty item");
+    default:
+        return mp_fail(p, p->i, "expected a bin descriptor (Hm, H, P, T, M, t, c, r, p)");
+    }
+    goto qualifier;
+uid:
+    if (p->s[p->i] == '*') {
+        it->all = 1;
+        p->i++;
+    } else {
+        rc = mp_uint(p, &it->id, "expected a bin id or '*'");
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+    }
+qualifier:
+    if (p->s[p->i] != ':') {
+        return JPIP_OK;
+    }
+    p->i++;
+    if (p->s[p->i] == 'L') {
+        apr_uint64_t v;
+        apr_size_t at = p->i;
+        if (it->kind == JPIP_MODEL_ITEM_MAIN || it->kind == JPIP_MODEL_ITEM_TILEHDR ||
+            it->kind == JPIP_MODEL_ITEM_META) {
+            return mp_fail(p, at, "a layers qualifier applies only to precinct and tile bins");
+        }
+        p->i++;
+        rc = mp_uint(p, &v, "expected a number of layers after 'L'");
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+        if (v > JPIP_MODEL_MAX_LAYERS) {
+            return mp_fail(p, at, "more than 65535 layers");
+        }
+        it->qual = JPIP_MODEL_QUAL_LAYERS;
+        it->layers = (unsigned)v;
+        return JPIP_OK;
+    }
+    if (it->kind == JPIP_MODEL_ITEM_IMPLICIT) {
+        return mp_fail(p, p->i, "an implicit descriptor takes only ':L<layers>'");
+    }
+    rc = mp_uint(p, &it->bytes, "expected a byte count or 'L<layers>' after ':'");
+    if (rc != JPIP_OK) {
+        return rc;
+    }
+    it->qual = JPIP_MODEL_QUAL_BYTES;
+    return JPIP_OK;
+}
+
+jpip_code_t jpip_model_parse(apr_pool_t *pool, const char *value, int need, apr_size_t max_items,
+                             jpip_model_spec_t **spec, jpip_err_t *err)
+{
+    mparse_t p;
+    apr_array_header_t *items = apr_array_make(pool, 16, sizeof(jpip_model_item_t));
+    const jpip_model_range_t *cs = &cs_default;
+    apr_size_t ncs = 1;
+    jpip_model_spec_t *out;
+    jpip_code_t rc;
+
+    memset(&p, 0, sizeof(p));
+    p.s = value != NULL ? value : "";
+    p.field = need ? "need" : "model";
+    p.max = max_items ? max_items : JPIP_MODEL_MAX_ITEMS;
+    p.err = err;
+    if (p.s[0] == '\0') {
+        return jpip_err_set(err, JPIP_E_REQUEST, "%s: empty value", p.field);
+    }
+    for (;;) {
+        if (p.s[p.i] == '[') {
+            rc = mp_qualifier(&p, pool, &cs, &ncs);
+            if (rc != JPIP_OK) {
+                return rc;
+            }
+            if (p.s[p.i] == '\0') {
+                break;
+            }
+            if (p.s[p.i] != ',') {
+                continue; /* "[0]Hm": an element may follow directly */
+            }
+        } else {
+            jpip_model_item_t it;
+            rc = mp_element(&p, need, &it);
+            if (rc != JPIP_OK) {
+                return rc;
+            }
+            rc = mp_count(&p, it.pos);
+            if (rc != JPIP_OK) {
+                return rc;
+            }
+            it.cs = cs;
+            it.ncs = ncs;
+            *(jpip_model_item_t *)apr_array_push(items) = it;
+            if (p.s[p.i] == '\0') {
+                break;
+            }
+            if (p.s[p.i] != ',') {
+                return mp_fail(&p, p.i, "expected ',' after an item");
+            }
+        }
+        p.i++; /* ',' */
+        if (p.s[p.i] == '\0') {
+            return mp_fail(&p, p.i, "empty item after ','");
+        }
+    }
+    out = apr_pcalloc(pool, sizeof(*out));
+    out->need = need;
+    out->nitems = (apr_size_t)items->nelts;
+    out->items = (jpip_model_item_t *)items->elts;
+    *spec = out;
+    return JPIP_OK;
+}
+
+/* ==== the model ======================================================= */
+
+#define MODEL_MAGIC 0x4A504D44u /* "JPMD" */
+#define MODEL_VERSION 1u
+#define FLAG_INVERTED 1u
+
+typedef struct mrec_t {
+    apr_uint64_t csn;
+    apr_uint64_t first;
+    apr_uint64_t last;
+    apr_uint64_t bytes;
+    apr_uint32_t cls;
+    apr_uint32_t pad;
+} mrec_t;
+
+struct jpip_model_t {
+    apr_uint32_t magic;
+    apr_uint32_t version;
+    apr_uint32_t flags;
+    apr_uint32_t rec_size;
+    apr_uint64_t count;
+    apr_uint64_t cap;
+    /* mrec_t runs[cap] follow */
+};
+
+#define HDR_SIZE sizeof(struct jpip_model_t)
+
+static mrec_t *recs(jpip_model_t *m)
+{
+    return (mrec_t *)(void *)((char *)m + HDR_SIZE);
+}
+
+static const mrec_t *crecs(const jpip_model_t *m)
+{
+    return (const mrec_t *)(const void *)((const char *)m + HDR_SIZE);
+}
+
+static apr_uint64_t def_value(const jpip_model_t *m)
+{
+    return (m->flags & FLAG_INVERTED) ? JPIP_MODEL_COMPLETE : 0;
+}
+
+static unsigned norm_class(unsigned cls)
+{
+    return (cls == 1 || cls == 5) ? cls - 1 : cls;
+}
+
+static apr_uint64_t norm_csn(unsigned cls, apr_uint64_t csn)
+{
+    return cls == 8 ? 0 : csn;
+}
+
+/* -1, 0, 1 comparing the key of r with (cls, csn) */
+static int key_cmp(const mrec_t *r, unsigned cls, apr_uint64_t csn)
+{
+    if (r->cls != cls) {
+        return r->cls < cls ? -1 : 1;
+    }
+    if (r->csn != csn) {
+        return r->csn < csn ? -1 : 1;
+    }
+    return 0;
+}
+
+apr_size_t jpip_model_bytes_for(apr_size_t runs)
+{
+    return HDR_SIZE + runs * sizeof(mrec_t);
+}
+
+jpip_code_t jpip_model_init(void *buf, apr_size_t size, int inverted, jpip_model_t **out,
+                            jpip_err_t *err)
+{
+    jpip_model_t *m = buf;
+
+    if (size < jpip_model_bytes_for(1)) {
+        return jpip_err_set(err, JPIP_E_LIMIT,
+                            "cache model: %" APR_SIZE_T_FMT " bytes is too small a buffer", size);
+    }
+    if (((apr_uintptr_t)buf & 7) != 0) {
+        return jpip_err_set(err, JPIP_E_FORMAT, "cache model: buffer not 8-byte aligned");
+    }
+    m->magic = MODEL_MAGIC;
+    m->version = MODEL_VERSION;
+    m->flags = inverted ? FLAG_INVERTED : 0;
+    m->rec_size = (apr_uint32_t)sizeof(mrec_t);
+    m->count = 0;
+    m->cap = (size - HDR_SIZE) / sizeof(mrec_t);
+    *out = m;
+    return JPIP_OK;
+}
+
+jpip_code_t jpip_model_create(apr_pool_t *pool, apr_size_t max_runs, int inverted, jpip_model_t **m,
+                              jpip_err_t *err)
+{
+    apr_size_t size;
+    void *buf;
+
+    if (max_runs == 0 || max_runs > (APR_SIZE_MAX - HDR_SIZE) / sizeof(mrec_t)) {
+        return jpip_err_set(err, JPIP_E_LIMIT, "cache model: bad capacity %" APR_SIZE_T_FMT,
+                            max_runs);
+    }
+    size = jpip_model_bytes_for(max_runs);
+    buf = apr_palloc(pool, size); /* APR pools align to 8 */
+    if (buf == NULL) {
+        return jpip_err_set(err, JPIP_E_NOMEM, "cache model: out of memory");
+    }
+    return jpip_model_init(buf, size, inverted, m, err);
+}
+
+void jpip_model_clear(jpip_model_t *m, int inverted)
+{
+    m->count = 0;
+    m->flags = inverted ? FLAG_INVERTED : 0;
+}
+
+int jpip_model_inverted(const jpip_model_t *m)
+{
+    return (m->flags & FLAG_INVERTED) != 0;
+}
+
+apr_size_t jpip_model_runs(const jpip_model_t *m)
+{
+    return (apr_size_t)m->count;
+}
+
+apr_size_t jpip_model_capacity(const jpip_model_t *m)
+{
+    return (apr_size_t)m->cap;
+}
+
+apr_size_t jpip_model_size(const jpip_model_t *m)
+{
+    return jpip_model_bytes_for((apr_size_t)m->count);
+}
+
+jpip_code_t jpip_model_serialize(const jpip_model_t *m, void *buf, apr_size_t cap, apr_size_t *len,
+                                 jpip_err_t *err)
+{
+    apr_size_t n = jpip_model_size(m);
+
+    if (cap < n) {
+        return jpip_err_set(
+            err, JPIP_E_LIMIT,
+            "cache model: %" APR_SIZE_T_FMT " bytes needed, %" APR_SIZE_T_FMT " available", n, cap);
+    }
+    if ((const void *)m != buf) {
+        memmove(buf, m, n);
+    }
+    /* the cap field travels as is; jpip_model_load recomputes it */
+    *len = n;
+    return JPIP_OK;
+}
+
+jpip_code_t jpip_model_load(void *buf, apr_size_t size, const void *data, apr_size_t len,
+                            jpip_model_t **out, jpip_err_t *err)
+{
+    struct jpip_model_t h;
+    apr_uint64_t i, cap;
+    const unsigned char *d = data;
+    mrec_t prev, r;
+    apr_uint64_t def;
+
+    if (len < HDR_SIZE) {
+        return jpip_err_set(err, JPIP_E_FORMAT,
+                            "cache model: %" APR_SIZE_T_FMT " bytes, shorter than its header", len);
+    }
+    memcpy(&h, d, HDR_SIZE);
+    if (h.magic != MODEL_MAGIC || h.version != MODEL_VERSION) {
+        return jpip_err_set(err, JPIP_E_FORMAT, "cache model: bad magic or version");
+    }
+    if (h.rec_size != sizeof(mrec_t) || (h.flags & ~FLAG_INVERTED) != 0) {
+        return jpip_err_set(err, JPIP_E_FORMAT, "cache model: bad run size or flags");
+    }
+    if (h.count > (len - HDR_SIZE) / sizeof(mrec_t)) {
+        return jpip_err_set(err, JPIP_E_FORMAT,
+                            "cache model: %" APR_UINT64_T_FMT " runs do not fit in %" APR_SIZE_T_FMT
+                            " bytes",
+                            h.count, len);
+    }
+    if (((apr_uintptr_t)buf & 7) != 0) {
+        return jpip_err_set(err, JPIP_E_FORMAT, "cache model: buffer not 8-byte aligned");
+    }
+    cap = size >= HDR_SIZE ? (size - HDR_SIZE) / sizeof(mrec_t) : 0;
+    if (size < HDR_SIZE || h.count > cap || cap == 0) {
+        return jpip_err_set(err, JPIP_E_LIMIT,
+                            "cache model: %" APR_UINT64_T_FMT
+                            " runs do not fit in a %" APR_SIZE_T_FMT "-byte buffer",
+                            h.count, size);
+    }
+    def = (h.flags & FLAG_INVERTED) ? JPIP_MODEL_COMPLETE : 0;
+    memset(&prev, 0, sizeof(prev));
+    for (i = 0; i < h.count; i++) {
+        memcpy(&r, d + HDR_SIZE + i * sizeof(mrec_t), sizeof(r));
+        if (r.first > r.last || r.bytes == def || r.pad != 0 || norm_class(r.cls) != r.cls ||
+            norm_csn(r.cls, r.csn) != r.csn) {
+            return jpip_err_set(err, JPIP_E_FORMAT,
+                                "cache model: run %" APR_UINT64_T_FMT " is malformed", i);
+        }
+        if (i > 0) {
+            int k = key_cmp(&prev, r.cls, r.csn);
+            if (k > 0 || (k == 0 && prev.last >= r.first)) {
+                return jpip_err_set(
+                    err, JPIP_E_FORMAT,
+                    "cache model: run %" APR_UINT64_T_FMT " out of order or overlapping", i);
+            }
+        }
+        prev = r;
+    }
+    if ((const void *)d != buf) {
+        memmove(buf, d, jpip_model_bytes_for((apr_size_t)h.count));
+    }
+    ((jpip_model_t *)buf)->cap = cap;
+    *out = buf;
+    return JPIP_OK;
+}
+
+jpip_code_t jpip_model_copy(jpip_model_t *dst, const jpip_model_t *src, jpip_err_t *err)
+{
+    apr_uint64_t cap = dst->cap;
+
+    if (src->count > cap) {
+        return jpip_err_set(err, JPIP_E_LIMIT,
+                            "cache model: %" APR_UINT64_T_FMT
+                            " runs do not fit in %" APR_UINT64_T_FMT,
+                            src->count, cap);
+    }
+    if (dst != src) {
+        memcpy(dst, src, jpip_model_size(src));
+    }
+    dst->cap = cap;
+    return JPIP_OK;
+}
+
+void jpip_model_run(const jpip_model_t *m, apr_size_t i, jpip_model_run_t *run)
+{
+    const mrec_t *r = crecs(m) + i;
+
+    run->cls = r->cls;
+    run->csn = r->csn;
+    run->first = r->first;
+    run->last = r->last;
+    run->bytes = r->bytes;
+}
+
+apr_uint64_t jpip_model_held(const jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t id)
+{
+    const mrec_t *r = crecs(m);
+    apr_size_t lo = 0, hi = (apr_size_t)m->count;
+
+    cls = norm_class(cls);
+    csn = norm_csn(cls, csn);
+    /* first run not entirely before id */
+    while (lo < hi) {
+        apr_size_t mid = lo + (hi - lo) / 2;
+        int k = key_cmp(&r[mid], cls, csn);
+        if (k < 0 || (k == 0 && r[mid].last < id)) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if (lo < m->count && key_cmp(&r[lo], cls, csn) == 0 && r[lo].first <= id) {
+        return r[lo].bytes;
+    }
+    return def_value(m);
+}
+
+enum { OP_MAX, OP_MIN };
+
+static apr_uint64_t op_apply(int op, apr_uint64_t old, apr_uint64_t v)
+{
+    if (op == OP_MAX) {
+        return old > v ? old : v;
+    }
+    return old < v ? old : v;
+}
+
+typedef struct emit_t {
+    mrec_t *out;
+    apr_size_t n;
+    apr_uint64_t def;
+    unsigned cls;
+    apr_uint64_t csn;
+} emit_t;
+
+static void emit(emit_t *e, apr_uint64_t first, apr_uint64_t last, apr_uint64_t bytes)
+{
+    mrec_t *prev = e->n ? &e->out[e->n - 1] : NULL;
+
+    if (bytes == e->def) {
+        return;
+    }
+    if (prev != NULL && prev->bytes == bytes && prev->last + 1 == first) {
+        prev->last = last;
+        return;
+    }
+    e->out[e->n].cls = e->cls;
+    e->out[e->n].csn = e->csn;
+    e->out[e->n].first = first;
+    e->out[e->n].last = last;
+    e->out[e->n].bytes = bytes;
+    e->out[e->n].pad = 0;
+    e->n++;
+}
+
+/* held = op(held, v) for ids a..b of (cls, csn), all or nothing. */
+static jpip_code_t range_op(jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t a,
+                            apr_uint64_t b, int op, apr_uint64_t v, jpip_err_t *err)
+{
+    mrec_t *r = recs(m);
+    apr_size_t n = (apr_size_t)m->count, lo = 0, hi, k, j, newn;
+    apr_uint64_t def = def_value(m), cur;
+    mrec_t local[16];
+    emit_t e;
+    int ended = 0;
+
+    cls = norm_class(cls);
+    csn = norm_csn(cls, csn);
+    /* lo: first run that overlaps a..b or touches it, or lies beyond it */
+    hi = n;
+    while (lo < hi) {
+        apr_size_t mid = lo + (hi - lo) / 2;
+        int kc = key_cmp(&r[mid], cls, csn);
+        if (kc < 0 || (kc == 0 && a > 0 && r[mid].last < a - 1)) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    hi = lo;
+    while (hi < n && key_cmp(&r[hi], cls, csn) == 0 &&
+           (b == JPIP_MODEL_END || r[hi].first <= b + 1)) {
+        hi++;
+    }
+    k = hi - lo;
+    e.n = 0;
+    e.def = def;
+    e.cls = cls;
+    e.csn = csn;
+    e.out = 2 * k + 3 <= sizeof(local) / sizeof(local[0]) ? local
+                                                          : malloc((2 * k + 3) * sizeof(mrec_t));
+    if (e.out == NULL) {
+        return jpip_err_set(err, JPIP_E_NOMEM, "cache model: out of memory");
+    }
+    cur = (k > 0 && r[lo].first < a) ? r[lo].first : a;
+    for (j = lo; j < hi; j++) {
+        const mrec_t *x = &r[j];
+        if (x->first > cur) {
+            emit(&e, cur, x->first - 1, op_apply(op, def, v)); /* a gap inside a..b */
+        }
+        if (x->first < a) {
+            emit(&e, x->first, a - 1, x->bytes);
+        }
+        {
+            apr_uint64_t f = x->first > a ? x->first : a;
+            apr_uint64_t l = x->last < b ? x->last : b;
+            if (f <= l) {
+                emit(&e, f, l, op_apply(op, x->bytes, v));
+            }
+        }
+        if (x->last > b) {
+            emit(&e, b + 1, x->last, x->bytes);
+        }
+        if (x->last == JPIP_MODEL_END) {
+            ended = 1;
+        } else {
+            cur = x->last + 1;
+        }
+    }
+    if (!ended && cur <= b) {
+        emit(&e, cur, b, op_apply(op, def, v));
+    }
+    newn = n - k + e.n;
+    if (newn > m->cap) {
+        if (e.out != local) {
+            free(e.out);
+        }
+        return jpip_err_set(err, JPIP_E_LIMIT, "cache model: more than %" APR_UINT64_T_FMT " runs",
+                            m->cap);
+    }
+    if (e.n != k) {
+        memmove(r + lo + e.n, r + hi, (n - hi) * sizeof(mrec_t));
+    }
+    memcpy(r + lo, e.out, e.n * sizeof(mrec_t));
+    m->count = newn;
+    if (e.out != local) {
+        free(e.out);
+    }
+    return JPIP_OK;
+}
+
+jpip_code_t jpip_model_add(jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
+                           apr_uint64_t upto, int complete, jpip_err_t *err)
+{
+    return range_op(m, cls, csn, id, id, OP_MAX, complete ? JPIP_MODEL_COMPLETE : upto, err);
+}
+
+jpip_code_t jpip_model_add_range(jpip_model_t *m, unsigned cls, apr_uint64_t csn,
+                                 apr_uint64_t first, apr_uint64_t last, apr_uint64_t bytes,
+                                 jpip_err_t *err)
+{
+    if (first > last) {
+        return jpip_err_set(err, JPIP_E_REQUEST, "cache model: empty id range");
+    }
+    return range_op(m, cls, csn, first, last, OP_MAX, bytes, err);
+}
+
+jpip_code_t jpip_model_cut_range(jpip_model_t *m, unsigned cls, apr_uint64_t csn,
+                                 apr_uint64_t first, apr_uint64_t last, apr_uint64_t keep,
+                                 jpip_err_t *err)
+{
+    if (first > last) {
+        return jpip_err_set(err, JPIP_E_REQUEST, "cache model: empty id range");
+    }
+    return range_op(m, cls, csn, first, last, OP_MIN, keep, err);
+}
+
+void jpip_model_forget_codestream(jpip_model_t *m, apr_uint64_t csn)
+{
+    mrec_t *r = recs(m);
+    apr_size_t i, o = 0;
+
+    for (i = 0; i < m->count; i++) {
+        if (r[i].cls == 8 || r[i].csn != csn) {
+            r[o++] = r[i];
+        }
+    }
+    m->count = o;
+}
+
+/* ==== applying model / need items ===================================== */
+
+typedef struct apply_t {
+    jpip_model_t *m;
+    const jpip_model_resolver_t *res;
+    const jpip_model_item_t *it;
+    int need;
+    apr_uint64_t csn;
+    apr_uint64_t visits, max_visits;
+} apply_t;
+
+static jpip_code_t count_visit(apply_t *ap, jpip_err_t *err)
+{
+    if (++ap->visits > ap->max_visits) {
+        return jpip_err_set(err, JPIP_E_LIMIT,
+                            "%s: position %" APR_SIZE_T_FMT ": more than %" APR_UINT64_T_FMT
+                            " bins to resolve",
+                            ap->need ? "need" : "model", ap->it->pos, ap->max_visits);
+    }
+    return JPIP_OK;
+}
+
+/* Apply item ap->it to precinct (or tile) ids first..last of ap->csn, with
+ * a known byte value for :L resolved per id when one id is given. */
+static jpip_code_t apply_ids(apply_t *ap, unsigned cls, apr_uint64_t first, apr_uint64_t last,
+                             jpip_err_t *err)
+{
+    const jpip_model_item_t *it = ap->it;
+    const jpip_model_resolver_t *res = ap->res;
+    apr_uint64_t v;
+
+    if (ap->need) {
+        return range_op(ap->m, cls, ap->csn, first, last, OP_MIN, 0, err);
+    }
+    switch (it->qual) {
+    case JPIP_MODEL_QUAL_BYTES:
+        v = it->bytes;
+        break;
+    case JPIP_MODEL_QUAL_LAYERS:
+        if (cls == 0 && first == last && res != NULL && res->layer_bytes != NULL) {
+            v = res->layer_bytes(res->ctx, ap->csn, first, it->layers);
+        } else {
+            v = 0; /* unresolvable: add nothing, or cut everything */
+        }
+        break;
+    default:
+        v = it->subtract ? 0 : JPIP_MODEL_COMPLETE;
+        break;
+    }
+    return range_op(ap->m, cls, ap->csn, first, last, it->subtract ? OP_MIN : OP_MAX, v, err);
+}
+
+static jpip_code_t implicit_visit(void *vctx, apr_uint64_t id, jpip_err_t *err)
+{
+    apply_t *ap = vctx;
+    jpip_code_t rc = count_visit(ap, err);
+
+    if (rc != JPIP_OK) {
+        return rc;
+    }
+    return apply_ids(ap, 0, id, id, err);
+}
+
+/* Precincts chosen by position (an implicit item, or P*:L<n>). */
+static jpip_code_t apply_implicit(apply_t *ap, const jpip_model_range_t *t,
+                                  const jpip_model_range_t *c, const jpip_model_range_t *r,
+                                  const jpip_model_range_t *p, jpip_err_t *err)
+{
+    const jpip_model_resolver_t *res = ap->res;
+
+    if (res == NULL || res->implicit == NULL) {
+        if (ap->need || ap->it->subtract) {
+            return range_op(ap->m, 0, ap->csn, 0, JPIP_MODEL_END, OP_MIN, 0, err);
+        }
+        return JPIP_OK;
+    }
+    return res->implicit(res->ctx, ap->csn, t, c, r, p, implicit_visit, ap, err);
+}
+
+static jpip_code_t apply_item(apply_t *ap, jpip_err_t *err)
+{
+    const jpip_model_item_t *it = ap->it;
+    static const jpip_model_range_t all = {0, JPIP_MODEL_END};
+    apr_uint64_t first = it->all ? 0 : it->id, last = it->all ? JPIP_MODEL_END : it->id;
+
+    switch (it->kind) {
+    case JPIP_MODEL_ITEM_MAIN:
+        return apply_ids(ap, 6, 0, 0, err);
+    case JPIP_MODEL_ITEM_TILEHDR:
+        return apply_ids(ap, 2, first, last, err);
+    case JPIP_MODEL_ITEM_TILE:
+        return apply_ids(ap, 4, first, last, err);
+    case JPIP_MODEL_ITEM_META:
+        return apply_ids(ap, 8, first, last, err);
+    case JPIP_MODEL_ITEM_PRECINCT:
+        if (it->all && it->qual == JPIP_MODEL_QUAL_LAYERS && !ap->need) {
+            return apply_implicit(ap, &all, &all, &all, &all, err);
+        }
+        return apply_ids(ap, 0, first, last, err);
+    default:
+        return apply_implicit(ap, &it->t, &it->c, &it->r, &it->p, err);
+    }
+}
+
+static jpip_code_t apply_spec(jpip_model_t *m, const jpip_model_spec_t *spec,
+                              const jpip_model_resolver_t *res, jpip_err_t *err)
+{
+    apply_t ap;
+    apr_size_t i, k;
+    apr_uint64_t ncs = (res != NULL && res->codestreams > 0) ? res->codestreams : 1;
+    jpip_code_t rc;
+
+    memset(&ap, 0, sizeof(ap));
+    ap.m = m;
+    ap.res = res;
+    ap.need = spec->need;
+    ap.max_visits =
+        (res != NULL && res->max_visits > 0) ? res->max_visits : ((apr_uint64_t)1 << 22);
+    for (i = 0; i < spec->nitems; i++) {
+        const jpip_model_item_t *it = &spec->items[i];
+        ap.it = it;
+        if (it->kind == JPIP_MODEL_ITEM_META) {
+            ap.csn = 0; /* metadata-bins are not codestream-qualified */
+            rc = count_visit(&ap, err);
+            if (rc == JPIP_OK) {
+                rc = apply_item(&ap, err);
+            }
+            if (rc != JPIP_OK) {
+                return rc;
+            }
+            continue;
+        }
+        for (k = 0; k < it->ncs; k++) {
+            apr_uint64_t c, lastc = it->cs[k].last < ncs - 1 ? it->cs[k].last : ncs - 1;
+            for (c = it->cs[k].first; c <= lastc; c++) {
+                ap.csn = c;
+                rc = count_visit(&ap, err);
+                if (rc == JPIP_OK) {
+                    rc = apply_item(&ap, err);
+                }
+                if (rc != JPIP_OK) {
+                    return rc;
+                }
+                if (c == JPIP_MODEL_END) {
+                    break;
+                }
+            }
+        }
+    }
+    return JPIP_OK;
+}
+
+jpip_code_t jpip_model_apply(jpip_model_t *m, const jpip_model_spec_t *spec,
+                             const jpip_model_resolver_t *res, jpip_err_t *err)
+{
+    apr_size_t size = jpip_model_bytes_for((apr_size_t)m->cap);
+    jpip_model_t *scratch = malloc(size);
+    jpip_code_t rc;
+
+    if (scratch == NULL) {
+        return jpip_err_set(err, JPIP_E_NOMEM, "cache model: out of memory");
+    }
+    memcpy(scratch, m, jpip_model_size(m));
+    rc = apply_spec(scratch, spec, res, err);
+    if (rc == JPIP_OK) {
+        memcpy(m, scratch, jpip_model_size(scratch));
+    }
+    free(scratch);
+    return rc;
+}
+
+jpip_code_t jpip_model_build(apr_pool_t *pool, apr_size_t max_runs, const jpip_model_spec_t *model,
+                             const jpip_model_spec_t *need, const jpip_model_resolver_t *res,
+                             jpip_model_t **out, jpip_err_t *err)
+{
+    jpip_model_t *m;
+    jpip_code_t rc = jpip_model_create(pool, max_runs, need != NULL, &m, err);
+
+    if (rc != JPIP_OK) {
+        return rc;
+    }
+    if (need != NULL) {
+        rc = apply_spec(m, need, res, err);
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+    }
+    if (model != NULL) {
+        rc = apply_spec(m, model, res, err);
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+    }
+    *out = m;
+    return JPIP_OK;
+}

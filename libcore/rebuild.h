@@ -1,0 +1,95 @@
+/* mod_jpip: rebuilding a decodable codestream from JPP data-bins.
+ *
+ * This is the client side of JPP-streams and the oracle the tests use to
+ * check what the server sends (protocol doc C.7). Given the data-bins of
+ * one codestream, some of them partial or absent, it writes a codestream
+ * any Part-1/Part-15 decoder accepts:
+ *
+ *   SOC + main header (TLM, PLM and PPM dropped)
+ *   for each tile t in raster order, one tile-part:
+ *     SOT (Lsot 10, Isot t, Psot exact, TPsot 0, TNsot 1)
+ *     the tile header bin (PLT, PPT and a trailing SOD dropped), SOD
+ *     every packet of the tile in the order its progression (and POC)
+ *     gives, layer l of a precinct taken from its precinct bin
+ *   EOC
+ *
+ * Packet boundaries inside a precinct bin are found by decoding the packet
+ * headers of the bin itself ([SOP] header [EPH] body, in layer order). A
+ * packet that is not wholly present, or whose precinct bin is absent, or
+ * that options exclude, is written as an empty packet (0x00, then FF92
+ * if EPH is signalled; preceded by an SOP segment if SOP is signalled).
+ * Once one layer of a precinct is written empty, all its later layers are
+ * too: the code-block state of later packet headers depends on every
+ * earlier one, so nothing after a gap can be used.
+ */
+#ifndef JPIP_REBUILD_H
+#define JPIP_REBUILD_H
+
+#include <apr_pools.h>
+
+#include "jpip_err.h"
+
+/* Data-bin class identifiers (T.808 Table A.2), spelled as in index.h. */
+#ifndef JPIP_CLASS_PRECINCT
+#define JPIP_CLASS_PRECINCT 0
+#endif
+#ifndef JPIP_CLASS_TILEHDR
+#define JPIP_CLASS_TILEHDR 2
+#endif
+#ifndef JPIP_CLASS_MAIN
+#define JPIP_CLASS_MAIN 6
+#endif
+
+/* Where the bins come from: the server-side index, a client cache, or a
+ * test. get returns JPIP_OK with the bin's bytes (the first *len bytes of
+ * the bin, *complete set if that is the whole bin), or JPIP_E_NOTFOUND if
+ * nothing of the bin is held; any other code aborts the rebuild. The bytes
+ * must stay valid until jpip_rebuild returns. */
+typedef struct jpip_binsrc_t {
+    void *ctx;
+    jpip_code_t (*get)(void *ctx, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
+                       const unsigned char **data, apr_size_t *len, int *complete, jpip_err_t *err);
+} jpip_binsrc_t;
+
+#define JPIP_REBUILD_ALL 0xFFFFFFFFu
+
+typedef struct jpip_rebuild_opts_t {
+    apr_uint64_t csn;      /* codestream number within the target */
+    unsigned reduce;       /* discard this many resolution levels from every tile-component
+                              (r > NL - reduce left empty, r = 0 always kept), as a decoder's
+                              reduce option and the view-window's discard level do; 0: none */
+    unsigned max_layers;   /* layers >= max_layers are left empty; JPIP_REBUILD_ALL: none */
+    apr_uint64_t max_prec; /* precincts per tile (memory bound); 0: 1 << 22 */
+} jpip_rebuild_opts_t;
+
+/* Options that keep everything. */
+void jpip_rebuild_opts_init(jpip_rebuild_opts_t *opts);
+
+typedef struct jpip_rebuild_stats_t {
+    apr_uint64_t tiles;
+    apr_uint64_t packets;       /* packets written */
+    apr_uint64_t packets_empty; /* of which synthesised empty */
+    apr_uint64_t bytes;         /* codestream length */
+} jpip_rebuild_stats_t;
+
+/* Output sink: called with consecutive pieces of the codestream. */
+typedef jpip_code_t (*jpip_rebuild_write_fn)(void *ctx, const void *data, apr_size_t len,
+                                             jpip_err_t *err);
+
+/* Rebuild the codestream from bins, writing it to write(). The main
+ * header bin must be complete (JPIP_E_NOTFOUND otherwise); an absent or
+ * partial tile header bin gives a tile of empty packets under the main
+ * header's coding parameters. A precinct bin that is complete but whose
+ * packets do not parse is JPIP_E_FORMAT naming the bin; a partial bin is
+ * used up to its last whole packet. stats may be NULL. Scratch memory
+ * comes from sub-pools of pool, released per tile. */
+jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *opts,
+                         apr_pool_t *pool, jpip_rebuild_write_fn write, void *wctx,
+                         jpip_rebuild_stats_t *stats, jpip_err_t *err);
+
+/* The same, into one buffer allocated from pool. */
+jpip_code_t jpip_rebuild_mem(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *opts,
+                             apr_pool_t *pool, unsigned char **out, apr_size_t *outlen,
+                             jpip_rebuild_stats_t *stats, jpip_err_t *err);
+
+#endif /* JPIP_REBUILD_H */

@@ -1,0 +1,75 @@
+/* mod_jpip: mapping a view-window onto the data-bins of a codestream
+ * (T.808 C.4; protocol notes section B).
+ *
+ * jpip_view_resolve turns the request's fsiz/roff/rsiz/comps/layers into
+ * what is actually served for one codestream: a discard level d (from the
+ * round direction), the served frame and region (scaled and clipped), the
+ * region on the reference grid, the components (widened to the colour
+ * transform triple when needed) and the layer limit, with a flag for each
+ * field whose served value differs from the request (JPIP-* headers).
+ *
+ * jpip_view_precincts then visits every precinct data-bin the window
+ * needs: for each tile meeting the region, each served component, each
+ * resolution up to the one chosen, the precincts whose samples contribute
+ * to the region during wavelet synthesis (the region is grown by the
+ * filter's reach at each level, so edges decode exactly).
+ */
+#ifndef JPIP_VIEW_H
+#define JPIP_VIEW_H
+
+#include <apr_pools.h>
+
+#include "index.h"
+#include "jpip_err.h"
+#include "request.h"
+
+#define JPIP_VIEW_MOD_FSIZ 0x01
+#define JPIP_VIEW_MOD_ROFF 0x02
+#define JPIP_VIEW_MOD_RSIZ 0x04
+#define JPIP_VIEW_MOD_COMPS 0x08
+#define JPIP_VIEW_MOD_LAYERS 0x10
+
+typedef struct jpip_view_t {
+    apr_uint64_t csn;
+    int has_image;            /* fsiz given and the region is not empty */
+    unsigned d;               /* discarded resolution levels */
+    apr_uint64_t fw, fh;      /* served frame size W(d), H(d) */
+    apr_uint64_t ox, oy;      /* served region offset, in the served frame */
+    apr_uint64_t sx, sy;      /* served region size */
+    jpip_rect_t region;       /* the region on the reference grid */
+    unsigned char *comps;     /* comps[c] != 0 when component c is served */
+    apr_uint32_t ncomps;      /* Csiz */
+    const char *comps_served; /* served components in field syntax ("0-2") */
+    unsigned layers;          /* served layer limit; 0 = all */
+    unsigned max_layers;      /* most layers of any tile */
+    unsigned modified;        /* JPIP_VIEW_MOD_* */
+} jpip_view_t;
+
+/* Resolve the view-window of req for codestream csn of ix. Without fsiz
+ * the view has no image data (headers and metadata only). Errors:
+ * JPIP_E_NOTFOUND for a codestream the target does not have. */
+jpip_code_t jpip_view_resolve(const jpip_index_t *ix, apr_uint64_t csn, const jpip_request_t *req,
+                              apr_pool_t *pool, jpip_view_t *v, jpip_err_t *err);
+
+/* Is tile t of the view's codestream met by the region? */
+int jpip_view_tile_relevant(const jpip_index_t *ix, const jpip_view_t *v, apr_uint32_t t);
+
+/* One precinct bin the view needs. lev counts resolution levels from the
+ * top of its tile-component (0 = full resolution), so that sorting by lev
+ * descending gives the lowest resolutions first across tile-components
+ * with different numbers of levels. */
+typedef struct jpip_view_prec_t {
+    apr_uint32_t t;
+    unsigned c, r, lev;
+    apr_uint64_t id; /* in-class id I = t + (c + s*Csiz)*Nt */
+    const jpip_bin_t *bin;
+} jpip_view_prec_t;
+
+typedef jpip_code_t (*jpip_view_prec_fn)(void *ctx, const jpip_view_prec_t *p, jpip_err_t *err);
+
+/* Visit the precinct bins of the view (tile by tile, component by
+ * component, resolution 0 upwards, precincts in raster order). */
+jpip_code_t jpip_view_precincts(const jpip_index_t *ix, const jpip_view_t *v, jpip_view_prec_fn fn,
+                                void *ctx, jpip_err_t *err);
+
+#endif /* JPIP_VIEW_H */

@@ -1,0 +1,740 @@
+/* Unit tests: the model/need grammar and the flat cache model (held/add,
+ * subtraction, need-inverted models, resolver callbacks, serialisation,
+ * bounds, run compaction). */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include "model.h"
+#include "testutil.h"
+
+static apr_pool_t *pool;
+
+static void setup(void)
+{
+    apr_pool_create(&pool, NULL);
+}
+
+static void teardown(void)
+{
+    apr_pool_destroy(pool);
+}
+
+static jpip_model_spec_t *parse_ok(const char *v, int need)
+{
+    jpip_model_spec_t *spec = NULL;
+    jpip_err_t err;
+    jpip_code_t rc = jpip_model_parse(pool, v, need, 0, &spec, &err);
+
+    ck_assert_msg(rc == JPIP_OK, "'%s': %s", v, err.msg);
+    return spec;
+}
+
+START_TEST(grammar_examples)
+{
+    jpip_model_spec_t *s = parse_ok("Hm,H*,M0,P0,P1:1024,P5:L2", 0);
+    const jpip_model_item_t *it = s->items;
+
+    ck_assert_uint_eq(s->nitems, 6);
+    ck_assert_int_eq(it[0].kind, JPIP_MODEL_ITEM_MAIN);
+    ck_assert_int_eq(it[0].qual, JPIP_MODEL_QUAL_NONE);
+    ck_assert_int_eq(it[1].kind, JPIP_MODEL_ITEM_TILEHDR);
+    ck_assert(it[1].all);
+    ck_assert_int_eq(it[2].kind, JPIP_MODEL_ITEM_META);
+    ck_assert_uint_eq(it[2].id, 0);
+    ck_assert_int_eq(it[3].kind, JPIP_MODEL_ITEM_PRECINCT);
+    ck_assert(!it[3].all);
+    ck_assert_int_eq(it[4].qual, JPIP_MODEL_QUAL_BYTES);
+    ck_assert_uint_eq(it[4].bytes, 1024);
+    ck_assert_uint_eq(it[4].id, 1);
+    ck_assert_int_eq(it[5].qual, JPIP_MODEL_QUAL_LAYERS);
+    ck_assert_uint_eq(it[5].layers, 2);
+    ck_assert_uint_eq(it[5].pos, 20);
+    ck_assert_uint_eq(it[0].ncs, 1);
+    ck_assert_uint_eq(it[0].cs[0].first, 0);
+    ck_assert_uint_eq(it[0].cs[0].last, 0);
+
+    s = parse_ok("[0],Hm,H0:17,[1-3],Hm", 0);
+    ck_assert_uint_eq(s->nitems, 3);
+    ck_assert_uint_eq(s->items[1].bytes, 17);
+    ck_assert_uint_eq(s->items[1].cs[0].last, 0);
+    ck_assert_uint_eq(s->items[2].ncs, 1);
+    ck_assert_uint_eq(s->items[2].cs[0].first, 1);
+    ck_assert_uint_eq(s->items[2].cs[0].last, 3);
+
+    s = parse_ok("-P37", 0);
+    ck_assert_uint_eq(s->nitems, 1);
+    ck_assert(s->items[0].subtract);
+    ck_assert_uint_eq(s->items[0].id, 37);
+
+    s = parse_ok("t0c1r2:L3", 0);
+    it = s->items;
+    ck_assert_int_eq(it[0].kind, JPIP_MODEL_ITEM_IMPLICIT);
+    ck_assert_uint_eq(it[0].t.first, 0);
+    ck_assert_uint_eq(it[0].t.last, 0);
+    ck_assert_uint_eq(it[0].c.first, 1);
+    ck_assert_uint_eq(it[0].r.last, 2);
+    ck_assert_uint_eq(it[0].p.first, 0);
+    ck_assert_uint_eq(it[0].p.last, JPIP_MODEL_END);
+    ck_assert_uint_eq(it[0].layers, 3);
+
+    /* any order, ranges, '*', open ranges, ';'-lists, qualifier glued */
+    s = parse_ok("p3-5r*c2,[0;2-],[*]Hm,T7:L1,-M*:10", 0);
+    it = s->items;
+    ck_assert_uint_eq(s->nitems, 4);
+    ck_assert_uint_eq(it[0].p.first, 3);
+    ck_assert_uint_eq(it[0].p.last, 5);
+    ck_assert_uint_eq(it[0].r.last, JPIP_MODEL_END);
+    ck_assert_uint_eq(it[0].t.last, JPIP_MODEL_END);
+    ck_assert_uint_eq(it[1].ncs, 1);
+    ck_assert_uint_eq(it[1].cs[0].last, JPIP_MODEL_END);
+    ck_assert_int_eq(it[2].kind, JPIP_MODEL_ITEM_TILE);
+    ck_assert(it[3].subtract);
+    ck_assert(it[3].all);
+    s = parse_ok("[0;2-],Hm", 0);
+    ck_assert_uint_eq(s->items[0].ncs, 2);
+    ck_assert_uint_eq(s->items[0].cs[1].first, 2);
+    ck_assert_uint_eq(s->items[0].cs[1].last, JPIP_MODEL_END);
+    s = parse_ok("P18446744073709551615", 0);
+    ck_assert_uint_eq(s->items[0].id, JPIP_MODEL_END);
+
+    s = parse_ok("Hm,P5:L2,t0", 1);
+    ck_assert(s->need);
+    ck_assert_uint_eq(s->nitems, 3);
+}
+END_TEST
+
+START_TEST(grammar_rejects)
+{
+    static const struct {
+        const char *v;
+        int need;
+        const char *msg;
+    } bad[] = {
+        {"", 0, "empty value"},
+        {"X", 0, "position 0"},
+        {"P", 0, "bin id"},
+        {"P-1", 0, "bin id"},
+        {"Hm:L2", 0, "layers qualifier"},
+        {"H3:L2", 0, "layers qualifier"},
+        {"P5:", 0, "byte count"},
+        {"P5:Lx", 0, "number of layers"},
+        {"P5:L70000", 0, "65535"},
+        {"t0t1", 0, "repeated"},
+        {"t0:100", 0, "only ':L"},
+        {"tx", 0, "implicit"},
+        {"P1,,P2", 0, "position 3"},
+        {"P1,", 0, "empty item"},
+        {"[", 0, "codestream"},
+        {"[1", 0, "']'"},
+        {"[a]", 0, "codestream"},
+        {"[3-1]", 0, "range ends before"},
+        {"P99999999999999999999999", 0, "too large"},
+        {"P1 P2", 0, "position 2"},
+        {"P1P2", 0, "','"},
+        {"-P1", 1, "need does not allow"},
+        {"Hm,-H1", 1, "position 3"},
+        {"--P1", 0, "descriptor"},
+    };
+    unsigned i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        jpip_model_spec_t *spec;
+        jpip_err_t err;
+        jpip_code_t rc = jpip_model_parse(pool, bad[i].v, bad[i].need, 0, &spec, &err);
+        ck_assert_msg(rc == JPIP_E_REQUEST, "'%s' accepted", bad[i].v);
+        ck_assert_msg(strstr(err.msg, bad[i].msg) != NULL, "'%s': message '%s' lacks '%s'",
+                      bad[i].v, err.msg, bad[i].msg);
+        ck_assert_msg(strstr(err.msg, bad[i].need ? "need" : "model") != NULL, "%s", err.msg);
+    }
+}
+END_TEST
+
+START_TEST(grammar_limit)
+{
+    jpip_model_spec_t *spec;
+    jpip_err_t err;
+    char *big;
+    int i;
+
+    ck_assert_int_eq(jpip_model_parse(pool, "P1,P2,P3,P4", 0, 4, &spec, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_parse(pool, "P1,P2,P3,P4,P5", 0, 4, &spec, &err), JPIP_E_LIMIT);
+    ck_assert_int_eq(jpip_model_parse(pool, "[0;1;2;3;4],P1", 0, 4, &spec, &err), JPIP_E_LIMIT);
+    /* the default bound */
+    big = apr_palloc(pool, 3 * (JPIP_MODEL_MAX_ITEMS + 1) + 1);
+    for (i = 0; i <= JPIP_MODEL_MAX_ITEMS; i++) {
+        memcpy(big + 3 * i, "P1,", 3);
+    }
+    big[3 * (JPIP_MODEL_MAX_ITEMS + 1) - 1] = '\0';
+    ck_assert_int_eq(jpip_model_parse(pool, big, 0, 0, &spec, &err), JPIP_E_LIMIT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "more than"));
+}
+END_TEST
+
+static jpip_model_t *new_model(apr_size_t runs, int inverted)
+{
+    jpip_model_t *m;
+    jpip_err_t err;
+
+    ck_assert_int_eq(jpip_model_create(pool, runs, inverted, &m, &err), JPIP_OK);
+    return m;
+}
+
+START_TEST(held_and_add)
+{
+    jpip_model_t *m = new_model(64, 0);
+    jpip_err_t err;
+
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 0);
+    ck_assert_int_eq(jpip_model_add(m, 0, 0, 5, 100, 0, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 100);
+    ck_assert_uint_eq(jpip_model_held(m, 1, 0, 5), 100); /* extended class: same bin */
+    ck_assert_int_eq(jpip_model_add(m, 1, 0, 5, 50, 0, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 100); /* never decreases */
+    ck_assert_int_eq(jpip_model_add(m, 0, 0, 5, 0, 1, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 1, 5), 0); /* other codestream */
+    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 5), 0); /* other class */
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 4), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 6), 0);
+    /* metadata-bins are not codestream-qualified */
+    ck_assert_int_eq(jpip_model_add(m, 8, 3, 2, 10, 0, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 8, 0, 2), 10);
+    ck_assert_uint_eq(jpip_model_held(m, 8, 7, 2), 10);
+    /* tile data-bins, class 5 = 4 */
+    ck_assert_int_eq(jpip_model_add(m, 5, 1, 0, 10, 1, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 4, 1, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_runs(m), 3);
+    /* adding 0 bytes changes nothing */
+    ck_assert_int_eq(jpip_model_add(m, 0, 0, 77, 0, 0, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_runs(m), 3);
+}
+END_TEST
+
+START_TEST(million_ids_one_run)
+{
+    jpip_model_t *m = new_model(4, 0);
+    jpip_err_t err;
+    apr_uint64_t i;
+    jpip_model_run_t run;
+
+    /* plain tests in the hot loops: every ck_assert is a write() */
+    for (i = 0; i < 1000000; i++) {
+        if (jpip_model_add(m, 0, 0, i, 0, 1, &err) != JPIP_OK) {
+            ck_abort_msg("add %u: %s", (unsigned)i, err.msg);
+        }
+    }
+    ck_assert_uint_eq(jpip_model_runs(m), 1);
+    jpip_model_run(m, 0, &run);
+    ck_assert_uint_eq(run.first, 0);
+    ck_assert_uint_eq(run.last, 999999);
+    ck_assert_uint_eq(run.bytes, JPIP_MODEL_COMPLETE);
+    /* downwards too */
+    for (i = 2000000; i > 1000000; i--) {
+        if (jpip_model_add(m, 2, 0, i, 0, 1, &err) != JPIP_OK) {
+            ck_abort_msg("add %u: %s", (unsigned)i, err.msg);
+        }
+    }
+    ck_assert_uint_eq(jpip_model_runs(m), 2);
+    ck_assert_uint_eq(jpip_model_size(m), jpip_model_bytes_for(2));
+    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 1500000), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 1000000), 0);
+}
+END_TEST
+
+/* Random add/cut on a small id space against a reference array. */
+START_TEST(random_against_reference)
+{
+    enum { IDS = 200, KEYS = 4 };
+    static apr_uint64_t ref[KEYS][IDS];
+    static const unsigned kcls[KEYS] = {0, 0, 2, 8};
+    static const apr_uint64_t kcsn[KEYS] = {0, 1, 0, 0};
+    static const apr_uint64_t vals[] = {0, 10, 20, 30, JPIP_MODEL_COMPLETE};
+    apr_uint64_t x = 99991;
+    int inv;
+
+    for (inv = 0; inv < 2; inv++) {
+        jpip_model_t *m = new_model(4096, inv);
+        jpip_err_t err;
+        int it, k, i;
+        apr_size_t r;
+
+        for (k = 0; k < KEYS; k++) {
+            for (i = 0; i < IDS; i++) {
+                ref[k][i] = inv ? JPIP_MODEL_COMPLETE : 0;
+            }
+        }
+        for (it = 0; it < 20000; it++) {
+            int key, a, b, op;
+            apr_uint64_t v;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            key = (int)(x % KEYS);
+            a = (int)((x >> 8) % IDS);
+            b = a + (int)((x >> 20) % ((x >> 40) % 4 == 0 ? 40 : 3));
+            if (b >= IDS) {
+                b = IDS - 1;
+            }
+            op = (int)((x >> 30) % 2);
+            v = vals[(x >> 33) % 5];
+            if (op == 0) {
+                if (jpip_model_add_range(m, kcls[key], kcsn[key], (apr_uint64_t)a, (apr_uint64_t)b,
+                                         v, &err) != JPIP_OK) {
+                    ck_abort_msg("%s", err.msg);
+                }
+                for (i = a; i <= b; i++) {
+                    ref[key][i] = ref[key][i] > v ? ref[key][i] : v;
+                }
+            } else {
+                if (jpip_model_cut_range(m, kcls[key], kcsn[key], (apr_uint64_t)a, (apr_uint64_t)b,
+                                         v, &err) != JPIP_OK) {
+                    ck_abort_msg("%s", err.msg);
+                }
+                for (i = a; i <= b; i++) {
+                    ref[key][i] = ref[key][i] < v ? ref[key][i] : v;
+                }
+            }
+            if (it % 500 == 0 || it == 19999) {
+                for (k = 0; k < KEYS; k++) {
+                    for (i = 0; i < IDS; i++) {
+                        if (jpip_model_held(m, kcls[k], kcsn[k], (apr_uint64_t)i) != ref[k][i]) {
+                            ck_abort_msg("iteration %d key %d id %d: held differs", it, k, i);
+                        }
+                    }
+                }
+                /* runs are sorted, disjoint, never the default, never
+                 * mergeable with their neighbour */
+                for (r = 0; r < jpip_model_runs(m); r++) {
+                    jpip_model_run_t cur, prev;
+                    jpip_model_run(m, r, &cur);
+                    ck_assert_uint_ne(cur.bytes, inv ? JPIP_MODEL_COMPLETE : 0);
+                    ck_assert_uint_le(cur.first, cur.last);
+                    if (r > 0) {
+                        jpip_model_run(m, r - 1, &prev);
+                        if (prev.cls == cur.cls && prev.csn == cur.csn) {
+                            ck_assert_uint_lt(prev.last, cur.first);
+                            ck_assert(!(prev.last + 1 == cur.first && prev.bytes == cur.bytes));
+                        } else {
+                            ck_assert(prev.cls < cur.cls ||
+                                      (prev.cls == cur.cls && prev.csn < cur.csn));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+END_TEST
+
+START_TEST(apply_model_items)
+{
+    jpip_model_t *m = new_model(64, 0);
+    jpip_err_t err;
+    apr_size_t runs;
+
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("Hm,H*,M0,P0,P1:1024,P5:L2", 0), NULL, &err),
+                     JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 6, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 123456789), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 8, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 8, 0, 1), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 1), 1024);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 0); /* :L unresolvable: not assumed */
+    ck_assert_uint_eq(jpip_model_held(m, 6, 1, 0), 0); /* codestream 0 only */
+
+    /* subtractive: whole bin, down to a byte count; session persists */
+    ck_assert_int_eq(jpip_model_add_range(m, 0, 0, 10, 99, JPIP_MODEL_COMPLETE, &err), JPIP_OK);
+    runs = jpip_model_runs(m);
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("-P37,-P40:100,-H3,-P1:2000", 0), NULL, &err),
+                     JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 37), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 36), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 38), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 40), 100);
+    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 3), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 4), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 1), 1024); /* cut to 2000: still 1024 */
+    ck_assert_uint_gt(jpip_model_runs(m), runs);
+    /* -P* drops every precinct; unresolvable -:L cuts the whole bin */
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("-P*,-T*:L1", 0), NULL, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 38), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 0), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 4), JPIP_MODEL_COMPLETE);
+}
+END_TEST
+
+/* A fake target: 2 tiles, 3 components, 3 resolutions of 4 precincts each;
+ * precinct I = t + (c + s*3)*2 with s = r*4 + p; layer l is 100 bytes, 5
+ * layers. */
+static apr_uint64_t fake_layer_bytes(void *ctx, apr_uint64_t csn, apr_uint64_t id, unsigned layers)
+{
+    return layers >= 5 ? JPIP_MODEL_COMPLETE : (apr_uint64_t)layers * 100;
+}
+
+static int in_range(const jpip_model_range_t *r, apr_uint64_t v)
+{
+    return v >= r->first && v <= r->last;
+}
+
+static jpip_code_t fake_implicit(void *ctx, apr_uint64_t csn, const jpip_model_range_t *t,
+                                 const jpip_model_range_t *c, const jpip_model_range_t *r,
+                                 const jpip_model_range_t *p, jpip_model_visit_fn visit, void *vctx,
+                                 jpip_err_t *err)
+{
+    apr_uint64_t tt, cc, rr, pp;
+
+    for (tt = 0; tt < 2; tt++) {
+        for (cc = 0; cc < 3; cc++) {
+            for (rr = 0; rr < 3; rr++) {
+                for (pp = 0; pp < 4; pp++) {
+                    if (in_range(t, tt) && in_range(c, cc) && in_range(r, rr) && in_range(p, pp)) {
+                        jpip_code_t rc = visit(vctx, tt + (cc + (rr * 4 + pp) * 3) * 2, err);
+                        if (rc != JPIP_OK) {
+                            return rc;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return JPIP_OK;
+}
+
+static apr_uint64_t fake_id(int t, int c, int r, int p)
+{
+    return (apr_uint64_t)(t + (c + (r * 4 + p) * 3) * 2);
+}
+
+START_TEST(resolver_layers_and_implicit)
+{
+    jpip_model_resolver_t res = {NULL, 4, fake_layer_bytes, fake_implicit, 0};
+    jpip_model_t *m = new_model(256, 0);
+    jpip_err_t err;
+    int p;
+
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("P5:L2,t0c1r2:L3", 0), &res, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 200);
+    for (p = 0; p < 4; p++) {
+        ck_assert_uint_eq(jpip_model_held(m, 0, 0, fake_id(0, 1, 2, p)), 300);
+        ck_assert_uint_eq(jpip_model_held(m, 0, 0, fake_id(1, 1, 2, p)), 0);
+        ck_assert_uint_eq(jpip_model_held(m, 0, 0, fake_id(0, 1, 1, p)), 0);
+    }
+    /* P*:L5 is every precinct, complete */
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("[1],P*:L5", 0), &res, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 1, fake_id(1, 2, 2, 3)), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 1, 72), 0); /* not a precinct of the target */
+    /* subtractive implicit, down to one layer */
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("[1],-t1r2p3:L1", 0), &res, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 1, fake_id(1, 2, 2, 3)), 100);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 1, fake_id(1, 2, 2, 2)), JPIP_MODEL_COMPLETE);
+    /* codestream ranges are clipped to the target's 4 codestreams */
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("[2-],Hm,[*],H0", 0), &res, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 6, 1, 0), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 6, 2, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 6, 3, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 6, 4, 0), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 2, 3, 0), JPIP_MODEL_COMPLETE);
+    /* visit bound */
+    res.max_visits = 10;
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("t*", 0), &res, &err), JPIP_E_LIMIT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "position 0"));
+}
+END_TEST
+
+START_TEST(unresolvable_stays_safe)
+{
+    jpip_model_t *m = new_model(64, 0);
+    jpip_err_t err;
+
+    ck_assert_int_eq(jpip_model_add_range(m, 0, 0, 0, 1000, JPIP_MODEL_COMPLETE, &err), JPIP_OK);
+    /* an implicit addition without a resolver assumes nothing */
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("t0r1,[0]P2000:L3", 0), NULL, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 2000), 0);
+    /* an implicit subtraction without a resolver drops every precinct */
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("-t0r1", 0), NULL, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 7), 0);
+    ck_assert_uint_eq(jpip_model_runs(m), 0);
+}
+END_TEST
+
+START_TEST(need_builds_inverted_model)
+{
+    jpip_model_resolver_t res = {NULL, 1, fake_layer_bytes, fake_implicit, 0};
+    jpip_model_t *m;
+    jpip_err_t err;
+    int p;
+
+    ck_assert_int_eq(
+        jpip_model_build(pool, 64, NULL, parse_ok("Hm,P5,P7:L2,t0c0r1", 1), &res, &m, &err),
+        JPIP_OK);
+    ck_assert(jpip_model_inverted(m));
+    ck_assert_uint_eq(jpip_model_held(m, 6, 0, 0), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 6), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 7), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 8, 0, 0), JPIP_MODEL_COMPLETE);
+    for (p = 0; p < 4; p++) {
+        ck_assert_uint_eq(jpip_model_held(m, 0, 0, fake_id(0, 0, 1, p)), 0);
+    }
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, fake_id(0, 0, 2, 0)), JPIP_MODEL_COMPLETE);
+    /* the server then records what it sends, as in a session */
+    ck_assert_int_eq(jpip_model_add(m, 0, 0, 5, 0, 1, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), JPIP_MODEL_COMPLETE);
+
+    /* no need: the empty model plus the model items */
+    ck_assert_int_eq(jpip_model_build(pool, 64, parse_ok("Hm", 0), NULL, &res, &m, &err), JPIP_OK);
+    ck_assert(!jpip_model_inverted(m));
+    ck_assert_uint_eq(jpip_model_held(m, 6, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 0), 0);
+}
+END_TEST
+
+START_TEST(serialize_round_trip)
+{
+    jpip_model_t *m = new_model(1000, 0), *m2;
+    jpip_err_t err;
+    apr_uint64_t i;
+    apr_size_t len, size;
+    void *buf, *buf2, *small;
+
+    for (i = 0; i < 300; i++) {
+        ck_assert_int_eq(
+            jpip_model_add(m, (unsigned)(i % 3) * 2, i % 5, i * 7, i, i % 4 == 0, &err), JPIP_OK);
+    }
+    size = jpip_model_size(m);
+    ck_assert_uint_eq(size, jpip_model_bytes_for(jpip_model_runs(m)));
+    buf = apr_palloc(pool, size);
+    ck_assert_int_eq(jpip_model_serialize(m, buf, size - 1, &len, &err), JPIP_E_LIMIT);
+    ck_assert_int_eq(jpip_model_serialize(m, buf, size, &len, &err), JPIP_OK);
+    ck_assert_uint_eq(len, size);
+    /* load into a bigger buffer: capacity from the buffer */
+    buf2 = apr_palloc(pool, jpip_model_bytes_for(2000));
+    ck_assert_int_eq(jpip_model_load(buf2, jpip_model_bytes_for(2000), buf, len, &m2, &err),
+                     JPIP_OK);
+    ck_assert_uint_eq(jpip_model_capacity(m2), 2000);
+    ck_assert_uint_eq(jpip_model_runs(m2), jpip_model_runs(m));
+    for (i = 0; i < 2200; i++) {
+        unsigned cls = (unsigned)(i % 3) * 2;
+        ck_assert_uint_eq(jpip_model_held(m2, cls, i % 5, i), jpip_model_held(m, cls, i % 5, i));
+    }
+    /* in place (e.g. a shared segment) */
+    ck_assert_int_eq(jpip_model_load(buf, size, buf, len, &m2, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m2, 0, 0, 0), JPIP_MODEL_COMPLETE);
+    /* too small a destination */
+    small = apr_palloc(pool, jpip_model_bytes_for(10));
+    ck_assert_int_eq(jpip_model_load(small, jpip_model_bytes_for(10), buf, len, &m2, &err),
+                     JPIP_E_LIMIT);
+    /* corruption is refused */
+    {
+        unsigned char *c = apr_pmemdup(pool, buf, len);
+        ck_assert_int_eq(jpip_model_load(buf2, jpip_model_bytes_for(2000), c, 10, &m2, &err),
+                         JPIP_E_FORMAT);
+        ck_assert_int_eq(jpip_model_load(buf2, jpip_model_bytes_for(2000), c, len - 1, &m2, &err),
+                         JPIP_E_FORMAT);
+        c[0] ^= 1;
+        ck_assert_int_eq(jpip_model_load(buf2, jpip_model_bytes_for(2000), c, len, &m2, &err),
+                         JPIP_E_FORMAT);
+        c[0] ^= 1;
+        /* swap two runs: out of order */
+        {
+            unsigned char tmp[40];
+            apr_size_t h = jpip_model_bytes_for(0), r = (len - h) / jpip_model_runs(m);
+            ck_assert_uint_eq(r, 40);
+            memcpy(tmp, c + h, r);
+            memcpy(c + h, c + h + r, r);
+            memcpy(c + h + r, tmp, r);
+        }
+        ck_assert_int_eq(jpip_model_load(buf2, jpip_model_bytes_for(2000), c, len, &m2, &err),
+                         JPIP_E_FORMAT);
+        ck_assert_ptr_nonnull(strstr(err.msg, "run 1"));
+    }
+}
+END_TEST
+
+START_TEST(size_bound_enforced)
+{
+    jpip_model_t *m = new_model(4, 0), *cp;
+    jpip_err_t err;
+    unsigned char before[512], after[512];
+    apr_size_t n1, n2;
+    apr_uint64_t i;
+
+    for (i = 0; i < 4; i++) {
+        ck_assert_int_eq(jpip_model_add(m, 0, 0, i * 10, 0, 1, &err), JPIP_OK);
+    }
+    ck_assert_int_eq(jpip_model_serialize(m, before, sizeof(before), &n1, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_add(m, 0, 0, 100, 0, 1, &err), JPIP_E_LIMIT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "more than 4 runs"));
+    /* adjacent additions merge and still fit */
+    ck_assert_int_eq(jpip_model_add(m, 0, 0, 31, 0, 1, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_runs(m), 4);
+    /* splitting a run needs room: refused, model unchanged */
+    ck_assert_int_eq(jpip_model_serialize(m, before, sizeof(before), &n1, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_cut_range(m, 0, 0, 31, 31, 0, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_add(m, 0, 0, 31, 0, 1, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("P50,P60,-P0", 0), NULL, &err), JPIP_E_LIMIT);
+    ck_assert_int_eq(jpip_model_serialize(m, after, sizeof(after), &n2, &err), JPIP_OK);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert(memcmp(before, after, n1) == 0);
+    /* buffers too small */
+    ck_assert_int_eq(jpip_model_init(before, 8, 0, &cp, &err), JPIP_E_LIMIT);
+    ck_assert_int_eq(jpip_model_create(pool, 0, 0, &cp, &err), JPIP_E_LIMIT);
+    /* copy into a smaller model */
+    ck_assert_int_eq(jpip_model_create(pool, 2, 0, &cp, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_copy(cp, m, &err), JPIP_E_LIMIT);
+}
+END_TEST
+
+START_TEST(forget_codestream)
+{
+    jpip_model_t *m = new_model(64, 0);
+    jpip_err_t err;
+
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("M0,[0],Hm,P1,[1],Hm,P1", 0), NULL, &err),
+                     JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 6, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 6, 1, 0), 0); /* csn 1: beyond the one codestream */
+    ck_assert_int_eq(jpip_model_add(m, 6, 1, 0, 0, 1, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_add(m, 6, 0, 0, 0, 1, &err), JPIP_OK);
+    jpip_model_forget_codestream(m, 0);
+    ck_assert_uint_eq(jpip_model_held(m, 6, 0, 0), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 1), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 6, 1, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 8, 0, 0), JPIP_MODEL_COMPLETE);
+    jpip_model_clear(m, 1);
+    ck_assert_uint_eq(jpip_model_runs(m), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 9, 9), JPIP_MODEL_COMPLETE);
+}
+END_TEST
+
+/* Random strings over the grammar's alphabet: parse never crashes, and
+ * what parses applies (with and without a resolver) within its bounds. */
+START_TEST(grammar_fuzz)
+{
+    static const char alphabet[] = "HmPTMtcrp0123456789*-:L[];,x ";
+    jpip_model_resolver_t res = {NULL, 3, fake_layer_bytes, fake_implicit, 5000};
+    apr_uint64_t x = 4242;
+    char buf[64];
+    int it, ok = 0;
+
+    for (it = 0; it < 20000; it++) {
+        jpip_model_spec_t *spec;
+        jpip_err_t err;
+        jpip_code_t rc;
+        int n, i;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        n = (int)(x % 24);
+        for (i = 0; i < n; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            buf[i] = alphabet[x % (sizeof(alphabet) - 1)];
+        }
+        buf[n] = '\0';
+        rc = jpip_model_parse(pool, buf, (int)(x >> 60) & 1, 8, &spec, &err);
+        if (rc != JPIP_OK && rc != JPIP_E_REQUEST && rc != JPIP_E_LIMIT) {
+            ck_abort_msg("'%s': code %d", buf, rc);
+        }
+        if (rc == JPIP_OK) {
+            jpip_model_t *m = new_model(32, (x >> 50) & 1);
+            ok++;
+            rc = jpip_model_apply(m, spec, (x >> 51) & 1 ? &res : NULL, &err);
+            if (rc != JPIP_OK && rc != JPIP_E_LIMIT) {
+                ck_abort_msg("'%s': apply code %d: %s", buf, rc, err.msg);
+            }
+        }
+    }
+    ck_assert_int_gt(ok, 100);
+}
+END_TEST
+
+/* Bit flips in a serialised model: load refuses or accepts a model that
+ * still answers queries. */
+START_TEST(load_fuzz)
+{
+    jpip_model_t *m = new_model(64, 0), *m2;
+    jpip_err_t err;
+    apr_size_t len, i;
+    unsigned char *ser, *dst;
+    apr_uint64_t x = 777;
+    int it;
+
+    for (i = 0; i < 40; i++) {
+        ck_assert_int_eq(
+            jpip_model_add(m, (unsigned)(i % 5) * 2, i % 2, i * 3, i, i % 3 == 0, &err), JPIP_OK);
+    }
+    ser = apr_palloc(pool, jpip_model_size(m));
+    ck_assert_int_eq(jpip_model_serialize(m, ser, jpip_model_size(m), &len, &err), JPIP_OK);
+    dst = apr_palloc(pool, jpip_model_bytes_for(64));
+    for (it = 0; it < 20000; it++) {
+        unsigned char *c = apr_pmemdup(pool, ser, len);
+        int flips = 1 + it % 3, f;
+        jpip_code_t rc;
+        for (f = 0; f < flips; f++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            c[x % len] ^= (unsigned char)(1u << ((x >> 32) % 8));
+        }
+        rc = jpip_model_load(dst, jpip_model_bytes_for(64), c, len, &m2, &err);
+        if (rc == JPIP_OK) {
+            jpip_model_held(m2, 0, 0, x % 200);
+            if (jpip_model_add(m2, 2, 1, x % 200, 5, 0, &err) != JPIP_OK &&
+                err.code != JPIP_E_LIMIT) {
+                ck_abort_msg("add after load: %s", err.msg);
+            }
+        } else if (rc != JPIP_E_FORMAT && rc != JPIP_E_LIMIT) {
+            ck_abort_msg("load code %d", rc);
+        }
+    }
+}
+END_TEST
+
+static Suite *model_suite(void)
+{
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("core");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, grammar_examples);
+    tcase_add_test(tc, grammar_rejects);
+    tcase_add_test(tc, grammar_limit);
+    tcase_add_test(tc, held_and_add);
+    tcase_add_test(tc, million_ids_one_run);
+    tcase_add_test(tc, random_against_reference);
+    tcase_add_test(tc, apply_model_items);
+    tcase_add_test(tc, resolver_layers_and_implicit);
+    tcase_add_test(tc, unresolvable_stays_safe);
+    tcase_add_test(tc, need_builds_inverted_model);
+    tcase_add_test(tc, serialize_round_trip);
+    tcase_add_test(tc, size_bound_enforced);
+    tcase_add_test(tc, forget_codestream);
+    tcase_add_test(tc, grammar_fuzz);
+    tcase_add_test(tc, load_fuzz);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr;
+    int failed;
+
+    apr_initialize();
+    sr = srunner_create(model_suite());
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    apr_terminate();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
