@@ -7,23 +7,38 @@
 #include <apr_sha1.h>
 #include <apr_strings.h>
 
-const char *jpip_ixcache_file(apr_pool_t *pool, const char *dir, const char *path)
+/* Hex SHA-1 of data (first nhex digits). */
+static char *sha1_hex(apr_pool_t *pool, const void *data, apr_size_t len, int nhex)
 {
     unsigned char digest[APR_SHA1_DIGESTSIZE];
-    char hex[2 * APR_SHA1_DIGESTSIZE + 1];
+    char *hex = apr_palloc(pool, 2 * APR_SHA1_DIGESTSIZE + 1);
     apr_sha1_ctx_t ctx;
     int i;
 
     apr_sha1_init(&ctx);
-    apr_sha1_update_binary(&ctx, (const unsigned char *)path, (unsigned)strlen(path));
+    apr_sha1_update_binary(&ctx, data, (unsigned)len);
     apr_sha1_final(digest, &ctx);
     for (i = 0; i < APR_SHA1_DIGESTSIZE; i++) {
         static const char x[] = "0123456789abcdef";
         hex[2 * i] = x[digest[i] >> 4];
         hex[2 * i + 1] = x[digest[i] & 15];
     }
-    hex[2 * APR_SHA1_DIGESTSIZE] = '\0';
-    return apr_pstrcat(pool, dir, "/", hex, ".jpix", NULL);
+    hex[nhex < 2 * APR_SHA1_DIGESTSIZE ? nhex : 2 * APR_SHA1_DIGESTSIZE] = '\0';
+    return hex;
+}
+
+const char *jpip_ixcache_tid(apr_pool_t *pool, const char *path, apr_uint64_t size,
+                             apr_int64_t mtime)
+{
+    const char *key =
+        apr_psprintf(pool, "%s|%" APR_UINT64_T_FMT "|%" APR_INT64_T_FMT, path, size, mtime);
+
+    return sha1_hex(pool, key, strlen(key), 24);
+}
+
+const char *jpip_ixcache_file(apr_pool_t *pool, const char *dir, const char *path)
+{
+    return apr_pstrcat(pool, dir, "/", sha1_hex(pool, path, strlen(path), 40), ".jpix", NULL);
 }
 
 /* Map a cache file and accept it if it indexes exactly this source. */

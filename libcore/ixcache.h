@@ -30,6 +30,11 @@ typedef struct jpip_ixc_result_t {
     jpip_err_t store_err; /* why the cache file could not be written */
 } jpip_ixc_result_t;
 
+/* The target id (JPIP tid) of a file version: a hash of its path, size
+ * and mtime, so it changes whenever the file does. 24 hex digits. */
+const char *jpip_ixcache_tid(apr_pool_t *pool, const char *path, apr_uint64_t size,
+                             apr_int64_t mtime);
+
 /* The cache file name for path inside dir. */
 const char *jpip_ixcache_file(apr_pool_t *pool, const char *dir, const char *path);
 

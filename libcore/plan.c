@@ -94,6 +94,8 @@ static jpip_code_t push(jpip_plan_t *p, int phase, unsigned cls, apr_uint64_t cs
     e->seq = p->nents;
     e->done0 = h == JPIP_MODEL_COMPLETE;
     e->pos0 = e->done0 ? bin->len : (h > bin->len ? bin->len : h);
+    e->pos = e->pos0;
+    e->done = e->done0;
     if (out != NULL) {
         *out = e;
     }

@@ -1,9 +1,9 @@
 /* mod_jpip: shared declarations of the httpd glue.
  *
  * mod_jpip is the only part of the project that includes httpd headers. It
- * owns configuration, the handler hook, target resolution against the
- * configured archive directory and (later) the shared-memory session
- * store; every JPIP semantic lives in libcore.
+ * owns configuration, the handler hook, the per-process cache of target
+ * indexes and (later) the shared-memory session store; every JPIP semantic
+ * lives in libcore.
  */
 #ifndef MOD_JPIP_H
 #define MOD_JPIP_H
@@ -11,20 +11,66 @@
 #include <httpd.h>
 #include <http_config.h>
 
+#include "box.h"
+#include "index.h"
+#include "target.h"
+
 #define JPIP_MODULE_VERSION "0.1.0"
 
 /* Log tags: every line starts "JPIPnnnn: " so admins can grep and filter. */
 #define JPIPLOGNO(n) "JPIP" #n ": "
 
+/* Content-Length policy (JPIPContentLength). */
+#define JPIP_CL_UNSET -1
+#define JPIP_CL_AUTO 0   /* only for HTTP/1.0 clients; chunked otherwise */
+#define JPIP_CL_ALWAYS 1 /* plan twice and send Content-Length to everyone */
+
 /* Per-directory (per-<Location>) configuration. Every field has an
  * explicit unset value so the merge can tell "not said" from "said". */
 typedef struct jpip_dir_conf_t {
-    const char *root;        /* JPIPRoot: the archive directory; NULL = unset */
-    const char *location;    /* the <Location> path JPIPRoot was given in */
-    int allow_outside_links; /* JPIPFollowOutsideLinks; -1 = unset */
-    apr_off_t max_body;      /* JPIPMaxRequestBody; -1 = unset */
+    const char *root;                 /* JPIPRoot: the archive directory; NULL = unset */
+    const char *location;             /* the <Location> path JPIPRoot was given in */
+    int allow_outside_links;          /* JPIPFollowOutsideLinks; -1 = unset */
+    apr_off_t max_body;               /* JPIPMaxRequestBody; -1 = unset */
+    int content_length;               /* JPIPContentLength; JPIP_CL_UNSET */
+    apr_array_header_t *cors_origins; /* JPIPCORSOrigin (const char *); NULL = unset */
+    apr_int64_t max_response;         /* JPIPMaxResponseBytes; -1 = unset, 0 = none */
 } jpip_dir_conf_t;
 
+/* Server-wide configuration. */
+typedef struct jpip_srv_conf_t {
+    const char *index_dir; /* JPIPIndexCache: directory, "" = none, NULL = unset (default) */
+    int max_targets;       /* JPIPIndexCacheEntries: targets kept per process; -1 = unset */
+} jpip_srv_conf_t;
+
 extern module AP_MODULE_DECLARE_DATA jpip_module;
+
+/* ------------------------------------------------ targets (targets.c) */
+
+/* An indexed target, shared by the requests of one process. */
+typedef struct jpip_tgt_t {
+    const char *path; /* absolute, symbolic links resolved */
+    apr_uint64_t size;
+    apr_int64_t mtime;
+    const char *tid; /* JPIP target id of this version */
+    const jpip_index_t *ix;
+    const jpip_box_layout_t *layout; /* JP2-family files; NULL for raw codestreams */
+} jpip_tgt_t;
+
+/* Create the per-process cache (child_init). */
+apr_status_t jpip_targets_init(apr_pool_t *pchild, server_rec *s);
+
+/* The indexed target for t, built (or mapped from the index cache
+ * directory) when this process has no current index of it. The target
+ * stays valid until r's pool is cleared. Errors fill err (the file is not
+ * JPEG 2000, a limit, I/O). */
+jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_tgt_t **out,
+                             jpip_err_t *err);
+
+/* The handler hook (handler.c). */
+int jpip_handle(request_rec *r);
+
+/* The index cache directory in force for s ("" or NULL: none). */
+const char *jpip_index_dir(server_rec *s);
 
 #endif /* MOD_JPIP_H */

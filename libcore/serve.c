@@ -1,0 +1,597 @@
+/* mod_jpip: answering one JPIP request. */
+#include "serve.h"
+
+#include <string.h>
+
+#include <apr_strings.h>
+
+#include "metareq.h"
+
+#define DEFAULT_MAX_ENTRIES ((apr_uint64_t)1 << 22)
+#define DEFAULT_MAX_MODEL_RUNS 65536
+#define DEFAULT_MAX_CODESTREAMS 1024
+
+const char *jpip_serve_handled(void)
+{
+    return "target,tid,cid,cnew=http,cclose,qid,fsiz,rsiz,roff,comps,stream,context=jpxl,layers,"
+           "metareq,len,quality,align,wait,type=jpp-stream,type=jpt-stream,model,need,mset,pref,"
+           "handled";
+}
+
+static void add_header(jpip_response_t *resp, const char *name, const char *value)
+{
+    jpip_header_t *h = apr_array_push(resp->headers);
+
+    h->name = name;
+    h->value = value;
+}
+
+static jpip_code_t refuse(jpip_response_t *resp, int status, const char *msg)
+{
+    resp->status = status;
+    resp->error = msg;
+    resp->plan = NULL;
+    return JPIP_OK;
+}
+
+/* ------------------------------------------------------ model resolver */
+
+static apr_uint64_t res_layer_bytes(void *ctx, apr_uint64_t csn, apr_uint64_t id, unsigned layers)
+{
+    const jpip_index_t *ix = ctx;
+    const jpip_bin_t *bin;
+    jpip_err_t err;
+
+    if (jpip_index_bin(ix, JPIP_CLASS_PRECINCT, csn, id, &bin, &err) != JPIP_OK || layers == 0) {
+        return 0;
+    }
+    if (layers >= bin->nbounds) {
+        return JPIP_MODEL_COMPLETE;
+    }
+    return jpip_index_bounds(ix, bin)[layers - 1];
+}
+
+static apr_uint64_t clamp_last(apr_uint64_t last, apr_uint64_t n)
+{
+    return last >= n ? n - 1 : last;
+}
+
+static jpip_code_t res_implicit(void *ctx, apr_uint64_t csn, const jpip_model_range_t *tr,
+                                const jpip_model_range_t *cr, const jpip_model_range_t *rr,
+                                const jpip_model_range_t *pr, jpip_model_visit_fn visit, void *vctx,
+                                jpip_err_t *err)
+{
+    const jpip_index_t *ix = ctx;
+    const jpip_ix_cs_t *cs = jpip_index_cs(ix, csn);
+    apr_uint64_t nt, t, c, r, p;
+
+    if (cs == NULL) {
+        return JPIP_OK;
+    }
+    nt = jpip_siz_ntiles(&cs->siz);
+    for (t = tr->first; t < nt && t <= clamp_last(tr->last, nt); t++) {
+        for (c = cr->first; c < cs->siz.csiz && c <= clamp_last(cr->last, cs->siz.csiz); c++) {
+            unsigned nl =
+                jpip_index_tccp(ix, jpip_index_tc(ix, cs, (apr_uint32_t)t, (unsigned)c))->nl;
+            for (r = rr->first; r <= nl && r <= rr->last; r++) {
+                jpip_ix_res_t res;
+                apr_uint64_t np;
+                jpip_code_t rc =
+                    jpip_index_res(ix, cs, (apr_uint32_t)t, (unsigned)c, (unsigned)r, &res, err);
+
+                if (rc != JPIP_OK) {
+                    return rc;
+                }
+                np = res.grid.npw * res.grid.nph;
+                for (p = pr->first; p < np && p <= pr->last; p++) {
+                    apr_uint64_t id = t + (c + (res.s0 + p) * cs->siz.csiz) * nt;
+                    rc = visit(vctx, id, err);
+                    if (rc != JPIP_OK) {
+                        return rc;
+                    }
+                }
+            }
+        }
+    }
+    return JPIP_OK;
+}
+
+void jpip_serve_resolver(const jpip_index_t *ix, jpip_model_resolver_t *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->ctx = (void *)ix;
+    res->codestreams = jpip_index_ncs(ix);
+    res->layer_bytes = res_layer_bytes;
+    res->implicit = res_implicit;
+}
+
+/* -------------------------------------------------------- preferences */
+
+/* Required preferences (`/r`) we satisfy: progressive delivery is what we
+ * do, placeholders are incremental, codestreams go in order. */
+static const char *unsupported_prefs(apr_pool_t *pool, const char *required)
+{
+    static const char *ok[] = {"progressive", "meta:incr", "codeseq:sequential", "concise"};
+    char *copy = apr_pstrdup(pool, required), *last = NULL, *tok;
+    const char *bad = NULL;
+
+    for (tok = apr_strtok(copy, ",", &last); tok != NULL; tok = apr_strtok(NULL, ",", &last)) {
+        apr_size_t i;
+        int sat = 0;
+
+        for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+            sat |= strcmp(tok, ok[i]) == 0;
+        }
+        if (!sat) {
+            bad = bad == NULL ? apr_pstrcat(pool, tok, "/r", NULL)
+                              : apr_pstrcat(pool, bad, ",", tok, "/r", NULL);
+        }
+    }
+    return bad;
+}
+
+/* ----------------------------------------------------------- codestreams */
+
+/* Add the codestreams of ranges (clipped to n) to the set; *clipped when
+ * some were out of range. */
+static void add_ranges(const apr_array_header_t *ranges, apr_uint64_t n, unsigned char *set,
+                       int *clipped)
+{
+    int i;
+
+    for (i = 0; i < ranges->nelts; i++) {
+        const jpip_range_t *r = &APR_ARRAY_IDX(ranges, i, jpip_range_t);
+        apr_uint64_t v;
+
+        if (r->hi != JPIP_UINT_NONE && r->hi >= n) {
+            *clipped = 1;
+        }
+        if (r->lo >= n) {
+            *clipped = 1;
+            continue;
+        }
+        for (v = r->lo; v < n && v <= r->hi; v += r->step) {
+            set[v] = 1;
+        }
+    }
+}
+
+/* The codestreams the request names (stream= and context=jpxl<>), or
+ * codestream 0. Fills headers for what was modified or expanded. */
+static jpip_code_t choose_codestreams(apr_pool_t *pool, const jpip_serve_target_t *tgt,
+                                      const jpip_request_t *req, apr_uint64_t maxcs,
+                                      jpip_response_t *resp, apr_array_header_t **out,
+                                      jpip_err_t *err)
+{
+    apr_uint64_t n = jpip_index_ncs(tgt->ix), v;
+    unsigned char *set = apr_pcalloc(pool, n > 0 ? n : 1);
+    int clipped = 0, any = 0;
+    apr_array_header_t *list = apr_array_make(pool, 4, sizeof(apr_uint64_t));
+
+    if (req->stream != NULL) {
+        add_ranges(req->stream, n, set, &clipped);
+        any = 1;
+    }
+    if (req->jpxl != NULL) {
+        const char *expansion = "";
+        int i;
+
+        any = 1;
+        for (i = 0; i < req->jpxl->nelts; i++) {
+            const jpip_range_t *r = &APR_ARRAY_IDX(req->jpxl, i, jpip_range_t);
+            apr_uint64_t layer;
+
+            for (layer = r->lo; layer <= r->hi && layer < 65536; layer += r->step) {
+                const apr_uint32_t *cs = NULL;
+                apr_uint32_t ncs = 0, k;
+                jpip_err_t lerr;
+
+                if (tgt->layout != NULL) {
+                    if (jpip_box_layer_codestreams(tgt->layout, (apr_uint32_t)layer, &cs, &ncs,
+                                                   &lerr) != JPIP_OK) {
+                        break; /* no such layer: the rest are absent too */
+                    }
+                } else if (layer > 0) {
+                    break;
+                } else {
+                    static const apr_uint32_t zero = 0;
+                    cs = &zero;
+                    ncs = n > 0 ? 1 : 0;
+                }
+                for (k = 0; k < ncs; k++) {
+                    if (cs[k] < n) {
+                        set[cs[k]] = 1;
+                        expansion = apr_psprintf(pool, "%s%s%u", expansion,
+                                                 *expansion != '\0' ? "," : "", cs[k]);
+                    }
+                }
+            }
+        }
+        add_header(
+            resp, "JPIP-context",
+            apr_psprintf(pool, "jpxl<%s>=%s", jpip_ranges_format(pool, req->jpxl), expansion));
+    }
+    if (!any && n > 0) {
+        set[0] = 1;
+    }
+    for (v = 0; v < n; v++) {
+        if (set[v]) {
+            if ((apr_uint64_t)list->nelts >= maxcs) {
+                clipped = 1;
+                break;
+            }
+            APR_ARRAY_PUSH(list, apr_uint64_t) = v;
+        }
+    }
+    if (clipped && req->stream != NULL) {
+        const char *s = "";
+        int i;
+
+        for (i = 0; i < list->nelts; i++) {
+            s = apr_psprintf(pool, "%s%s%" APR_UINT64_T_FMT, s, i ? "," : "",
+                             APR_ARRAY_IDX(list, i, apr_uint64_t));
+        }
+        add_header(resp, "JPIP-stream", s);
+    }
+    *out = list;
+    (void)err;
+    return JPIP_OK;
+}
+
+/* ------------------------------------------------------------ metadata */
+
+static jpip_code_t plan_metasel(jpip_plan_t *plan, const jpip_metasel_t *sel, int force_priority,
+                                jpip_err_t *err)
+{
+    apr_size_t i;
+
+    for (i = 0; i < sel->nranges; i++) {
+        const jpip_metarange_t *m = &sel->ranges[i];
+        jpip_code_t rc =
+            jpip_plan_add_meta(plan, m->bin, m->off, m->len, force_priority || m->priority, err);
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+    }
+    return JPIP_OK;
+}
+
+/* The metadata rendering needs (always sent), then what metareq asks. */
+static jpip_code_t plan_metadata(apr_pool_t *pool, const jpip_serve_target_t *tgt,
+                                 const jpip_request_t *req, const apr_array_header_t *cs,
+                                 jpip_plan_t *plan, jpip_response_t *resp, int *metadata_only,
+                                 int *all_meta, jpip_err_t *err)
+{
+    jpip_metareq_t mq;
+    jpip_metasel_t sel;
+    jpip_code_t rc;
+
+    *metadata_only = 0;
+    *all_meta = jpip_index_nmeta(tgt->ix) <= 1;
+    if (tgt->layout == NULL) {
+        /* a raw codestream: metadata-bin 0 exists and is empty */
+        rc = jpip_plan_add_meta(plan, 0, 0, 0, 1, err);
+    } else {
+        apr_uint32_t *ids = apr_palloc(pool, sizeof(apr_uint32_t) * (cs->nelts + 1));
+        int i;
+
+        for (i = 0; i < cs->nelts; i++) {
+            ids[i] = (apr_uint32_t)APR_ARRAY_IDX(cs, i, apr_uint64_t);
+        }
+        rc = jpip_metareq_render(tgt->layout, ids, (apr_size_t)cs->nelts, pool, &sel, err);
+        if (rc == JPIP_OK) {
+            rc = plan_metasel(plan, &sel, 1, err);
+        }
+    }
+    if (rc != JPIP_OK || req->metareq == NULL) {
+        return rc;
+    }
+    rc = jpip_metareq_parse(&mq, pool, req->metareq, strlen(req->metareq), err);
+    if (rc != JPIP_OK) {
+        return rc; /* JPIP_E_REQUEST: the caller answers 400 */
+    }
+    *metadata_only = mq.metadata_only;
+    if (tgt->layout != NULL) {
+        rc = jpip_metareq_match(&mq, tgt->layout, pool, &sel, err);
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+        if (sel.modified) {
+            add_header(resp, "JPIP-metareq", jpip_metareq_format(&mq, 1, pool));
+        }
+        if (mq.nprops == 1 && mq.props[0].any && mq.props[0].limit == JPIP_MQ_LIMIT_NONE &&
+            mq.nitems == 1 && mq.items[0].root == 0) {
+            *all_meta = 1;
+        }
+        rc = plan_metasel(plan, &sel, 0, err);
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void report_view(apr_pool_t *pool, const jpip_view_t *v, jpip_response_t *resp)
+{
+    if (v->modified & JPIP_VIEW_MOD_FSIZ) {
+        add_header(resp, "JPIP-fsiz",
+                   apr_psprintf(pool, "%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT, v->fw, v->fh));
+    }
+    if (v->modified & JPIP_VIEW_MOD_ROFF) {
+        add_header(resp, "JPIP-roff",
+                   apr_psprintf(pool, "%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT, v->ox, v->oy));
+    }
+    if (v->modified & JPIP_VIEW_MOD_RSIZ) {
+        add_header(resp, "JPIP-rsiz",
+                   apr_psprintf(pool, "%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT, v->sx, v->sy));
+    }
+    if (v->modified & JPIP_VIEW_MOD_COMPS) {
+        add_header(resp, "JPIP-comps", v->comps_served);
+    }
+    if (v->modified & JPIP_VIEW_MOD_LAYERS) {
+        add_header(resp, "JPIP-layers", apr_psprintf(pool, "%u", v->layers));
+    }
+}
+
+/* Does the view cover its whole codestream: full resolution, whole image,
+ * every component and layer? */
+static int view_is_full(const jpip_index_t *ix, const jpip_view_t *v)
+{
+    const jpip_ix_cs_t *cs = jpip_index_cs(ix, v->csn);
+    apr_uint32_t c;
+
+    if (!v->has_image || v->d != 0 || (v->layers != 0 && v->layers < v->max_layers) ||
+        v->region.x0 > cs->siz.xosiz || v->region.y0 > cs->siz.yosiz ||
+        v->region.x1 < cs->siz.xsiz || v->region.y1 < cs->siz.ysiz) {
+        return 0;
+    }
+    for (c = 0; c < v->ncomps; c++) {
+        if (!v->comps[c]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The stateless model: the request's model/need fields (when its tid, if
+ * any, matches). */
+static jpip_code_t stateless_model(apr_pool_t *pool, const jpip_serve_target_t *tgt,
+                                   const jpip_request_t *req, int tid_ok,
+                                   const jpip_serve_opts_t *o, jpip_model_t **m, jpip_err_t *err)
+{
+    jpip_model_spec_t *model = NULL, *need = NULL;
+    jpip_model_resolver_t res;
+    jpip_code_t rc;
+
+    *m = NULL;
+    if (!tid_ok || (req->model == NULL && req->need == NULL)) {
+        return JPIP_OK;
+    }
+    if (req->model != NULL) {
+        rc = jpip_model_parse(pool, req->model, 0, 0, &model, err);
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+    }
+    if (req->need != NULL) {
+        rc = jpip_model_parse(pool, req->need, 1, 0, &need, err);
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+    }
+    jpip_serve_resolver(tgt->ix, &res);
+    return jpip_model_build(pool, o->max_model_runs, model, need, &res, m, err);
+}
+
+static int status_of(jpip_code_t rc)
+{
+    switch (rc) {
+    case JPIP_E_REQUEST:
+        return 400;
+    case JPIP_E_LIMIT:
+        return 413;
+    case JPIP_E_UNSUPPORTED:
+        return 501;
+    case JPIP_E_NOTFOUND:
+        return 404;
+    default:
+        return 500;
+    }
+}
+
+jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
+                               const jpip_request_t *req, const jpip_model_t *session_model,
+                               const jpip_serve_opts_t *opts, jpip_response_t *resp,
+                               jpip_err_t *err)
+{
+    jpip_serve_opts_t o = *opts;
+    jpip_plan_opts_t po;
+    const jpip_model_t *model = session_model;
+    jpip_model_t *smodel = NULL;
+    apr_array_header_t *cs;
+    int tid_ok = 1, metadata_only = 0, all_meta = 0, full = 1, i;
+    jpip_code_t rc;
+
+    memset(resp, 0, sizeof(*resp));
+    resp->headers = apr_array_make(pool, 8, sizeof(jpip_header_t));
+    resp->status = 200;
+    if (o.max_entries == 0) {
+        o.max_entries = DEFAULT_MAX_ENTRIES;
+    }
+    if (o.max_model_runs == 0) {
+        o.max_model_runs = DEFAULT_MAX_MODEL_RUNS;
+    }
+    if (o.max_codestreams == 0) {
+        o.max_codestreams = DEFAULT_MAX_CODESTREAMS;
+    }
+
+    /* fields that need an answer whatever happens */
+    if (req->tid != NULL && strcmp(req->tid, tgt->tid) != 0) {
+        add_header(resp, "JPIP-tid", tgt->tid);
+        tid_ok = 0; /* the client's cache is of another target version */
+    }
+    if (req->qid >= 0) {
+        add_header(resp, "JPIP-qid", apr_psprintf(pool, "%" APR_INT64_T_FMT, req->qid));
+    }
+    if (req->handled) {
+        add_header(resp, "JPIP-handled", jpip_serve_handled());
+    }
+    if (req->has_quality) {
+        add_header(resp, "JPIP-quality", "-1"); /* quality limiting is not offered */
+    }
+
+    if (req->unsupported != NULL) {
+        return refuse(
+            resp, 501,
+            apr_psprintf(pool, "the \"%s\" request field is not served", req->unsupported));
+    }
+    if (req->pref_required != NULL) {
+        const char *bad = unsupported_prefs(pool, req->pref_required);
+        if (bad != NULL) {
+            add_header(resp, "JPIP-pref", bad);
+            return refuse(resp, 501,
+                          apr_psprintf(pool, "required preferences are not supported: %s", bad));
+        }
+    }
+    if (req->type_raw != NULL) {
+        if (req->type & (JPIP_TYPE_JPP | JPIP_TYPE_JPP_EXT)) {
+            resp->jpt = 0;
+        } else if (req->type & (JPIP_TYPE_JPT | JPIP_TYPE_JPT_EXT)) {
+            resp->jpt = 1;
+        } else {
+            return refuse(resp, 415,
+                          apr_psprintf(pool,
+                                       "none of the return types \"%s\" is served "
+                                       "(jpp-stream, jpt-stream)",
+                                       req->type_raw));
+        }
+    }
+    memset(&po, 0, sizeof(po));
+    if (req->type_raw != NULL && !resp->jpt) {
+        po.extended = (req->type & JPIP_TYPE_JPP) == 0;
+    }
+    resp->content_type = resp->jpt ? "image/jpt-stream" : "image/jpp-stream";
+    po.jpt = resp->jpt;
+    po.align = req->align;
+    po.max_entries = o.max_entries;
+    po.has_len = req->has_len;
+    po.len = req->len;
+    if (o.max_response > 0 && (!req->has_len || req->len > o.max_response)) {
+        po.has_len = 1;
+        po.len = o.max_response;
+        add_header(resp, "JPIP-len", apr_psprintf(pool, "%" APR_UINT64_T_FMT, po.len));
+    }
+
+    if (model == NULL) {
+        rc = stateless_model(pool, tgt, req, tid_ok, &o, &smodel, err);
+        if (rc != JPIP_OK) {
+            return rc == JPIP_E_NOMEM ? rc : refuse(resp, status_of(rc), err->msg);
+        }
+        model = smodel;
+    }
+    rc = choose_codestreams(pool, tgt, req, o.max_codestreams, resp, &cs, err);
+    if (rc == JPIP_OK) {
+        rc = jpip_plan_create(&resp->plan, pool, tgt->ix, model, &po, err);
+    }
+    if (rc == JPIP_OK) {
+        rc = plan_metadata(pool, tgt, req, cs, resp->plan, resp, &metadata_only, &all_meta, err);
+    }
+    if (rc != JPIP_OK) {
+        return rc == JPIP_E_NOMEM ? rc : refuse(resp, status_of(rc), err->msg);
+    }
+    for (i = 0; i < cs->nelts; i++) {
+        jpip_view_t v;
+        jpip_request_t r = *req;
+
+        if (metadata_only) {
+            r.has_fsiz = 0;
+        }
+        rc = jpip_view_resolve(tgt->ix, APR_ARRAY_IDX(cs, i, apr_uint64_t), &r, pool, &v, err);
+        if (rc == JPIP_OK) {
+            rc = jpip_plan_add_view(resp->plan, &v, err);
+        }
+        if (rc != JPIP_OK) {
+            return rc == JPIP_E_NOMEM ? rc : refuse(resp, status_of(rc), err->msg);
+        }
+        if (i == 0) {
+            report_view(pool, &v, resp);
+        }
+        full &= view_is_full(tgt->ix, &v);
+    }
+    resp->covers_target =
+        full && all_meta && (apr_uint64_t)cs->nelts == jpip_index_ncs(tgt->ix) && !resp->jpt;
+    return JPIP_OK;
+}
+
+/* Copy the body of one message into ctx->out via write. */
+typedef struct stream_ctx_t {
+    jpip_src_t *src;
+    jpip_serve_write_fn write;
+    void *wctx;
+    unsigned char *buf;
+} stream_ctx_t;
+
+static jpip_code_t stream_piece(void *vctx, apr_uint64_t off, apr_uint64_t len,
+                                const unsigned char *synth, jpip_err_t *err)
+{
+    stream_ctx_t *c = vctx;
+
+    if (synth != NULL) {
+        return c->write(c->wctx, synth, (apr_size_t)len, err);
+    }
+    while (len > 0) {
+        apr_size_t n = len > JPIP_SRC_PEEK_MAX ? JPIP_SRC_PEEK_MAX : (apr_size_t)len;
+        jpip_code_t rc = jpip_src_read(c->src, off, c->buf, n, err);
+
+        if (rc == JPIP_OK) {
+            rc = c->write(c->wctx, c->buf, n, err);
+        }
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+        off += n;
+        len -= n;
+    }
+    return JPIP_OK;
+}
+
+jpip_code_t jpip_serve_stream(apr_pool_t *pool, const jpip_response_t *resp, const jpip_index_t *ix,
+                              jpip_src_t *src, jpip_serve_write_fn write, void *wctx,
+                              jpip_err_t *err)
+{
+    jpip_msg_t msgs[32];
+    apr_size_t n, i;
+    stream_ctx_t c;
+    unsigned char eor[JPIP_JPP_EOR_LEN];
+    jpip_code_t rc;
+
+    c.src = src;
+    c.write = write;
+    c.wctx = wctx;
+    c.buf = apr_palloc(pool, JPIP_SRC_PEEK_MAX);
+    for (;;) {
+        rc = jpip_plan_next(resp->plan, msgs, 32, &n, err);
+        if (rc != JPIP_OK || n == 0) {
+            break;
+        }
+        for (i = 0; i < n && rc == JPIP_OK; i++) {
+            rc = write(wctx, msgs[i].hdr, msgs[i].hdr_len, err);
+            if (rc == JPIP_OK) {
+                rc = jpip_plan_pieces(ix, &msgs[i], stream_piece, &c, err);
+            }
+        }
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+    }
+    if (rc != JPIP_OK) {
+        return rc;
+    }
+    return write(wctx, eor, jpip_jpp_eor(jpip_serve_eor(resp), eor), err);
+}
+
+unsigned jpip_serve_eor(const jpip_response_t *resp)
+{
+    unsigned eor = jpip_plan_eor(resp->plan);
+
+    return eor == JPIP_EOR_WINDOW_DONE && resp->covers_target ? JPIP_EOR_IMAGE_DONE : eor;
+}

@@ -1,0 +1,429 @@
+/* mod_jpip: the request handler.
+ *
+ * Claims requests whose handler is "jpip": reads the JPIP fields (query
+ * string and, for POST, a bounded form body), resolves the target inside
+ * JPIPRoot, finds its index, lets libcore decide the answer, and streams
+ * it: message headers as small heap buckets, message bodies as file
+ * buckets over the image (sent with sendfile where httpd can), passed down
+ * in batches, stopping as soon as the client has gone.
+ */
+#include "mod_jpip.h"
+
+#include <http_core.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <http_request.h>
+
+#include <apr_buckets.h>
+#include <apr_strings.h>
+
+#include "fields.h"
+#include "plan.h"
+#include "request.h"
+#include "serve.h"
+
+APLOG_USE_MODULE(jpip);
+
+#define DEFAULT_MAX_BODY (64 * 1024)
+#define BATCH 64 /* messages per brigade passed down */
+
+/* -------------------------------------------------------------- answers */
+
+/* Answer with status and a short text body naming the problem. */
+static int send_text(request_rec *r, int status, const char *msg)
+{
+    r->status = status;
+    ap_set_content_type(r, "text/plain; charset=utf-8");
+    apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+    if (!r->header_only) {
+        ap_rvputs(r, msg, "\n", NULL);
+    }
+    return OK;
+}
+
+static int http_status_of(jpip_code_t code)
+{
+    switch (code) {
+    case JPIP_E_REQUEST:
+        return HTTP_BAD_REQUEST;
+    case JPIP_E_FORBIDDEN:
+        return HTTP_FORBIDDEN;
+    case JPIP_E_NOTFOUND:
+        return HTTP_NOT_FOUND;
+    case JPIP_E_UNSUPPORTED:
+        return HTTP_NOT_IMPLEMENTED;
+    case JPIP_E_LIMIT:
+        return HTTP_REQUEST_ENTITY_TOO_LARGE;
+    case JPIP_E_FORMAT:
+        return HTTP_UNSUPPORTED_MEDIA_TYPE;
+    case JPIP_E_NOMEM:
+        return HTTP_SERVICE_UNAVAILABLE;
+    default:
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+/* Log a refused request at info level (the client's fault, not the
+ * server's) and answer it. */
+static int refuse(request_rec *r, const char *target, int status, const char *msg)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, JPIPLOGNO(0001) "jpip(target=%s): %d %s",
+                  target != NULL ? target : "-", status, msg);
+    return send_text(r, status, msg);
+}
+
+/* ----------------------------------------------------------------- CORS */
+
+static const char *const exposed_headers =
+    "JPIP-cnew,JPIP-tid,JPIP-qid,JPIP-fsiz,JPIP-roff,JPIP-rsiz,JPIP-comps,JPIP-stream,"
+    "JPIP-context,JPIP-layers,JPIP-metareq,JPIP-len,JPIP-quality,JPIP-mset,JPIP-pref,"
+    "JPIP-handled";
+
+/* Add the CORS headers when the request's Origin is allowed. */
+static void add_cors(request_rec *r, const jpip_dir_conf_t *conf, int preflight)
+{
+    const char *origin = apr_table_get(r->headers_in, "Origin");
+    int i, ok = 0, any = 0;
+
+    if (conf->cors_origins == NULL || origin == NULL) {
+        return;
+    }
+    for (i = 0; i < conf->cors_origins->nelts; i++) {
+        const char *o = APR_ARRAY_IDX(conf->cors_origins, i, const char *);
+        any |= strcmp(o, "*") == 0;
+        ok |= any || strcasecmp(o, origin) == 0;
+    }
+    if (!ok) {
+        return;
+    }
+    apr_table_setn(r->headers_out, "Access-Control-Allow-Origin", any ? "*" : origin);
+    if (!any) {
+        apr_table_mergen(r->headers_out, "Vary", "Origin");
+    }
+    apr_table_setn(r->headers_out, "Access-Control-Expose-Headers", exposed_headers);
+    if (preflight) {
+        apr_table_setn(r->headers_out, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        apr_table_setn(r->headers_out, "Access-Control-Allow-Headers", "Content-Type");
+        apr_table_setn(r->headers_out, "Access-Control-Max-Age", "86400");
+    }
+}
+
+/* -------------------------------------------------------------- request */
+
+/* Read a form-encoded POST body of at most max bytes. Each bucket is
+ * copied out as it arrives: input filters may reuse their buffers. */
+static int read_body(request_rec *r, apr_off_t max, const char **out, apr_size_t *outlen,
+                     jpip_err_t *err)
+{
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    const char *ctype = apr_table_get(r->headers_in, "Content-Type");
+    apr_size_t cap = 1024, len = 0;
+    char *buf = apr_palloc(r->pool, cap + 1);
+    int seen_eos = 0;
+
+    if (ctype != NULL && ap_strstr_c(ctype, "x-www-form-urlencoded") == NULL) {
+        jpip_err_set(err, JPIP_E_REQUEST,
+                     "a POST body must be application/x-www-form-urlencoded JPIP fields");
+        return HTTP_UNSUPPORTED_MEDIA_TYPE;
+    }
+    while (!seen_eos) {
+        apr_status_t rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ,
+                                         HUGE_STRING_LEN);
+
+        if (rv != APR_SUCCESS) {
+            jpip_err_set(err, JPIP_E_REQUEST, "the request body could not be read");
+            return HTTP_BAD_REQUEST;
+        }
+        if (APR_BRIGADE_EMPTY(bb)) {
+            break;
+        }
+        while (!APR_BRIGADE_EMPTY(bb)) {
+            apr_bucket *b = APR_BRIGADE_FIRST(bb);
+            const char *data;
+            apr_size_t n;
+
+            if (APR_BUCKET_IS_EOS(b)) {
+                seen_eos = 1;
+            } else if (!APR_BUCKET_IS_METADATA(b)) {
+                if (apr_bucket_read(b, &data, &n, APR_BLOCK_READ) != APR_SUCCESS) {
+                    jpip_err_set(err, JPIP_E_REQUEST, "the request body could not be read");
+                    return HTTP_BAD_REQUEST;
+                }
+                if ((apr_off_t)(len + n) > max) {
+                    jpip_err_set(
+                        err, JPIP_E_LIMIT,
+                        "the request body is larger than JPIPMaxRequestBody (%" APR_OFF_T_FMT
+                        " bytes)",
+                        max);
+                    return HTTP_REQUEST_ENTITY_TOO_LARGE;
+                }
+                if (len + n > cap) {
+                    char *nb;
+                    while (len + n > cap) {
+                        cap *= 2;
+                    }
+                    nb = apr_palloc(r->pool, cap + 1);
+                    memcpy(nb, buf, len);
+                    buf = nb;
+                }
+                memcpy(buf + len, data, n);
+                len += n;
+            }
+            apr_bucket_delete(b);
+        }
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *outlen = len;
+    return OK;
+}
+
+/* Collect the JPIP fields from the query string and, for POST, the body. */
+static int read_fields(request_rec *r, const jpip_dir_conf_t *conf, apr_array_header_t **fields,
+                       jpip_err_t *err)
+{
+    apr_array_header_t *f = NULL;
+
+    if (r->args != NULL &&
+        jpip_fields_parse(r->pool, r->args, strlen(r->args), NULL, &f, err) != JPIP_OK) {
+        return http_status_of(err->code);
+    }
+    if (r->method_number == M_POST) {
+        const char *body = NULL;
+        apr_size_t len = 0;
+        int st =
+            read_body(r, conf->max_body >= 0 ? conf->max_body : DEFAULT_MAX_BODY, &body, &len, err);
+
+        if (st != OK) {
+            return st;
+        }
+        if (jpip_fields_parse(r->pool, body, len, NULL, &f, err) != JPIP_OK) {
+            return http_status_of(err->code);
+        }
+    }
+    if (f == NULL) {
+        f = apr_array_make(r->pool, 1, sizeof(jpip_field_t));
+    }
+    *fields = f;
+    return OK;
+}
+
+/* The target name: the `target` field, else the URL path below the
+ * location JPIPRoot was configured for. */
+static const char *target_name(request_rec *r, const jpip_dir_conf_t *conf,
+                               const jpip_request_t *req)
+{
+    apr_size_t n = conf->location != NULL ? strlen(conf->location) : 0;
+
+    if (req->target != NULL) {
+        return req->target;
+    }
+    if (n > 0 && strncmp(r->uri, conf->location, n) == 0) {
+        return r->uri + n;
+    }
+    return r->uri;
+}
+
+/* ------------------------------------------------------------- response */
+
+typedef struct out_t {
+    request_rec *r;
+    apr_bucket_brigade *bb;
+    apr_file_t *fd;
+} out_t;
+
+static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
+                             const unsigned char *synth, jpip_err_t *err)
+{
+    out_t *o = ctx;
+
+    if (synth != NULL) {
+        APR_BRIGADE_INSERT_TAIL(o->bb, apr_bucket_heap_create((const char *)synth, (apr_size_t)len,
+                                                              NULL, o->bb->bucket_alloc));
+    } else {
+        apr_brigade_insert_file(o->bb, o->fd, (apr_off_t)off, (apr_off_t)len, o->r->pool);
+    }
+    return JPIP_OK;
+}
+
+/* Run the plan once without sending, for Content-Length. */
+static apr_uint64_t plan_size(jpip_response_t *resp, jpip_msg_t *msgs, jpip_err_t *err)
+{
+    apr_size_t n;
+    apr_uint64_t total;
+
+    do {
+        if (jpip_plan_next(resp->plan, msgs, BATCH, &n, err) != JPIP_OK) {
+            return 0;
+        }
+    } while (n > 0);
+    total = jpip_plan_bytes(resp->plan) + JPIP_JPP_EOR_LEN;
+    jpip_plan_rewind(resp->plan);
+    return total;
+}
+
+/* Stream the plan's messages and the EOR. Returns the HTTP status to
+ * return from the handler (OK, or an error before anything was sent). */
+static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
+                       jpip_response_t *resp, jpip_msg_t *msgs)
+{
+    conn_rec *c = r->connection;
+    out_t o;
+    apr_size_t n, i;
+    apr_uint64_t nmsg = 0;
+    unsigned char eor[JPIP_JPP_EOR_LEN];
+    unsigned reason;
+    jpip_err_t err;
+    apr_status_t rv = APR_SUCCESS;
+
+    o.r = r;
+    o.bb = apr_brigade_create(r->pool, c->bucket_alloc);
+    if (apr_file_open(&o.fd, tgt->path,
+                      APR_FOPEN_READ | APR_FOPEN_BINARY | APR_FOPEN_SENDFILE_ENABLED, 0,
+                      r->pool) != APR_SUCCESS) {
+        return refuse(r, name, HTTP_INTERNAL_SERVER_ERROR, "the target cannot be read");
+    }
+    for (;;) {
+        if (jpip_plan_next(resp->plan, msgs, BATCH, &n, &err) != JPIP_OK || n == 0) {
+            break;
+        }
+        for (i = 0; i < n; i++) {
+            APR_BRIGADE_INSERT_TAIL(o.bb,
+                                    apr_bucket_heap_create((const char *)msgs[i].hdr,
+                                                           msgs[i].hdr_len, NULL, c->bucket_alloc));
+            jpip_plan_pieces(tgt->ix, &msgs[i], put_piece, &o, &err);
+        }
+        nmsg += n;
+        rv = ap_pass_brigade(r->output_filters, o.bb);
+        apr_brigade_cleanup(o.bb);
+        if (rv != APR_SUCCESS || c->aborted) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
+                          JPIPLOGNO(0011) "jpip(target=%s): client gone after %" APR_UINT64_T_FMT
+                                          " messages",
+                          name, nmsg);
+            return OK;
+        }
+    }
+    reason = jpip_serve_eor(resp);
+    APR_BRIGADE_INSERT_TAIL(o.bb,
+                            apr_bucket_heap_create((const char *)eor, jpip_jpp_eor(reason, eor),
+                                                   NULL, c->bucket_alloc));
+    APR_BRIGADE_INSERT_TAIL(o.bb, apr_bucket_eos_create(c->bucket_alloc));
+    rv = ap_pass_brigade(r->output_filters, o.bb);
+    apr_table_setn(r->notes, "jpip-messages", apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, nmsg));
+    apr_table_setn(r->notes, "jpip-bytes",
+                   apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, jpip_plan_bytes(resp->plan)));
+    apr_table_setn(r->notes, "jpip-eor", apr_psprintf(r->pool, "%u", reason));
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
+                  JPIPLOGNO(0012) "jpip(target=%s): %" APR_UINT64_T_FMT
+                                  " messages, %" APR_UINT64_T_FMT " bytes, EOR %u (%s)",
+                  name, nmsg, jpip_plan_bytes(resp->plan), reason, jpip_eor_name(reason));
+    return OK;
+}
+
+static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t *tgt,
+                   const char *name, const jpip_request_t *req)
+{
+    jpip_serve_target_t st;
+    jpip_serve_opts_t so;
+    jpip_response_t resp;
+    jpip_err_t err;
+    jpip_msg_t *msgs = apr_palloc(r->pool, sizeof(jpip_msg_t) * BATCH);
+    jpip_code_t rc;
+    int i;
+
+    memset(&so, 0, sizeof(so));
+    so.max_response = conf->max_response > 0 ? (apr_uint64_t)conf->max_response : 0;
+    st.ix = tgt->ix;
+    st.layout = tgt->layout;
+    st.tid = tgt->tid;
+    rc = jpip_serve_prepare(r->pool, &st, req, NULL, &so, &resp, &err);
+    if (rc != JPIP_OK) {
+        return refuse(r, name, rc == JPIP_E_LIMIT ? HTTP_SERVICE_UNAVAILABLE : http_status_of(rc),
+                      err.msg);
+    }
+    for (i = 0; i < resp.headers->nelts; i++) {
+        const jpip_header_t *h = &APR_ARRAY_IDX(resp.headers, i, jpip_header_t);
+        apr_table_setn(r->headers_out, h->name, h->value);
+    }
+    if (resp.status != 200) {
+        return refuse(r, name, resp.status, resp.error);
+    }
+    ap_set_content_type(r, resp.content_type);
+    if (r->proto_num < HTTP_VERSION(1, 1) || conf->content_length == JPIP_CL_ALWAYS) {
+        /* HTTP/1.0 cannot be chunked, and some desktop clients want a
+         * length: the plan knows the exact size before the first byte */
+        ap_set_content_length(r, (apr_off_t)plan_size(&resp, msgs, &err));
+    }
+    if (r->header_only) {
+        return OK;
+    }
+    return stream_body(r, tgt, name, &resp, msgs);
+}
+
+int jpip_handle(request_rec *r)
+{
+    const jpip_dir_conf_t *conf;
+    apr_array_header_t *fields = NULL;
+    jpip_request_t req;
+    jpip_target_t target;
+    const jpip_tgt_t *tgt;
+    jpip_err_t err;
+    const char *name;
+    int st;
+
+    if (r->handler == NULL || strcmp(r->handler, "jpip") != 0) {
+        return DECLINED;
+    }
+    conf = ap_get_module_config(r->per_dir_config, &jpip_module);
+    r->allowed =
+        (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST) | (AP_METHOD_BIT << M_OPTIONS);
+    if (r->method_number == M_OPTIONS) {
+        apr_table_setn(r->headers_out, "Allow", "GET, HEAD, POST, OPTIONS");
+        add_cors(r, conf, 1);
+        r->status = HTTP_NO_CONTENT;
+        return OK;
+    }
+    if (r->method_number != M_GET && r->method_number != M_POST) {
+        apr_table_setn(r->headers_out, "Allow", "GET, HEAD, POST, OPTIONS");
+        return send_text(r, HTTP_METHOD_NOT_ALLOWED,
+                         apr_psprintf(r->pool, "method %s is not allowed: JPIP uses GET or POST",
+                                      ap_escape_html(r->pool, r->method)));
+    }
+    add_cors(r, conf, 0);
+    if (conf->root == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      JPIPLOGNO(0002) "SetHandler jpip at %s without JPIPRoot", r->uri);
+        return send_text(r, HTTP_INTERNAL_SERVER_ERROR,
+                         "this JPIP location has no JPIPRoot configured");
+    }
+    jpip_err_clear(&err);
+    st = read_fields(r, conf, &fields, &err);
+    if (st != OK) {
+        return refuse(r, NULL, st, err.msg);
+    }
+    if (jpip_request_parse(r->pool, fields, &req, &err) != JPIP_OK) {
+        return refuse(r, NULL, HTTP_BAD_REQUEST, err.msg);
+    }
+    name = target_name(r, conf, &req);
+    if (jpip_target_resolve(r->pool, conf->root, name, conf->allow_outside_links == 1, &target,
+                            &err) != JPIP_OK) {
+        return refuse(r, name, http_status_of(err.code), err.msg);
+    }
+    if (req.cid != NULL) {
+        /* sessions are not kept yet: every channel id is unknown */
+        return refuse(r, target.name, HTTP_SERVICE_UNAVAILABLE,
+                      apr_psprintf(r->pool, "channel %s does not exist or has expired",
+                                   ap_escape_html(r->pool, req.cid)));
+    }
+    if (jpip_targets_get(r, &target, &tgt, &err) != JPIP_OK) {
+        int status = err.code == JPIP_E_FORMAT || err.code == JPIP_E_UNSUPPORTED
+                         ? HTTP_UNSUPPORTED_MEDIA_TYPE
+                     : err.code == JPIP_E_LIMIT ? HTTP_SERVICE_UNAVAILABLE
+                                                : HTTP_INTERNAL_SERVER_ERROR;
+        return refuse(
+            r, target.name, status,
+            apr_psprintf(r->pool, "%s is not a servable JPEG 2000 file: %s", target.name, err.msg));
+    }
+    return respond(r, conf, tgt, target.name, &req);
+}

@@ -1,0 +1,197 @@
+/* mod_jpip: the per-process cache of indexed targets.
+ *
+ * Each worker process keeps the targets it has served in a small table:
+ * the index (mapped from the index cache directory, so every process
+ * shares one copy in the page cache), the box layout used for metareq, and
+ * the target id. An entry is reused while the file's size and mtime are
+ * unchanged; a changed file gets a new entry. Entries are reference counted
+ * by the requests using them, so eviction never pulls an index from under
+ * a response being sent.
+ */
+#include "mod_jpip.h"
+
+#include <http_log.h>
+#include <http_protocol.h>
+
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include <apr_thread_mutex.h>
+
+#include "ixcache.h"
+
+APLOG_USE_MODULE(jpip);
+
+typedef struct entry_t {
+    jpip_tgt_t tgt;
+    apr_pool_t *pool;
+    int refs;
+    int stale; /* removed from the table; destroy when refs drops to 0 */
+    apr_time_t used;
+} entry_t;
+
+static struct {
+    apr_pool_t *pool;
+    apr_thread_mutex_t *lock;
+    apr_hash_t *table; /* path -> entry_t */
+    int max;
+} cache;
+
+apr_status_t jpip_targets_init(apr_pool_t *pchild, server_rec *s)
+{
+    jpip_srv_conf_t *sc = ap_get_module_config(s->module_config, &jpip_module);
+    apr_status_t rv;
+
+    cache.pool = pchild;
+    cache.table = apr_hash_make(pchild);
+    cache.max = sc->max_targets > 0 ? sc->max_targets : 64;
+    rv = apr_thread_mutex_create(&cache.lock, APR_THREAD_MUTEX_DEFAULT, pchild);
+    return rv;
+}
+
+static void release(entry_t *e)
+{
+    if (--e->refs == 0 && e->stale) {
+        apr_pool_destroy(e->pool);
+    }
+}
+
+static apr_status_t unref(void *data)
+{
+    apr_thread_mutex_lock(cache.lock);
+    release(data);
+    apr_thread_mutex_unlock(cache.lock);
+    return APR_SUCCESS;
+}
+
+/* Drop the least recently used unreferenced entry. Called locked. */
+static void evict_one(void)
+{
+    apr_hash_index_t *hi;
+    entry_t *victim = NULL;
+
+    for (hi = apr_hash_first(NULL, cache.table); hi != NULL; hi = apr_hash_next(hi)) {
+        entry_t *e = apr_hash_this_val(hi);
+        if (victim == NULL || e->used < victim->used) {
+            victim = e;
+        }
+    }
+    if (victim != NULL) {
+        apr_hash_set(cache.table, victim->tgt.path, APR_HASH_KEY_STRING, NULL);
+        victim->stale = 1;
+        victim->refs++;
+        release(victim);
+    }
+}
+
+/* Build the entry for t: map or build the index, and walk the boxes. */
+static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, jpip_err_t *err)
+{
+    apr_pool_t *p;
+    entry_t *e;
+    jpip_ixc_result_t res;
+    jpip_index_limits_t lim;
+    const char *dir = jpip_index_dir(r->server);
+    apr_time_t t0 = apr_time_now();
+    jpip_code_t rc;
+
+    /* sub-pools of the shared parent are made and destroyed under the lock */
+    apr_thread_mutex_lock(cache.lock);
+    apr_pool_create(&p, cache.pool);
+    apr_thread_mutex_unlock(cache.lock);
+    apr_pool_tag(p, "jpip_target");
+    e = apr_pcalloc(p, sizeof(*e));
+    e->pool = p;
+    e->tgt.path = apr_pstrdup(p, t->path);
+    e->tgt.size = (apr_uint64_t)t->finfo.size;
+    e->tgt.mtime = t->finfo.mtime;
+    e->tgt.tid = jpip_ixcache_tid(p, t->path, e->tgt.size, e->tgt.mtime);
+    jpip_index_limits_default(&lim);
+    rc = jpip_ixcache_open(p, dir != NULL && *dir != '\0' ? dir : NULL, t->path, &t->finfo, &lim,
+                           &res, err);
+    if (rc == JPIP_OK) {
+        apr_file_t *f;
+        jpip_src_t *src;
+        jpip_container_t kind;
+        apr_uint32_t brand;
+
+        e->tgt.ix = res.ix;
+        /* the box layout answers metareq; raw codestreams have none */
+        if (apr_file_open(&f, t->path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p) != APR_SUCCESS) {
+            rc = jpip_err_set(err, JPIP_E_IO, "the target cannot be opened for reading");
+        } else {
+            jpip_box_layout_t *lay = NULL;
+
+            rc = jpip_src_open_file(&src, p, f, e->tgt.size, err);
+            if (rc == JPIP_OK) {
+                rc = jpip_box_detect(src, &kind, &brand, err);
+            }
+            if (rc == JPIP_OK && kind != JPIP_CONTAINER_RAW) {
+                rc = jpip_box_layout_build(&lay, p, src, NULL, err);
+            }
+            e->tgt.layout = lay;
+            apr_file_close(f);
+        }
+    }
+    if (rc != JPIP_OK) {
+        apr_thread_mutex_lock(cache.lock);
+        apr_pool_destroy(p);
+        apr_thread_mutex_unlock(cache.lock);
+        return rc;
+    }
+    if (res.how != JPIP_IXC_MAPPED) {
+        jpip_index_stats_t st;
+
+        jpip_index_stats(res.ix, &st);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      JPIPLOGNO(0010) "jpip(target=%s): indexed in %.1f ms (%" APR_UINT64_T_FMT
+                                      " bins, index %" APR_UINT64_T_FMT " bytes)%s%s",
+                      t->name, (apr_time_now() - t0) / 1000.0, st.nbins, st.size,
+                      res.how == JPIP_IXC_BUILT_NOSTORE ? "; not cached: " : "",
+                      res.how == JPIP_IXC_BUILT_NOSTORE ? res.store_err.msg : "");
+    }
+    *out = e;
+    return JPIP_OK;
+}
+
+jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_tgt_t **out,
+                             jpip_err_t *err)
+{
+    entry_t *e, *fresh = NULL;
+    jpip_code_t rc;
+
+    apr_thread_mutex_lock(cache.lock);
+    e = apr_hash_get(cache.table, t->path, APR_HASH_KEY_STRING);
+    if (e != NULL && e->tgt.size == (apr_uint64_t)t->finfo.size && e->tgt.mtime == t->finfo.mtime) {
+        e->refs++;
+        e->used = apr_time_now();
+        apr_thread_mutex_unlock(cache.lock);
+        apr_pool_cleanup_register(r->pool, e, unref, apr_pool_cleanup_null);
+        *out = &e->tgt;
+        return JPIP_OK;
+    }
+    apr_thread_mutex_unlock(cache.lock);
+
+    /* build outside the lock: other targets keep being served meanwhile */
+    rc = build(r, t, &fresh, err);
+    if (rc != JPIP_OK) {
+        return rc;
+    }
+    apr_thread_mutex_lock(cache.lock);
+    e = apr_hash_get(cache.table, t->path, APR_HASH_KEY_STRING);
+    if (e != NULL) { /* an older version, or a concurrent build: replace it */
+        apr_hash_set(cache.table, e->tgt.path, APR_HASH_KEY_STRING, NULL);
+        e->stale = 1;
+        e->refs++;
+        release(e);
+    }
+    while ((int)apr_hash_count(cache.table) >= cache.max) {
+        evict_one();
+    }
+    fresh->refs = 1;
+    fresh->used = apr_time_now();
+    apr_hash_set(cache.table, fresh->tgt.path, APR_HASH_KEY_STRING, fresh);
+    apr_thread_mutex_unlock(cache.lock);
+    apr_pool_cleanup_register(r->pool, fresh, unref, apr_pool_cleanup_null);
+    *out = &fresh->tgt;
+    return JPIP_OK;
+}
