@@ -29,18 +29,10 @@
 #include <apr_pools.h>
 
 #include "codestream.h"
+#include "databin.h"
 #include "jpip_err.h"
 #include "piece.h"
 #include "source.h"
-
-/* Data-bin classes (T.808 Table A.2). */
-#define JPIP_CLASS_PRECINCT 0
-#define JPIP_CLASS_PRECINCT_EXT 1
-#define JPIP_CLASS_TILEHDR 2
-#define JPIP_CLASS_TILE 4
-#define JPIP_CLASS_TILE_EXT 5
-#define JPIP_CLASS_MAIN 6
-#define JPIP_CLASS_META 8
 
 #define JPIP_INDEX_VERSION 1
 

@@ -28,11 +28,8 @@
 
 #include <apr_pools.h>
 
+#include "databin.h"
 #include "jpip_err.h"
-
-#ifndef JPIP_CLASS_META
-#define JPIP_CLASS_META 8
-#endif
 
 /* Where the rebuild reads data-bins from (the client's cache). get() looks
  * up bin (cls, csn, id): JPIP_OK with *bytes and *len the bytes held from

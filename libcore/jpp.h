@@ -20,14 +20,7 @@
 
 #include <apr.h>
 
-/* Data-bin classes (T.808 Table A.2). */
-#define JPIP_JPP_CLASS_PRECINCT 0u
-#define JPIP_JPP_CLASS_PRECINCT_EXT 1u
-#define JPIP_JPP_CLASS_TILE_HEADER 2u
-#define JPIP_JPP_CLASS_TILE 4u
-#define JPIP_JPP_CLASS_TILE_EXT 5u
-#define JPIP_JPP_CLASS_MAIN_HEADER 6u
-#define JPIP_JPP_CLASS_META 8u
+#include "databin.h"
 
 /* EOR reason codes (T.808 Table D.2). */
 #define JPIP_EOR_IMAGE_DONE 1u
@@ -79,7 +72,7 @@ apr_size_t jpip_jpp_header_size(const jpip_jpp_writer_t *w, unsigned cls, apr_ui
  * inheritance state. Returns the header length. The caller sends exactly
  * len body bytes after it. The arguments come from the server's own index,
  * not from a client, so there is nothing to fail: classes are not checked
- * against Table A.2 (callers use the JPIP_JPP_CLASS_* values). */
+ * against Table A.2 (callers use the JPIP_CLASS_* values of databin.h). */
 apr_size_t jpip_jpp_header(jpip_jpp_writer_t *w, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
                            apr_uint64_t off, apr_uint64_t len, int complete, apr_uint64_t aux,
                            unsigned char *out);

@@ -376,6 +376,62 @@ static jpip_code_t tile_packets(rb_tile_t *rt, const jpip_cs_t *cs, jpip_src_t *
     return JPIP_OK;
 }
 
+/* JPT: write the complete tile-parts of tile t's tile data-bin (each SOT
+ * checked, TNsot set to the number written). *done = 0 when the bin is
+ * absent or holds no complete tile-part, so the caller falls back to
+ * precincts. */
+static jpip_code_t put_tile_bin(rb_out_t *out, const jpip_binsrc_t *bins,
+                                const jpip_rebuild_opts_t *opts, apr_uint32_t t, int *done,
+                                jpip_rebuild_stats_t *stats, jpip_err_t *err)
+{
+    const unsigned char *d;
+    apr_size_t len, pos = 0, ends[256];
+    int complete, found;
+    unsigned count = 0, i;
+    jpip_code_t rc = get_bin(bins, JPIP_CLASS_TILE, opts->csn, t, &d, &len, &complete, &found, err);
+
+    *done = 0;
+    if (rc != JPIP_OK || !found) {
+        return rc;
+    }
+    /* find the complete tile-parts */
+    while (len - pos >= 14 && count < 255) {
+        apr_uint32_t psot = ((apr_uint32_t)d[pos + 6] << 24) | ((apr_uint32_t)d[pos + 7] << 16) |
+                            ((apr_uint32_t)d[pos + 8] << 8) | d[pos + 9];
+
+        if (d[pos] != 0xFF || d[pos + 1] != 0x90 || jpip_be16(d + pos + 4) != t) {
+            return jpip_err_set(err, JPIP_E_FORMAT,
+                                "tile data-bin %u: no SOT of tile %u at byte %" APR_SIZE_T_FMT,
+                                (unsigned)t, (unsigned)t, pos);
+        }
+        if (psot == 0 && complete) {
+            psot = (apr_uint32_t)(len - pos);
+        }
+        if (psot < 14 || psot > len - pos) {
+            break; /* the rest of this tile-part has not arrived */
+        }
+        pos += psot;
+        ends[count++] = pos;
+    }
+    if (count == 0) {
+        return JPIP_OK;
+    }
+    for (i = 0; i < count && rc == JPIP_OK; i++) {
+        apr_size_t start = i == 0 ? 0 : ends[i - 1];
+        unsigned char sot[12];
+
+        memcpy(sot, d + start, sizeof(sot));
+        sot[11] = (unsigned char)count; /* TNsot: the tile-parts written */
+        rc = out_put(out, sot, sizeof(sot), err);
+        if (rc == JPIP_OK) {
+            rc = out_put(out, d + start + 12, ends[i] - start - 12, err);
+        }
+    }
+    stats->tiles++;
+    *done = rc == JPIP_OK;
+    return rc;
+}
+
 jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *opts,
                          apr_pool_t *pool, jpip_rebuild_write_fn write, void *wctx,
                          jpip_rebuild_stats_t *stats, jpip_err_t *err)
@@ -389,6 +445,7 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
     apr_uint32_t nt = 0, t;
     rb_buf_t mainhdr = {NULL, 0, 0}, skel = {NULL, 0, 0};
     rb_buf_t *thdr;
+    unsigned char *thdr_held; /* a tile header bin was found: a JPP tile */
     apr_pool_t *sub;
     jpip_src_t *skel_src;
     jpip_cs_t *cs;
@@ -431,6 +488,7 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
 
     /* tile headers, and a skeleton codestream (headers only) to parse */
     thdr = apr_pcalloc(sub, nt * sizeof(*thdr));
+    thdr_held = apr_pcalloc(sub, nt + 1);
     rc = buf_put(&skel, mainhdr.p, mainhdr.n, err);
     for (t = 0; rc == JPIP_OK && t < nt; t++) {
         const unsigned char *td;
@@ -440,6 +498,7 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
 
         apr_pool_cleanup_register(sub, &thdr[t], buf_cleanup, apr_pool_cleanup_null);
         rc = get_bin(bins, JPIP_CLASS_TILEHDR, opts->csn, t, &td, &tlen, &complete, &found, err);
+        thdr_held[t] = rc == JPIP_OK && found;
         if (rc == JPIP_OK && found && complete) {
             apr_snprintf(what, sizeof(what), "tile header bin %u", (unsigned)t);
             rc = filter_segments(td, tlen, 0, tile_drop, what, &thdr[t], err);
@@ -479,6 +538,18 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
         unsigned char sot[12];
         static const unsigned char sod[2] = {0xFF, 0x93};
 
+        int jpt = 0;
+
+        /* JPT: a tile whose tile data-bin is held but not its header bin */
+        if (!thdr_held[t]) {
+            rc = put_tile_bin(&out, bins, opts, t, &jpt, stats, err);
+            if (rc != JPIP_OK) {
+                break;
+            }
+        }
+        if (jpt) {
+            continue;
+        }
         if (apr_pool_create(&tp, sub) != APR_SUCCESS) {
             rc = jpip_err_set(err, JPIP_E_NOMEM, "out of memory for a pool");
             break;

@@ -27,18 +27,8 @@
 
 #include <apr_pools.h>
 
+#include "databin.h"
 #include "jpip_err.h"
-
-/* Data-bin class identifiers (T.808 Table A.2), spelled as in index.h. */
-#ifndef JPIP_CLASS_PRECINCT
-#define JPIP_CLASS_PRECINCT 0
-#endif
-#ifndef JPIP_CLASS_TILEHDR
-#define JPIP_CLASS_TILEHDR 2
-#endif
-#ifndef JPIP_CLASS_MAIN
-#define JPIP_CLASS_MAIN 6
-#endif
 
 /* Where the bins come from: the server-side index, a client cache, or a
  * test. get returns JPIP_OK with the bin's bytes (the first *len bytes of

@@ -105,6 +105,19 @@ void jpip_serve_resolver(const jpip_index_t *ix, jpip_model_resolver_t *res)
     res->implicit = res_implicit;
 }
 
+/* Does any codestream of the target pack its packet headers in PPM? */
+static int target_has_ppm(const jpip_index_t *ix)
+{
+    apr_uint64_t i;
+
+    for (i = 0; i < jpip_index_ncs(ix); i++) {
+        if (jpip_index_cs(ix, i)->flags & JPIP_IXF_PPM) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* -------------------------------------------------------- preferences */
 
 /* Required preferences (`/r`) we satisfy: progressive delivery is what we
@@ -456,6 +469,14 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
         if (req->type & (JPIP_TYPE_JPP | JPIP_TYPE_JPP_EXT)) {
             resp->jpt = 0;
         } else if (req->type & (JPIP_TYPE_JPT | JPIP_TYPE_JPT_EXT)) {
+            if (target_has_ppm(tgt->ix)) {
+                /* tile-parts of a PPM codestream carry no packet headers: a
+                 * client could only decode them with the main header's PPM,
+                 * which the main header bin cannot carry for JPP clients */
+                return refuse(resp, 415,
+                              "jpt-stream is not offered for this target: its packet headers "
+                              "are packed in PPM markers; ask for jpp-stream");
+            }
             resp->jpt = 1;
         } else {
             return refuse(resp, 415,

@@ -229,8 +229,15 @@ static const char *target_name(request_rec *r, const jpip_dir_conf_t *conf,
 typedef struct out_t {
     request_rec *r;
     apr_bucket_brigade *bb;
-    apr_file_t *fd;
+    apr_file_t *fd;     /* this batch's descriptor */
+    apr_pool_t *pool;   /* this batch's pool */
+    int copy;           /* copy file bytes instead of passing file buckets */
+    apr_size_t pending; /* bytes copied since the last pass */
+    apr_status_t rv;    /* first failure passing a brigade down */
 } out_t;
+
+#define COPY_CHUNK (64 * 1024)
+#define COPY_FLUSH (256 * 1024)
 
 static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
                              const unsigned char *synth, jpip_err_t *err)
@@ -240,10 +247,36 @@ static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
     if (synth != NULL) {
         APR_BRIGADE_INSERT_TAIL(o->bb, apr_bucket_heap_create((const char *)synth, (apr_size_t)len,
                                                               NULL, o->bb->bucket_alloc));
-    } else {
-        apr_brigade_insert_file(o->bb, o->fd, (apr_off_t)off, (apr_off_t)len, o->r->pool);
+        return JPIP_OK;
     }
-    return JPIP_OK;
+    if (!o->copy) {
+        apr_brigade_insert_file(o->bb, o->fd, (apr_off_t)off, (apr_off_t)len, o->pool);
+        return JPIP_OK;
+    }
+    /* HTTP/2 hands buckets to another thread after the request may have
+     * ended: send copies, passed down every COPY_FLUSH bytes */
+    while (len > 0 && o->rv == APR_SUCCESS) {
+        apr_size_t n = len > COPY_CHUNK ? COPY_CHUNK : (apr_size_t)len, got = 0;
+        char *buf = apr_bucket_alloc(n, o->bb->bucket_alloc);
+        apr_off_t pos = (apr_off_t)off;
+
+        if (apr_file_seek(o->fd, APR_SET, &pos) != APR_SUCCESS ||
+            apr_file_read_full(o->fd, buf, n, &got) != APR_SUCCESS) {
+            apr_bucket_free(buf);
+            return jpip_err_set(err, JPIP_E_IO, "the target could not be read");
+        }
+        APR_BRIGADE_INSERT_TAIL(
+            o->bb, apr_bucket_heap_create(buf, n, apr_bucket_free, o->bb->bucket_alloc));
+        off += n;
+        len -= n;
+        o->pending += n;
+        if (o->pending >= COPY_FLUSH) {
+            o->rv = ap_pass_brigade(o->r->output_filters, o->bb);
+            apr_brigade_cleanup(o->bb);
+            o->pending = 0;
+        }
+    }
+    return o->rv == APR_SUCCESS ? JPIP_OK : jpip_err_set(err, JPIP_E_IO, "client gone");
 }
 
 /* Run the plan once without sending, for Content-Length. */
@@ -268,6 +301,7 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
                        jpip_response_t *resp, jpip_msg_t *msgs)
 {
     conn_rec *c = r->connection;
+    apr_file_t *target;
     out_t o;
     apr_size_t n, i;
     apr_uint64_t nmsg = 0;
@@ -276,9 +310,11 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
     jpip_err_t err;
     apr_status_t rv = APR_SUCCESS;
 
+    memset(&o, 0, sizeof(o));
     o.r = r;
     o.bb = apr_brigade_create(r->pool, c->bucket_alloc);
-    if (apr_file_open(&o.fd, tgt->path,
+    o.copy = c->master != NULL; /* an HTTP/2 stream */
+    if (apr_file_open(&target, tgt->path,
                       APR_FOPEN_READ | APR_FOPEN_BINARY | APR_FOPEN_SENDFILE_ENABLED, 0,
                       r->pool) != APR_SUCCESS) {
         return refuse(r, name, HTTP_INTERNAL_SERVER_ERROR, "the target cannot be read");
@@ -287,15 +323,28 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
         if (jpip_plan_next(resp->plan, msgs, BATCH, &n, &err) != JPIP_OK || n == 0) {
             break;
         }
-        for (i = 0; i < n; i++) {
+        /* Each batch's file buckets get their own descriptor in their own
+         * pool: a filter that sets them aside (HTTP/2's beam, the core's
+         * deferred writes) takes that descriptor over and closes it when
+         * done, which must not close the one later batches use. */
+        apr_pool_create(&o.pool, r->pool);
+        if (apr_file_dup(&o.fd, target, o.pool) != APR_SUCCESS) {
+            apr_pool_destroy(o.pool);
+            break;
+        }
+        for (i = 0; i < n && o.rv == APR_SUCCESS; i++) {
             APR_BRIGADE_INSERT_TAIL(o.bb,
                                     apr_bucket_heap_create((const char *)msgs[i].hdr,
                                                            msgs[i].hdr_len, NULL, c->bucket_alloc));
-            jpip_plan_pieces(tgt->ix, &msgs[i], put_piece, &o, &err);
+            if (jpip_plan_pieces(tgt->ix, &msgs[i], put_piece, &o, &err) != JPIP_OK &&
+                o.rv == APR_SUCCESS) {
+                o.rv = APR_EGENERAL;
+            }
         }
         nmsg += n;
-        rv = ap_pass_brigade(r->output_filters, o.bb);
+        rv = o.rv != APR_SUCCESS ? o.rv : ap_pass_brigade(r->output_filters, o.bb);
         apr_brigade_cleanup(o.bb);
+        apr_pool_destroy(o.pool); /* written, or set aside into a filter's pool */
         if (rv != APR_SUCCESS || c->aborted) {
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
                           JPIPLOGNO(0011) "jpip(target=%s): client gone after %" APR_UINT64_T_FMT

@@ -17,6 +17,11 @@
  *   --session        open a channel (cnew=http) and send every window over
  *                    it; without a granted channel, fall back to stateless
  *                    requests that declare the cache with model=
+ *   --repeat         while a response ends with EOR 4 (byte limit), send the
+ *                    request again (declaring the cache with model=, or on
+ *                    the channel) until the window is done
+ *   --each PREFIX    after every response, also write the image rebuilt so
+ *                    far to PREFIX-N.EXT (N from 1)
  *   --post           send the fields as a form-encoded POST body
  *   -v               print each request's status and JPIP headers
  *
@@ -46,6 +51,9 @@ typedef struct fetch_t {
     apr_file_t *jpp; /* --jpp */
     int verbose;
     int post;
+    const char *each; /* --each PREFIX */
+    const char *ext;  /* extension of the output (from -o), for --each */
+    unsigned nresp;
     /* session */
     const char *cid;
     const char *path; /* from JPIP-cnew, or the URL path */
@@ -208,7 +216,8 @@ static void http_request(fetch_t *f, const char *path, const char *fields, http_
         apr_socket_connect(c->sock, sa) != APR_SUCCESS) {
         die("cannot connect to %s:%u", f->host, f->port);
     }
-    if (f->post) {
+    /* long requests (a big model=) go as a form body, as JPIP allows */
+    if (f->post || strlen(fields) > 6000) {
         req = apr_psprintf(f->pool,
                            "POST %s HTTP/1.1\r\nHost: %s:%u\r\nConnection: close\r\n"
                            "Content-Type: application/x-www-form-urlencoded\r\n"
@@ -401,6 +410,21 @@ static void write_output(fetch_t *f, const char *out)
     apr_file_close(fd);
 }
 
+/* After each response: the EOR reason, and the --each snapshot. */
+static unsigned after_response(fetch_t *f)
+{
+    unsigned reason = 0;
+
+    f->nresp++;
+    if (!jpip_reader_eor(f->reader, &reason)) {
+        die("the response did not end with an EOR message");
+    }
+    if (f->each != NULL) {
+        write_output(f, apr_psprintf(f->pool, "%s-%u%s", f->each, f->nresp, f->ext));
+    }
+    return reason;
+}
+
 /* --------------------------------------------------------------- main */
 
 static int usage(void)
@@ -415,7 +439,7 @@ int main(int argc, char **argv)
     fetch_t f;
     const char *url = NULL, *out = NULL, *jppfile = NULL;
     apr_array_header_t *windows;
-    int session = 0, i;
+    int session = 0, repeat = 0, i;
     jpip_err_t err;
     http_resp_t resp;
     apr_uint64_t total = 0;
@@ -433,6 +457,10 @@ int main(int argc, char **argv)
             APR_ARRAY_PUSH(windows, const char *) = argv[++i];
         } else if (strcmp(argv[i], "--session") == 0) {
             session = 1;
+        } else if (strcmp(argv[i], "--repeat") == 0) {
+            repeat = 1;
+        } else if (strcmp(argv[i], "--each") == 0 && i + 1 < argc) {
+            f.each = argv[++i];
         } else if (strcmp(argv[i], "--post") == 0) {
             f.post = 1;
         } else if (strcmp(argv[i], "-v") == 0) {
@@ -468,37 +496,42 @@ int main(int argc, char **argv)
     if (windows->nelts == 0) {
         APR_ARRAY_PUSH(windows, const char *) = NULL;
     }
+    f.ext = out != NULL && strrchr(out, '.') != NULL ? strrchr(out, '.') : ".j2k";
     for (i = 0; i < windows->nelts; i++) {
         const char *w = APR_ARRAY_IDX(windows, i, const char *);
         const char *fields = join(f.pool, f.query, w != NULL ? window_fields(f.pool, w) : "");
+        unsigned reason, rounds = 0;
 
-        if (session && f.cid == NULL && i == 0) {
-            const char *cnew;
+        do {
+            if (session && f.cid == NULL) {
+                const char *cnew;
 
-            http_request(&f, f.path, join(f.pool, fields, "cnew=http"), &resp);
-            cnew = apr_table_get(resp.headers, "JPIP-cnew");
-            if (cnew == NULL || !parse_cnew(&f, cnew)) {
-                if (f.verbose) {
-                    fprintf(stderr, "jpip-fetch: no channel granted: stateless requests\n");
+                http_request(&f, f.path, join(f.pool, fields, "cnew=http"), &resp);
+                cnew = apr_table_get(resp.headers, "JPIP-cnew");
+                if (cnew == NULL || !parse_cnew(&f, cnew)) {
+                    if (f.verbose) {
+                        fprintf(stderr, "jpip-fetch: no channel granted: stateless requests\n");
+                    }
+                    session = 0;
                 }
-                session = 0;
-            }
-        } else if (session) {
-            http_request(&f, f.path,
-                         join(f.pool, apr_pstrcat(f.pool, "cid=", f.cid, NULL),
-                              strip_fields(f.pool, fields, session_prefixes)),
-                         &resp);
-        } else {
-            const char *model = NULL;
+            } else if (session) {
+                http_request(&f, f.path,
+                             join(f.pool, apr_pstrcat(f.pool, "cid=", f.cid, NULL),
+                                  strip_fields(f.pool, fields, session_prefixes)),
+                             &resp);
+            } else {
+                const char *model = NULL, *q = fields;
 
-            if (i > 0 &&
-                jpip_cache_model_string(f.cache, f.pool, 1 << 20, &model, &err) == JPIP_OK &&
-                *model != '\0') {
-                fields = join(f.pool, fields, apr_pstrcat(f.pool, "model=", model, NULL));
+                if (f.nresp > 0 &&
+                    jpip_cache_model_string(f.cache, f.pool, 1 << 20, &model, &err) == JPIP_OK &&
+                    *model != '\0') {
+                    q = join(f.pool, fields, apr_pstrcat(f.pool, "model=", model, NULL));
+                }
+                http_request(&f, f.path, q, &resp);
             }
-            http_request(&f, f.path, fields, &resp);
-        }
-        total += resp.body_bytes;
+            total += resp.body_bytes;
+            reason = after_response(&f);
+        } while (repeat && reason == 4 && ++rounds < 100000);
     }
     if (session && f.cid != NULL) {
         http_request(&f, f.path,

@@ -158,6 +158,28 @@ static const char *class_name(unsigned cls)
     return "unknown";
 }
 
+/* Where precinct bin id lies: tile, component, resolution and NL of its
+ * tile-component (I = t + (c + s*Csiz)*Nt). */
+static void print_precinct_place(const jpip_index_t *ix, apr_uint64_t csn, apr_uint64_t id)
+{
+    const jpip_ix_cs_t *cs = jpip_index_cs(ix, csn);
+    apr_uint64_t nt = jpip_siz_ntiles(&cs->siz);
+    apr_uint32_t t = (apr_uint32_t)(id % nt);
+    unsigned c = (unsigned)((id / nt) % cs->siz.csiz), r;
+    apr_uint64_t s = id / nt / cs->siz.csiz;
+    const jpip_tccp_t *tccp = jpip_index_tccp(ix, jpip_index_tc(ix, cs, t, c));
+    jpip_err_t err;
+
+    for (r = 0; r < tccp->nl; r++) {
+        jpip_ix_res_t res;
+        if (jpip_index_res(ix, cs, t, c, r, &res, &err) == JPIP_OK &&
+            s < res.s0 + res.grid.npw * res.grid.nph) {
+            break;
+        }
+    }
+    printf(" t=%u c=%u r=%u nl=%u", t, c, r, tccp->nl);
+}
+
 static void print_bin(void *ctx, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
                       const jpip_bin_t *bin)
 {
@@ -166,6 +188,7 @@ static void print_bin(void *ctx, unsigned cls, apr_uint64_t csn, apr_uint64_t id
            class_name(cls), csn, id, bin->len, bin->npieces);
     if (cls == JPIP_CLASS_PRECINCT) {
         printf(" layers=%u", bin->nbounds);
+        print_precinct_place(ctx, csn, id);
     } else if (cls == JPIP_CLASS_TILE) {
         printf(" tile-parts=%u", bin->nbounds);
     }
@@ -502,7 +525,7 @@ int main(int argc, char **argv)
             status = 1;
         }
     } else if (bins) {
-        walk_bins(in.ix, print_bin, NULL);
+        walk_bins(in.ix, print_bin, in.ix);
     } else {
         print_summary(&in);
     }

@@ -139,14 +139,128 @@ def case_spread_over_children(h):
         expect(st == 200, "status %d" % st)
 
 
+def first_image(h):
+    names = [n for n in sample_names(h) if n.endswith(".j2k")]
+    return names[0] if names else sample_names(h)[0]
+
+
+def case_chunked_http11(h):
+    name = first_image(h)
+    st, hd, body = h.get("/jpip/%s?type=jpp-stream&fsiz=128,128" % name)
+    expect(st == 200, "status %d" % st)
+    expect(hd.get("transfer-encoding") == "chunked" and "content-length" not in hd,
+           "HTTP/1.1 should be chunked: %r" % hd)
+    expect("cache-control" not in hd, "a stateless response is cacheable: %r" % hd)
+
+
+def case_content_length_http10(h):
+    name = first_image(h)
+    st11, _, body11 = h.get("/jpip/%s?type=jpp-stream&fsiz=128,128" % name)
+    st, hd, body = h.get("/jpip/%s?type=jpp-stream&fsiz=128,128" % name, http10=True)
+    expect(st == 200, "status %d" % st)
+    expect(hd.get("content-length") == str(len(body)), "Content-Length %r for %d bytes" %
+           (hd.get("content-length"), len(body)))
+    expect(body == body11, "HTTP/1.0 and 1.1 bodies differ")
+
+
+def case_content_length_always(h):
+    name = first_image(h)
+    for q in ("fsiz=128,128", "fsiz=256,256&len=3000", "metareq=[*]"):
+        st, hd, body = h.get("/jpipcl/%s?type=jpp-stream&%s" % (name, q))
+        expect(st == 200, "%s: status %d" % (q, st))
+        expect(hd.get("content-length") == str(len(body)) and "transfer-encoding" not in hd,
+               "%s: JPIPContentLength Always sent %r" % (q, hd))
+
+
+def case_cors(h):
+    name = first_image(h)
+    origin = "https://viewer.example"
+    st, hd, _ = h.get("/jpipcors/%s?fsiz=64,64&tid=0" % name, headers={"Origin": origin})
+    expect(st == 200 and hd.get("access-control-allow-origin") == origin, "no CORS: %r" % hd)
+    expect("JPIP-tid" in hd.get("access-control-expose-headers", ""), "JPIP-* not exposed")
+    st, hd, _ = h.get("/jpipcors/%s?fsiz=64,64" % name, headers={"Origin": "https://evil.example"})
+    expect("access-control-allow-origin" not in hd, "CORS for an origin not allowed")
+    st, hd, _ = h.request("OPTIONS", "/jpipcors/%s" % name,
+                          headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+    expect(st in (200, 204) and "POST" in hd.get("access-control-allow-methods", ""),
+           "preflight: %d %r" % (st, hd))
+    st, hd, _ = h.get("/jpip/%s?fsiz=64,64" % name, headers={"Origin": origin})
+    expect("access-control-allow-origin" not in hd, "CORS where JPIPCORSOrigin is not set")
+
+
+def case_h2c(h):
+    name = first_image(h)
+    url = "http://127.0.0.1:%d/jpip/%s?type=jpp-stream&fsiz=256,256" % (h.port, name)
+    r = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "-", "-w",
+                        "\n%{http_version} %{http_code}", url], capture_output=True)
+    if r.returncode != 0:
+        raise Skip("curl --http2-prior-knowledge failed: %d" % r.returncode)
+    body, _, tail = r.stdout.rpartition(b"\n")
+    expect(tail.decode() == "2 200", "HTTP/2 answer: %r" % tail)
+    _, _, body11 = h.get("/jpip/%s?type=jpp-stream&fsiz=256,256" % name)
+    expect(body == body11, "HTTP/2 and HTTP/1.1 bodies differ")
+
+
+def case_modified_headers(h):
+    """JPIP-* headers appear exactly when the served window differs."""
+    name = "sample.j2k"
+    if not os.path.exists(os.path.join(h.archive, name)):
+        raise Skip("sample.j2k not in the archive")
+    cases = [("fsiz=1024,768", {}),                       # exact frame: nothing
+             ("fsiz=512,384&roff=10,10&rsiz=100,100", {}),
+             ("fsiz=1000,700", {"jpip-fsiz": "512,384"}),
+             ("fsiz=1000,700,round-up", {"jpip-fsiz": "1024,768"}),
+             ("fsiz=1024,768&roff=1000,700&rsiz=100,100", {"jpip-rsiz": "24,68"}),
+             ("fsiz=1024,768&comps=1", {"jpip-comps": "0-2"}),
+             ("fsiz=1024,768&layers=7", {"jpip-layers": "3"}),
+             ("fsiz=64,48&tid=0", {"jpip-tid": None}),
+             ("fsiz=64,48&qid=42", {"jpip-qid": "42"}),
+             ("handled", {"jpip-handled": None})]
+    for q, want in cases:
+        st, hd, _ = h.get("/jpip/%s?type=jpp-stream&%s" % (name, q))
+        expect(st == 200, "%s: status %d" % (q, st))
+        got = {k: v for k, v in hd.items() if k.startswith("jpip-")}
+        expect(set(got) == set(want), "%s: JPIP headers %r, want %r" % (q, got, sorted(want)))
+        for k, v in want.items():
+            expect(v is None or got[k] == v, "%s: %s: %r, want %r" % (q, k, got[k], v))
+
+
+def case_protocol_errors(h):
+    name = first_image(h)
+    for q, status, word in (("type=image/png", 415, b"return type"),
+                            ("upload=jpp-stream", 501, b"upload"),
+                            ("pref=fullwindow/r", 501, b"fullwindow"),
+                            ("frobnicate=1", 400, b"frobnicate"),
+                            ("roff=1,1", 400, b"fsiz"),
+                            ("fsiz=64,64&model=Z9", 400, b"model"),
+                            ("metareq=%5Bxml_", 400, b"metareq"),
+                            ("cid=nosuchchannel", 503, b"channel")):
+        st, _, body = h.get("/jpip/%s?%s" % (name, q))
+        expect(st == status and word in body, "%s: %d %r" % (q, st, body[:120]))
+
+
 def case_error_log_clean(h):
     bad = h.bad_log_lines()
     expect(not bad, "error log has:\n  " + "\n  ".join(bad[:10]))
 
 
 def main():
+    extra = """
+Protocols h2c http/1.1
+<Location "/jpipcl">
+    SetHandler jpip
+    JPIPRoot "{archive}"
+    JPIPContentLength Always
+</Location>
+<Location "/jpipcors">
+    SetHandler jpip
+    JPIPRoot "{archive}"
+    JPIPCORSOrigin https://viewer.example https://other.example
+</Location>
+"""
     h = Httpd(env("HTTPD"), env("APXS"), env("JPIP_MODULE"), confdir(),
-              samples=env("JPIP_SAMPLES"), servers=2)
+              samples=env("JPIP_SAMPLES"), servers=2, extra_conf=extra,
+              extra_modules=[("http2_module", "mod_http2.so")])
     run = Runner()
     try:
         h.start()
@@ -170,6 +284,13 @@ def main():
             ("malformed fields answer 400", case_bad_fields_400),
             ("mod_jpip.so exports only jpip_module", case_exports_only_module),
             ("requests over many connections", case_spread_over_children),
+            ("HTTP/1.1 responses are chunked", case_chunked_http11),
+            ("HTTP/1.0 responses carry Content-Length", case_content_length_http10),
+            ("JPIPContentLength Always", case_content_length_always),
+            ("CORS and preflight as JPIPCORSOrigin allows", case_cors),
+            ("HTTP/2 (h2c) gives the same body", case_h2c),
+            ("JPIP-* headers exactly when the window is modified", case_modified_headers),
+            ("protocol errors name the problem", case_protocol_errors),
         ]:
             run.case(name, fn, h)
     finally:

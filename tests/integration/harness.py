@@ -62,7 +62,7 @@ class Httpd:
     """
 
     def __init__(self, httpd, apxs, module, confdir, samples=None, extra_conf="", port=None,
-                 servers=2, mpm="event", keep=False):
+                 servers=2, mpm="event", keep=False, extra_files=(), extra_modules=()):
         self.httpd = httpd
         self.confdir = confdir
         self.apxs = apxs
@@ -73,6 +73,8 @@ class Httpd:
         self.servers = servers
         self.mpm = mpm
         self.keep = keep
+        self.extra_files = list(extra_files)
+        self.extra_modules = list(extra_modules)
         self.proc = None
         self.root = None
 
@@ -89,13 +91,14 @@ class Httpd:
             os.chmod(d, 0o755)
         # Copy the archive so the unprivileged children can read it wherever
         # the build tree lives.
+        srcs = []
         if self.samples and os.path.isdir(self.samples):
-            for name in sorted(os.listdir(self.samples)):
-                src = os.path.join(self.samples, name)
-                if os.path.isfile(src):
-                    dst = os.path.join(self.archive, name)
-                    shutil.copyfile(src, dst)
-                    os.chmod(dst, 0o644)
+            srcs = [os.path.join(self.samples, n) for n in sorted(os.listdir(self.samples))]
+        for src in srcs + self.extra_files:
+            if os.path.isfile(src):
+                dst = os.path.join(self.archive, os.path.basename(src))
+                shutil.copyfile(src, dst)
+                os.chmod(dst, 0o644)
         with open(os.path.join(self.docroot, "index.html"), "w") as f:
             f.write("<!doctype html>\n<title>mod_jpip sample site</title>\n"
                     "<h1>mod_jpip sample site</h1>\n"
@@ -110,7 +113,7 @@ class Httpd:
         mpm_mod = {"event": ("mpm_event_module", "mod_mpm_event.so"),
                    "prefork": ("mpm_prefork_module", "mod_mpm_prefork.so"),
                    "worker": ("mpm_worker_module", "mod_mpm_worker.so")}[self.mpm]
-        for name, so in [mpm_mod] + BASE_MODULES[1:]:
+        for name, so in [mpm_mod] + BASE_MODULES[1:] + self.extra_modules:
             if so and os.path.exists(os.path.join(mdir, so)):
                 loads.append("LoadModule %s %s/%s" % (name, mdir, so))
         if self.mpm == "prefork":

@@ -33,23 +33,23 @@ START_TEST(worked_encodings)
     static const unsigned char eor[] = {0x00, 0x02, 0x00};
 
     jpip_jpp_writer_init(&w);
-    sz = jpip_jpp_header_size(&w, JPIP_JPP_CLASS_MAIN_HEADER, 0, 0, 0, 159, 0);
-    n = jpip_jpp_header(&w, JPIP_JPP_CLASS_MAIN_HEADER, 0, 0, 0, 159, 1, 0, out);
+    sz = jpip_jpp_header_size(&w, JPIP_CLASS_MAIN, 0, 0, 0, 159, 0);
+    n = jpip_jpp_header(&w, JPIP_CLASS_MAIN, 0, 0, 0, 159, 1, 0, out);
     expect_bytes(out, n, main_hdr, sizeof(main_hdr));
     ck_assert_uint_eq(sz, n);
 
-    sz = jpip_jpp_header_size(&w, JPIP_JPP_CLASS_META, 0, 0, 0, 1200, 0);
-    n = jpip_jpp_header(&w, JPIP_JPP_CLASS_META, 0, 0, 0, 1200, 1, 0, out);
+    sz = jpip_jpp_header_size(&w, JPIP_CLASS_META, 0, 0, 0, 1200, 0);
+    n = jpip_jpp_header(&w, JPIP_CLASS_META, 0, 0, 0, 1200, 1, 0, out);
     expect_bytes(out, n, meta, sizeof(meta));
     ck_assert_uint_eq(sz, n);
 
-    sz = jpip_jpp_header_size(&w, JPIP_JPP_CLASS_PRECINCT, 0, 37, 0, 412, 0);
-    n = jpip_jpp_header(&w, JPIP_JPP_CLASS_PRECINCT, 0, 37, 0, 412, 0, 0, out);
+    sz = jpip_jpp_header_size(&w, JPIP_CLASS_PRECINCT, 0, 37, 0, 412, 0);
+    n = jpip_jpp_header(&w, JPIP_CLASS_PRECINCT, 0, 37, 0, 412, 0, 0, out);
     expect_bytes(out, n, p37, sizeof(p37));
     ck_assert_uint_eq(sz, n);
 
-    sz = jpip_jpp_header_size(&w, JPIP_JPP_CLASS_PRECINCT, 0, 38, 0, 2, 0);
-    n = jpip_jpp_header(&w, JPIP_JPP_CLASS_PRECINCT, 0, 38, 0, 2, 1, 0, out);
+    sz = jpip_jpp_header_size(&w, JPIP_CLASS_PRECINCT, 0, 38, 0, 2, 0);
+    n = jpip_jpp_header(&w, JPIP_CLASS_PRECINCT, 0, 38, 0, 2, 1, 0, out);
     expect_bytes(out, n, p38, sizeof(p38));
     ck_assert_uint_eq(sz, n);
 

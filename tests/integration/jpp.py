@@ -1,0 +1,76 @@
+"""A small, independent JPP/JPT-stream parser for the tests (T.808 Annex A,
+D.3): it turns a response body into its messages, so the tests can check
+what the server sent without trusting the server's own code."""
+
+
+class Message:
+    __slots__ = ("cls", "csn", "id", "off", "len", "complete", "aux")
+
+    def __init__(self, cls, csn, id_, off, length, complete, aux):
+        self.cls, self.csn, self.id = cls, csn, id_
+        self.off, self.len, self.complete, self.aux = off, length, complete, aux
+
+    def __repr__(self):
+        return "Message(cls=%d csn=%d id=%d off=%d len=%d c=%d)" % (
+            self.cls, self.csn, self.id, self.off, self.len, self.complete)
+
+
+class StreamError(Exception):
+    pass
+
+
+def _vbas(buf, pos):
+    v = 0
+    for n in range(10):
+        if pos >= len(buf):
+            raise StreamError("VBAS runs past the end at byte %d" % pos)
+        b = buf[pos]
+        pos += 1
+        v = (v << 7) | (b & 0x7F)
+        if not b & 0x80:
+            return v, pos
+    raise StreamError("VBAS longer than 10 bytes")
+
+
+def parse(buf):
+    """Return (messages, eor_reason or None, trailing_bytes)."""
+    msgs = []
+    pos = 0
+    cls = csn = 0
+    while pos < len(buf):
+        first = buf[pos]
+        if first == 0:  # EOR: 00 reason VBAS-length body
+            if pos + 2 > len(buf):
+                raise StreamError("truncated EOR")
+            reason = buf[pos + 1]
+            blen, p2 = _vbas(buf, pos + 2)
+            return msgs, reason, len(buf) - (p2 + blen)
+        bb = (first >> 5) & 3
+        if bb == 0:
+            raise StreamError("bb=00 in a message header at byte %d" % pos)
+        complete = (first >> 4) & 1
+        idv = first & 0x0F
+        pos += 1
+        if first & 0x80:
+            while True:
+                if pos >= len(buf):
+                    raise StreamError("truncated Bin-ID")
+                b = buf[pos]
+                pos += 1
+                idv = (idv << 7) | (b & 0x7F)
+                if not b & 0x80:
+                    break
+        if bb >= 2:
+            cls, pos = _vbas(buf, pos)
+        if bb == 3:
+            csn, pos = _vbas(buf, pos)
+        off, pos = _vbas(buf, pos)
+        length, pos = _vbas(buf, pos)
+        aux = None
+        if cls & 1:
+            aux, pos = _vbas(buf, pos)
+        if pos + length > len(buf):
+            raise StreamError("message body runs past the end")
+        msgs.append(Message(cls, csn, idv, off, length, complete, aux))
+        pos += length
+    return msgs, None, 0
