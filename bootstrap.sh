@@ -5,10 +5,14 @@
 #   ./bootstrap.sh serve [PORT] build, then run httpd in the foreground on
 #                               127.0.0.1:PORT (default 8080) with the example
 #                               site configuration over the sample archive
-#   ./bootstrap.sh check        build, then run every test (make check)
+#   ./bootstrap.sh check        build, then run every test (make check), then
+#                               the unit and tool tests again under ASan and
+#                               UBSan in a sanitizer build of a copy of the
+#                               tree (_build-san/; SANITIZERS=0 skips it)
 #   ./bootstrap.sh distcheck    build, then make distcheck
 #
-# Environment: CONFIGURE_FLAGS (extra ./configure arguments), JOBS (make -j).
+# Environment: CONFIGURE_FLAGS (extra ./configure arguments), JOBS (make -j),
+# SANITIZERS (0: no sanitizer pass).
 set -eu
 
 cd "$(dirname "$0")"
@@ -16,7 +20,7 @@ top=$(pwd)
 
 PACKAGES="build-essential autoconf automake libtool pkg-config apache2 apache2-dev \
 libapr1-dev libaprutil1-dev check libopenjp2-7-dev libopenjp2-tools python3 \
-clang-format binutils"
+clang-format binutils openjph-tools"
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 
@@ -68,10 +72,63 @@ summarise() {
         }
         /^[0-9]+ passed, [0-9]+ failed/ { ip += $1; ifl += $3 }
         END {
-            printf "check: unit %d checks, %d failed; integration %d passed, %d failed\n",
+            printf "check: unit %d checks, %d failed; tools+integration %d passed, %d failed\n",
                 checks, fail, ip, ifl
             printf "%d passed, %d failed\n", checks - fail + ip, fail + ifl
         }' "$log"
+}
+
+# The sanitizer pass. automake refuses a VPATH build of a source tree that
+# is itself configured (and the normal build must stay in-tree: `serve` and
+# the tests use in-tree paths), so the pass builds a copy of the sources in
+# _build-san/src: the files git knows (tracked, or new and not ignored) plus
+# the autotools output of this tree, mtimes kept so that a second run only
+# rebuilds what changed. Without git, `make distdir` makes the copy.
+san_copy() {
+    dest=$1
+    mkdir -p "$dest"
+    if command -v git >/dev/null 2>&1 && git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        {
+            git ls-files --cached --others --exclude-standard
+            echo configure
+            echo config.h.in
+            echo aclocal.m4
+            find build-aux m4 -type f
+            find libcore mod_jpip tools samples tests -name Makefile.in
+            echo Makefile.in
+        } | sed 's|^\./||' | while IFS= read -r f; do
+            [ -f "$f" ] && printf '%s\n' "$f"
+        done | sort -u | tar -cf - -T - | (cd "$dest" && tar -xpf -)
+    else
+        rm -rf "$dest"
+        make distdir distdir="$dest"
+    fi
+}
+
+sanitizer_pass() {
+    san="$top/_build-san/src"
+    say "sanitizer pass: copying the tree to _build-san/src"
+    san_copy "$san" || return 1
+    cd "$san" || return 1
+    if [ ! -f Makefile ] || [ configure -nt config.status ]; then
+        say "sanitizer pass: configure --enable-sanitizers"
+        # the corpus beside the real tree, not beside the copy
+        # shellcheck disable=SC2086
+        ./configure --enable-sanitizers --with-testdata="$top/../shared/testdata" \
+            ${CONFIGURE_FLAGS:-} >configure.out 2>&1 || {
+            cat configure.out
+            return 1
+        }
+    fi
+    say "sanitizer pass: make"
+    make -j"${JOBS:-$(nproc 2>/dev/null || echo 2)}" >make.out 2>&1 || {
+        tail -50 make.out
+        return 1
+    }
+    # the integration tests (a sanitized module inside httpd) are not run here
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        make -C tests/unit check && ASAN_OPTIONS=detect_leaks=1 \
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 make -C tests/tools check
 }
 
 cmd=${1:-build}
@@ -98,7 +155,22 @@ check)
     if grep -qE '^(FAIL|ERROR):|^make.*Error [0-9]' "$log"; then
         status=1
     fi
-    summarise "$log"
+    summarise "$log" | head -1
+    if [ "${SANITIZERS:-1}" != 0 ]; then
+        slog=$(mktemp)
+        { (sanitizer_pass) && say "sanitizer pass: passed" || say "sanitizer pass: FAILED"; } 2>&1 |
+            tee "$slog"
+        if grep -qE '^(FAIL|ERROR):|^make.*Error [0-9]' "$slog" ||
+            ! grep -q '^bootstrap: sanitizer pass: passed' "$slog"; then
+            status=1
+        fi
+        printf 'sanitizers (ASan+UBSan), '
+        summarise "$slog" | head -1
+        cat "$slog" >>"$log"
+        rm -f "$slog"
+    fi
+    # the closing line sums both passes
+    summarise "$log" | tail -1
     rm -f "$log"
     exit $status
     ;;

@@ -18,9 +18,12 @@
 #include <apr_strings.h>
 
 #include "fields.h"
+#include "model.h"
 #include "plan.h"
 #include "request.h"
 #include "serve.h"
+#include "session.h"
+#include "store.h"
 
 APLOG_USE_MODULE(jpip);
 
@@ -29,7 +32,9 @@ APLOG_USE_MODULE(jpip);
 
 /* -------------------------------------------------------------- answers */
 
-/* Answer with status and a short text body naming the problem. */
+/* Answer with status and a short text body naming the problem. Returns
+ * DONE: the request is answered (httpd treats it as OK), which callers
+ * tell apart from OK, "go on". */
 static int send_text(request_rec *r, int status, const char *msg)
 {
     r->status = status;
@@ -38,7 +43,7 @@ static int send_text(request_rec *r, int status, const char *msg)
     if (!r->header_only) {
         ap_rvputs(r, msg, "\n", NULL);
     }
-    return OK;
+    return DONE;
 }
 
 static int http_status_of(jpip_code_t code)
@@ -231,6 +236,7 @@ typedef struct out_t {
     apr_bucket_brigade *bb;
     apr_file_t *fd;     /* this batch's descriptor */
     apr_pool_t *pool;   /* this batch's pool */
+    apr_bucket *proto;  /* a file bucket over fd that every piece copies */
     int copy;           /* copy file bytes instead of passing file buckets */
     apr_size_t pending; /* bytes copied since the last pass */
     apr_status_t rv;    /* first failure passing a brigade down */
@@ -250,7 +256,14 @@ static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
         return JPIP_OK;
     }
     if (!o->copy) {
-        apr_brigade_insert_file(o->bb, o->fd, (apr_off_t)off, (apr_off_t)len, o->pool);
+        /* copies share the file bucket's data: when a filter sets one aside
+         * (moving the descriptor into its own pool) all of them follow */
+        apr_bucket *b;
+
+        apr_bucket_copy(o->proto, &b);
+        b->start = (apr_off_t)off;
+        b->length = (apr_size_t)len;
+        APR_BRIGADE_INSERT_TAIL(o->bb, b);
         return JPIP_OK;
     }
     /* HTTP/2 hands buckets to another thread after the request may have
@@ -279,6 +292,267 @@ static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
     return o->rv == APR_SUCCESS ? JPIP_OK : jpip_err_set(err, JPIP_E_IO, "client gone");
 }
 
+/* ------------------------------------------------------------- sessions */
+
+#define WAIT_STEP apr_time_from_msec(5)
+#define WAIT_MAX apr_time_from_sec(60)
+
+/* One request on a channel. The session record lives in shared memory and
+ * may be evicted by another process whenever the store is unlocked, so it
+ * is found again by channel id each time the lock is taken. */
+typedef struct chan_t {
+    const char *cid;     /* the channel this request runs on */
+    apr_uint64_t seq;    /* this request's turn in the session */
+    jpip_model_t *model; /* private copy of the session model, for planning */
+    unsigned stop;       /* EOR reason that ended the stream early, 0 if none */
+    apr_uint64_t sent;   /* message bytes recorded */
+} chan_t;
+
+static int session_gone(request_rec *r, const char *name, const char *cid)
+{
+    return refuse(r, name, HTTP_SERVICE_UNAVAILABLE,
+                  apr_psprintf(r->pool, "channel %s does not exist or has expired",
+                               ap_escape_html(r->pool, cid)));
+}
+
+/* The target a channel is bound to. Refuses a request that names another
+ * target (409) or an unknown channel (503). */
+static int channel_target(request_rec *r, const jpip_dir_conf_t *conf, const jpip_request_t *req,
+                          const char **name)
+{
+    jpip_session_t *s;
+    const char *asked = target_name(r, conf, req);
+    jpip_target_t t;
+    jpip_err_t err;
+
+    jpip_store_lock();
+    s = jpip_store_find(req->cid);
+    if (s == NULL) {
+        jpip_store_unlock();
+        return session_gone(r, NULL, req->cid);
+    }
+    *name = apr_pstrdup(r->pool, s->target);
+    jpip_store_unlock();
+    /* naming the same target again is allowed; another one is not */
+    if (asked != NULL && *asked != '\0' && strcmp(asked, "/") != 0 &&
+        (jpip_target_resolve(r->pool, conf->root, asked, conf->allow_outside_links == 1, &t,
+                             &err) != JPIP_OK ||
+         strcmp(t.name, *name) != 0)) {
+        return refuse(r, *name, HTTP_CONFLICT,
+                      apr_psprintf(r->pool, "channel %s belongs to another target",
+                                   ap_escape_html(r->pool, req->cid)));
+    }
+    return OK;
+}
+
+/* The path clients send later requests to (JPIP-cnew path=). */
+static const char *channel_path(request_rec *r, const jpip_dir_conf_t *conf)
+{
+    const char *loc = conf->location != NULL ? conf->location : r->uri;
+
+    while (*loc == '/') {
+        loc++;
+    }
+    return *loc != '\0' ? loc : "/";
+}
+
+/* cnew: open a channel, in a new session or (with cid) in the channel's
+ * session, and say so in JPIP-cnew. */
+static int channel_open(request_rec *r, const jpip_dir_conf_t *conf, const jpip_request_t *req,
+                        const jpip_tgt_t *tgt, const char *name, int jpt, chan_t *ch)
+{
+    char cid[JPIP_CID_LEN + 1];
+    jpip_session_t *s;
+    jpip_channel_t *c;
+    jpip_err_t err;
+
+    if (jpip_session_new_cid(cid, &err) != JPIP_OK) {
+        return refuse(r, name, HTTP_SERVICE_UNAVAILABLE, err.msg);
+    }
+    jpip_store_lock();
+    s = req->cid != NULL ? jpip_store_find(req->cid) : jpip_store_create(name, tgt->tid, &err);
+    if (s == NULL) {
+        jpip_store_unlock();
+        return req->cid != NULL ? session_gone(r, name, req->cid)
+                                : refuse(r, name, HTTP_SERVICE_UNAVAILABLE, err.msg);
+    }
+    if (jpip_session_channel_open(s, cid, jpt, &c, &err) != JPIP_OK) {
+        jpip_store_unlock();
+        return refuse(r, name, HTTP_SERVICE_UNAVAILABLE, err.msg);
+    }
+    jpip_store_unlock();
+    ch->cid = apr_pstrdup(r->pool, cid);
+    apr_table_setn(
+        r->headers_out, "JPIP-cnew",
+        apr_psprintf(r->pool, "cid=%s,path=%s,transport=http", ch->cid, channel_path(r, conf)));
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  JPIPLOGNO(0013) "jpip(cid=%s,target=%s): channel opened", ch->cid, name);
+    return OK;
+}
+
+/* Wait for this request's turn on the channel's session (pre-empting the
+ * request streaming now unless wait=yes), then apply the request's model
+ * and need fields to the session model and take a private copy of it for
+ * planning. Returns OK, or the answer already sent. */
+static int channel_start(request_rec *r, const jpip_request_t *req, const jpip_tgt_t *tgt,
+                         const char *name, chan_t *ch)
+{
+    apr_time_t deadline = apr_time_now() + WAIT_MAX;
+    jpip_session_t *s;
+    jpip_model_resolver_t res;
+    jpip_model_spec_t *model = NULL, *need = NULL;
+    jpip_channel_t *c;
+    jpip_err_t err;
+    apr_size_t size;
+    void *buf;
+
+    jpip_store_lock();
+    s = jpip_store_find(ch->cid);
+    if (s == NULL) {
+        jpip_store_unlock();
+        return session_gone(r, name, ch->cid);
+    }
+    ch->seq = ++s->seq;
+    if (!req->wait) {
+        s->preempt = ch->seq; /* the request streaming now ends with EOR 3 */
+    }
+    jpip_store_unlock();
+    for (;;) {
+        jpip_store_lock();
+        s = jpip_store_find(ch->cid);
+        if (s == NULL) {
+            jpip_store_unlock();
+            return session_gone(r, name, ch->cid);
+        }
+        c = jpip_session_channel(s, ch->cid);
+        if (s->busy == 0 && (req->qid < 0 || c->next_qid < 0 || req->qid <= c->next_qid ||
+                             apr_time_now() > deadline - WAIT_MAX + apr_time_from_sec(2))) {
+            break; /* locked */
+        }
+        if (s->preempt > ch->seq) {
+            /* a newer request came while this one waited: it wins */
+            jpip_store_unlock();
+            r->status = HTTP_ACCEPTED;
+            apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+            return DONE;
+        }
+        jpip_store_unlock();
+        if (apr_time_now() > deadline) {
+            return refuse(r, name, HTTP_SERVICE_UNAVAILABLE,
+                          "the channel stayed busy: try again later");
+        }
+        apr_sleep(WAIT_STEP);
+    }
+    s->busy = ch->seq;
+    if (req->qid >= 0) {
+        c->next_qid = req->qid + 1;
+    }
+    if (strcmp(s->tid, tgt->tid) != 0) {
+        /* the file changed since the session began: its model is stale */
+        jpip_session_model_reset(s);
+        apr_cpystrn(s->tid, tgt->tid, sizeof(s->tid));
+        apr_table_setn(r->headers_out, "JPIP-tid", tgt->tid);
+    }
+    jpip_serve_resolver(tgt->ix, &res);
+    if ((req->model != NULL &&
+         jpip_model_parse(r->pool, req->model, 0, 0, &model, &err) != JPIP_OK) ||
+        (req->need != NULL && jpip_model_parse(r->pool, req->need, 1, 0, &need, &err) != JPIP_OK)) {
+        s->busy = 0;
+        jpip_store_unlock();
+        return refuse(r, name, http_status_of(err.code), err.msg);
+    }
+    /* declared holdings (and, for need, what the client lacks) persist in
+     * the session; a field that does not fit the model is ignored */
+    if (model != NULL) {
+        jpip_model_apply(jpip_session_model(s), model, &res, &err);
+    }
+    if (need != NULL) {
+        jpip_model_apply(jpip_session_model(s), need, &res, &err);
+    }
+    size = jpip_model_bytes_for(jpip_model_runs(jpip_session_model(s)) + 1);
+    buf = apr_palloc(r->pool, size);
+    if (jpip_model_load(buf, size, jpip_session_model(s), jpip_model_size(jpip_session_model(s)),
+                        &ch->model, &err) != JPIP_OK) {
+        s->busy = 0;
+        jpip_store_unlock();
+        return refuse(r, name, HTTP_INTERNAL_SERVER_ERROR, err.msg);
+    }
+    jpip_store_unlock();
+    return OK;
+}
+
+/* After a batch was handed to the network: record it in the session model
+ * and see whether a newer request pre-empts this one. Returns the EOR
+ * reason to stop with, or 0 to go on. */
+static unsigned channel_batch(chan_t *ch, const jpip_msg_t *msgs, apr_size_t n)
+{
+    jpip_session_t *s;
+    jpip_model_t *m;
+    unsigned stop = 0;
+    apr_size_t i;
+
+    jpip_store_lock();
+    s = jpip_store_find(ch->cid);
+    if (s == NULL || s->busy != ch->seq) {
+        jpip_store_unlock();
+        return JPIP_EOR_SESSION_LIMIT; /* the session was closed meanwhile */
+    }
+    m = jpip_session_model(s);
+    for (i = 0; i < n; i++) {
+        unsigned cls = msgs[i].cls & ~1u;
+        apr_uint64_t held = jpip_model_held(m, cls, msgs[i].csn, msgs[i].id);
+        jpip_err_t err;
+
+        ch->sent += msgs[i].hdr_len + msgs[i].len;
+        /* a range that does not extend what is held leaves a hole the
+         * model cannot express: not recorded, at worst sent again */
+        if (held != JPIP_MODEL_COMPLETE && msgs[i].off <= held &&
+            jpip_model_add(m, cls, msgs[i].csn, msgs[i].id, msgs[i].off + msgs[i].len,
+                           msgs[i].complete, &err) != JPIP_OK) {
+            /* the model is full: end the session rather than send twice */
+            s->closed = 1;
+            stop = JPIP_EOR_SESSION_LIMIT;
+            break;
+        }
+    }
+    s->bytes += ch->sent;
+    if (stop == 0 && s->preempt > ch->seq) {
+        stop = JPIP_EOR_WINDOW_CHANGE; /* pre-empted by a newer request */
+    }
+    jpip_store_unlock();
+    return stop;
+}
+
+/* The request is over: free the channel's session for the next one, and
+ * close what cclose names. */
+static void channel_end(request_rec *r, const jpip_request_t *req, chan_t *ch)
+{
+    jpip_session_t *s;
+
+    jpip_store_lock();
+    s = jpip_store_find(ch->cid);
+    if (s != NULL) {
+        if (s->busy == ch->seq) {
+            s->busy = 0;
+        }
+        s->used = apr_time_now();
+        if (req->cclose != NULL) {
+            int i;
+            apr_uint32_t left = s->nchannels;
+
+            for (i = 0; i < req->cclose->nelts; i++) {
+                left = jpip_session_channel_close(s, APR_ARRAY_IDX(req->cclose, i, const char *));
+            }
+            if (left == 0 || s->closed) {
+                jpip_store_remove(s);
+            }
+        } else if (s->closed) {
+            jpip_store_remove(s);
+        }
+    }
+    jpip_store_unlock();
+}
+
 /* Run the plan once without sending, for Content-Length. */
 static apr_uint64_t plan_size(jpip_response_t *resp, jpip_msg_t *msgs, jpip_err_t *err)
 {
@@ -298,7 +572,7 @@ static apr_uint64_t plan_size(jpip_response_t *resp, jpip_msg_t *msgs, jpip_err_
 /* Stream the plan's messages and the EOR. Returns the HTTP status to
  * return from the handler (OK, or an error before anything was sent). */
 static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
-                       jpip_response_t *resp, jpip_msg_t *msgs)
+                       jpip_response_t *resp, jpip_msg_t *msgs, chan_t *ch)
 {
     conn_rec *c = r->connection;
     apr_file_t *target;
@@ -332,6 +606,7 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
             apr_pool_destroy(o.pool);
             break;
         }
+        o.proto = apr_bucket_file_create(o.fd, 0, (apr_size_t)tgt->size, o.pool, c->bucket_alloc);
         for (i = 0; i < n && o.rv == APR_SUCCESS; i++) {
             APR_BRIGADE_INSERT_TAIL(o.bb,
                                     apr_bucket_heap_create((const char *)msgs[i].hdr,
@@ -344,6 +619,7 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
         nmsg += n;
         rv = o.rv != APR_SUCCESS ? o.rv : ap_pass_brigade(r->output_filters, o.bb);
         apr_brigade_cleanup(o.bb);
+        apr_bucket_destroy(o.proto);
         apr_pool_destroy(o.pool); /* written, or set aside into a filter's pool */
         if (rv != APR_SUCCESS || c->aborted) {
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
@@ -352,8 +628,13 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
                           name, nmsg);
             return OK;
         }
+        /* only what was handed to the network is recorded as held */
+        if (ch != NULL && (ch->stop = channel_batch(ch, msgs, n)) != 0) {
+            break;
+        }
     }
-    reason = jpip_serve_eor(resp);
+    reason = ch != NULL && ch->stop != 0 ? ch->stop : jpip_serve_eor(resp);
+    jpip_store_count(JPIP_STAT_BYTES, jpip_plan_bytes(resp->plan));
     APR_BRIGADE_INSERT_TAIL(o.bb,
                             apr_bucket_heap_create((const char *)eor, jpip_jpp_eor(reason, eor),
                                                    NULL, c->bucket_alloc));
@@ -371,7 +652,7 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
 }
 
 static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t *tgt,
-                   const char *name, const jpip_request_t *req)
+                   const char *name, const jpip_request_t *req, chan_t *ch)
 {
     jpip_serve_target_t st;
     jpip_serve_opts_t so;
@@ -386,7 +667,7 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
     st.ix = tgt->ix;
     st.layout = tgt->layout;
     st.tid = tgt->tid;
-    rc = jpip_serve_prepare(r->pool, &st, req, NULL, &so, &resp, &err);
+    rc = jpip_serve_prepare(r->pool, &st, req, ch != NULL ? ch->model : NULL, &so, &resp, &err);
     if (rc != JPIP_OK) {
         return refuse(r, name, rc == JPIP_E_LIMIT ? HTTP_SERVICE_UNAVAILABLE : http_status_of(rc),
                       err.msg);
@@ -399,6 +680,13 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
         return refuse(r, name, resp.status, resp.error);
     }
     ap_set_content_type(r, resp.content_type);
+    if (ch != NULL) {
+        /* the answer depends on the session's cache model */
+        apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
+        if (req->mset != NULL) {
+            apr_table_setn(r->headers_out, "JPIP-mset", jpip_ranges_format(r->pool, req->mset));
+        }
+    }
     if (r->proto_num < HTTP_VERSION(1, 1) || conf->content_length == JPIP_CL_ALWAYS) {
         /* HTTP/1.0 cannot be chunked, and some desktop clients want a
          * length: the plan knows the exact size before the first byte */
@@ -407,7 +695,7 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
     if (r->header_only) {
         return OK;
     }
-    return stream_body(r, tgt, name, &resp, msgs);
+    return stream_body(r, tgt, name, &resp, msgs, ch);
 }
 
 int jpip_handle(request_rec *r)
@@ -418,7 +706,8 @@ int jpip_handle(request_rec *r)
     jpip_target_t target;
     const jpip_tgt_t *tgt;
     jpip_err_t err;
-    const char *name;
+    const char *name = NULL;
+    chan_t ch;
     int st;
 
     if (r->handler == NULL || strcmp(r->handler, "jpip") != 0) {
@@ -454,16 +743,21 @@ int jpip_handle(request_rec *r)
     if (jpip_request_parse(r->pool, fields, &req, &err) != JPIP_OK) {
         return refuse(r, NULL, HTTP_BAD_REQUEST, err.msg);
     }
-    name = target_name(r, conf, &req);
+    jpip_store_count(JPIP_STAT_REQUESTS, 1);
+    if (req.cid != NULL) {
+        if (!jpip_store_ready()) {
+            return session_gone(r, NULL, req.cid);
+        }
+        st = channel_target(r, conf, &req, &name);
+        if (st != OK) {
+            return st;
+        }
+    } else {
+        name = target_name(r, conf, &req);
+    }
     if (jpip_target_resolve(r->pool, conf->root, name, conf->allow_outside_links == 1, &target,
                             &err) != JPIP_OK) {
         return refuse(r, name, http_status_of(err.code), err.msg);
-    }
-    if (req.cid != NULL) {
-        /* sessions are not kept yet: every channel id is unknown */
-        return refuse(r, target.name, HTTP_SERVICE_UNAVAILABLE,
-                      apr_psprintf(r->pool, "channel %s does not exist or has expired",
-                                   ap_escape_html(r->pool, req.cid)));
     }
     if (jpip_targets_get(r, &target, &tgt, &err) != JPIP_OK) {
         int status = err.code == JPIP_E_FORMAT || err.code == JPIP_E_UNSUPPORTED
@@ -474,5 +768,26 @@ int jpip_handle(request_rec *r)
             r, target.name, status,
             apr_psprintf(r->pool, "%s is not a servable JPEG 2000 file: %s", target.name, err.msg));
     }
-    return respond(r, conf, tgt, target.name, &req);
+    if ((req.cid == NULL && !(req.cnew & JPIP_TRANSPORT_HTTP)) || !jpip_store_ready()) {
+        return respond(r, conf, tgt, target.name, &req, NULL); /* stateless */
+    }
+    memset(&ch, 0, sizeof(ch));
+    ch.cid = req.cid;
+    if (req.cnew & JPIP_TRANSPORT_HTTP) {
+        /* only http is granted; other transports offered alone get a
+         * stateless answer (no JPIP-cnew), as T.808 allows */
+        st = channel_open(r, conf, &req, tgt, target.name,
+                          req.type_raw != NULL && !(req.type & (JPIP_TYPE_JPP | JPIP_TYPE_JPP_EXT)),
+                          &ch);
+        if (st != OK) {
+            return st;
+        }
+    }
+    st = channel_start(r, &req, tgt, target.name, &ch);
+    if (st != OK) {
+        return st;
+    }
+    st = respond(r, conf, tgt, target.name, &req, &ch);
+    channel_end(r, &req, &ch);
+    return st;
 }

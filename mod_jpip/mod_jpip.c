@@ -19,6 +19,8 @@
 
 #include <apr_strings.h>
 
+#include "store.h"
+
 APLOG_USE_MODULE(jpip);
 
 /* ------------------------------------------------------------------ config */
@@ -60,6 +62,9 @@ static void *jpip_srv_create(apr_pool_t *p, server_rec *s)
 
     c->index_dir = NULL;
     c->max_targets = -1;
+    c->sessions = -1;
+    c->session_memory = -1;
+    c->session_idle = -1;
     return c;
 }
 
@@ -70,6 +75,9 @@ static void *jpip_srv_merge(apr_pool_t *p, void *basev, void *addv)
 
     c->index_dir = add->index_dir != NULL ? add->index_dir : base->index_dir;
     c->max_targets = add->max_targets != -1 ? add->max_targets : base->max_targets;
+    c->sessions = add->sessions != -1 ? add->sessions : base->sessions;
+    c->session_memory = add->session_memory != -1 ? add->session_memory : base->session_memory;
+    c->session_idle = add->session_idle != -1 ? add->session_idle : base->session_idle;
     return c;
 }
 
@@ -185,6 +193,71 @@ static const char *cmd_index_entries(cmd_parms *cmd, void *dconf, const char *ar
     return NULL;
 }
 
+/* Session directives are global: there is one session store. */
+static jpip_srv_conf_t *global_conf(cmd_parms *cmd, const char **err)
+{
+    *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    return ap_get_module_config(cmd->server->module_config, &jpip_module);
+}
+
+static const char *cmd_sessions(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err;
+    jpip_srv_conf_t *sc = global_conf(cmd, &err);
+    int n = atoi(arg);
+
+    if (err != NULL) {
+        return err;
+    }
+    if (n < 1 || n > 1000000) {
+        return "JPIPSessions: expected a count from 1 to 1000000";
+    }
+    sc->sessions = n;
+    return NULL;
+}
+
+static const char *cmd_session_memory(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err;
+    jpip_srv_conf_t *sc = global_conf(cmd, &err);
+    apr_off_t v;
+    char *end;
+
+    if (err != NULL) {
+        return err;
+    }
+    if (apr_strtoff(&v, arg, &end, 10) != APR_SUCCESS || v <= 0) {
+        return "JPIPSessionMemory: expected a size such as 64M";
+    }
+    if (*end == 'K' || *end == 'k') {
+        v *= 1024;
+    } else if (*end == 'M' || *end == 'm') {
+        v *= 1024 * 1024;
+    } else if (*end == 'G' || *end == 'g') {
+        v *= (apr_off_t)1024 * 1024 * 1024;
+    } else if (*end != '\0') {
+        return "JPIPSessionMemory: expected a size such as 64M";
+    }
+    sc->session_memory = v;
+    return NULL;
+}
+
+static const char *cmd_session_timeout(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err;
+    jpip_srv_conf_t *sc = global_conf(cmd, &err);
+    int n = atoi(arg);
+
+    if (err != NULL) {
+        return err;
+    }
+    if (n < 1 || n > 7 * 24 * 3600) {
+        return "JPIPSessionTimeout: expected seconds, from 1 to 604800";
+    }
+    sc->session_idle = apr_time_from_sec(n);
+    return NULL;
+}
+
 static const command_rec jpip_cmds[] = {
     AP_INIT_TAKE1("JPIPRoot", cmd_root, NULL, ACCESS_CONF,
                   "The directory of JPEG 2000 images served at this location"),
@@ -202,6 +275,12 @@ static const command_rec jpip_cmds[] = {
                   "Directory for target indexes shared by all processes, or none"),
     AP_INIT_TAKE1("JPIPIndexCacheEntries", cmd_index_entries, NULL, RSRC_CONF,
                   "Indexed targets each process keeps open (default 64)"),
+    AP_INIT_TAKE1("JPIPSessions", cmd_sessions, NULL, RSRC_CONF,
+                  "JPIP sessions kept at once in shared memory (default 256)"),
+    AP_INIT_TAKE1("JPIPSessionMemory", cmd_session_memory, NULL, RSRC_CONF,
+                  "Shared memory for all session cache models, e.g. 64M (default 64M)"),
+    AP_INIT_TAKE1("JPIPSessionTimeout", cmd_session_timeout, NULL, RSRC_CONF,
+                  "Seconds a session may stay idle before it is closed (default 300)"),
     {NULL}};
 
 /* ------------------------------------------------------------------- hooks */
@@ -253,15 +332,35 @@ static int jpip_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pte
                          sc->index_dir);
         }
     }
+    {
+        const jpip_srv_conf_t *sc = ap_get_module_config(s->module_config, &jpip_module);
+        jpip_store_conf_t stc;
+        int rv;
+
+        stc.slots = sc->sessions > 0 ? sc->sessions : JPIP_DEFAULT_SESSIONS;
+        stc.memory = sc->session_memory > 0 ? (apr_size_t)sc->session_memory
+                                            : (apr_size_t)JPIP_DEFAULT_SESSION_MEMORY;
+        stc.idle = sc->session_idle > 0 ? sc->session_idle : JPIP_DEFAULT_SESSION_IDLE;
+        rv = jpip_store_post_config(pconf, s, &stc);
+        if (rv != OK) {
+            return rv;
+        }
+    }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, JPIPLOGNO(0005) "mod_jpip/%s ready",
                  JPIP_MODULE_VERSION);
     return OK;
+}
+
+static int jpip_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    return jpip_store_pre_config(pconf);
 }
 
 static void jpip_child_init(apr_pool_t *pchild, server_rec *s)
 {
     apr_status_t rv = jpip_targets_init(pchild, s);
 
+    jpip_store_child_init(pchild, s);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      JPIPLOGNO(0008) "cannot create the target cache of this process");
@@ -270,10 +369,12 @@ static void jpip_child_init(apr_pool_t *pchild, server_rec *s)
 
 static void jpip_register_hooks(apr_pool_t *p)
 {
+    ap_hook_pre_config(jpip_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(jpip_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(jpip_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_map_to_storage(jpip_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(jpip_handle, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(jpip_status_handle, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 module AP_MODULE_DECLARE_DATA jpip_module = {STANDARD20_MODULE_STUFF,

@@ -39,9 +39,17 @@ typedef struct jpip_dir_conf_t {
 
 /* Server-wide configuration. */
 typedef struct jpip_srv_conf_t {
-    const char *index_dir; /* JPIPIndexCache: directory, "" = none, NULL = unset (default) */
-    int max_targets;       /* JPIPIndexCacheEntries: targets kept per process; -1 = unset */
+    const char *index_dir;      /* JPIPIndexCache: directory, "" = none, NULL = unset (default) */
+    int max_targets;            /* JPIPIndexCacheEntries: targets kept per process; -1 = unset */
+    int sessions;               /* JPIPSessions: session slots; -1 = unset */
+    apr_int64_t session_memory; /* JPIPSessionMemory: bytes; -1 = unset */
+    apr_interval_time_t session_idle; /* JPIPSessionTimeout; -1 = unset */
 } jpip_srv_conf_t;
+
+/* Session defaults. */
+#define JPIP_DEFAULT_SESSIONS 256
+#define JPIP_DEFAULT_SESSION_MEMORY (64 * 1024 * 1024)
+#define JPIP_DEFAULT_SESSION_IDLE apr_time_from_sec(300)
 
 extern module AP_MODULE_DECLARE_DATA jpip_module;
 
@@ -67,8 +75,9 @@ apr_status_t jpip_targets_init(apr_pool_t *pchild, server_rec *s);
 jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_tgt_t **out,
                              jpip_err_t *err);
 
-/* The handler hook (handler.c). */
+/* The handler hooks (handler.c, status.c). */
 int jpip_handle(request_rec *r);
+int jpip_status_handle(request_rec *r);
 
 /* The index cache directory in force for s ("" or NULL: none). */
 const char *jpip_index_dir(server_rec *s);

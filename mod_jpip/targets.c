@@ -18,6 +18,7 @@
 #include <apr_thread_mutex.h>
 
 #include "ixcache.h"
+#include "store.h"
 
 APLOG_USE_MODULE(jpip);
 
@@ -165,6 +166,7 @@ jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_
         e->refs++;
         e->used = apr_time_now();
         apr_thread_mutex_unlock(cache.lock);
+        jpip_store_count(JPIP_STAT_INDEX_HITS, 1);
         apr_pool_cleanup_register(r->pool, e, unref, apr_pool_cleanup_null);
         *out = &e->tgt;
         return JPIP_OK;
@@ -176,6 +178,7 @@ jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_
     if (rc != JPIP_OK) {
         return rc;
     }
+    jpip_store_count(JPIP_STAT_INDEX_BUILDS, 1);
     apr_thread_mutex_lock(cache.lock);
     e = apr_hash_get(cache.table, t->path, APR_HASH_KEY_STRING);
     if (e != NULL) { /* an older version, or a concurrent build: replace it */

@@ -9,7 +9,14 @@
  *                                     NL - R levels are discarded everywhere,
  *                                     like opj_decompress -r NL-R)
  *       [--max-layers L]              only the first L quality layers
+ *   jpip-inspect --packets OUT FILE   one line per packet: codestream, tile,
+ *                                     component, resolution, precinct, layer,
+ *                                     and the file ranges (offset+length) of
+ *                                     its SOP segment, its header (EPH
+ *                                     included) and its body
  *
+ * The rebuilt file is written sparse: runs of zero bytes become holes, so a
+ * huge 'free' box costs no disk space.
  * Exit status: 0 on success, 1 when the file cannot be indexed (the
  * message names the problem), 2 on a usage error.
  */
@@ -26,6 +33,7 @@
 #include "index.h"
 #include "jp2rebuild.h"
 #include "rebuild.h"
+#include "t2.h"
 
 typedef struct inspect_t {
     apr_pool_t *pool;
@@ -33,6 +41,7 @@ typedef struct inspect_t {
     const unsigned char *data; /* the file, mapped */
     apr_uint64_t size;
     jpip_index_t *ix;
+    jpip_src_t *src; /* the file, for the packet-header decoder */
     jpip_container_t container;
     jpip_rebuild_opts_t opts;
     unsigned max_res; /* --max-resolution, or JPIP_REBUILD_ALL */
@@ -393,12 +402,46 @@ static jpip_code_t rebuild_cs(void *ctx, apr_uint64_t csid, const unsigned char 
     return rc;
 }
 
+/* The output file: blocks of zeros are skipped with a seek, so the file
+ * gets holes there; out_finish sets the final length. */
+typedef struct out_t {
+    apr_file_t *f;
+    apr_off_t pos;
+} out_t;
+
+#define HOLE_BLOCK 65536
+
+static int all_zero(const unsigned char *p, apr_size_t n)
+{
+    apr_size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (p[i] != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static jpip_code_t write_file(void *ctx, const void *data, apr_size_t len, jpip_err_t *err)
 {
-    apr_size_t done = 0;
+    out_t *o = ctx;
+    const unsigned char *p = data;
 
-    if (apr_file_write_full(ctx, data, len, &done) != APR_SUCCESS) {
-        return jpip_err_set(err, JPIP_E_IO, "write failed");
+    while (len > 0) {
+        apr_size_t n = len < HOLE_BLOCK ? len : HOLE_BLOCK, done = 0;
+
+        if (n == HOLE_BLOCK && all_zero(p, n)) {
+            apr_off_t at = o->pos + (apr_off_t)n;
+            if (apr_file_seek(o->f, APR_SET, &at) != APR_SUCCESS) {
+                return jpip_err_set(err, JPIP_E_IO, "seek failed");
+            }
+        } else if (apr_file_write_full(o->f, p, n, &done) != APR_SUCCESS) {
+            return jpip_err_set(err, JPIP_E_IO, "write failed");
+        }
+        o->pos += (apr_off_t)n;
+        p += n;
+        len -= n;
     }
     return JPIP_OK;
 }
@@ -406,21 +449,186 @@ static jpip_code_t write_file(void *ctx, const void *data, apr_size_t len, jpip_
 static jpip_code_t do_rebuild(inspect_t *in, const char *outpath, jpip_err_t *err)
 {
     apr_file_t *f;
+    out_t o;
     jpip_code_t rc;
 
     if (apr_file_open(&f, outpath, APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_TRUNCATE,
                       APR_FPROT_OS_DEFAULT, in->pool) != APR_SUCCESS) {
         return jpip_err_set(err, JPIP_E_IO, "cannot create %s", outpath);
     }
+    o.f = f;
+    o.pos = 0;
     if (in->container == JPIP_CONTAINER_RAW) {
         jpip_binsrc_t bs = {in, binsrc_get};
         jpip_rebuild_opts_t opts = opts_for(in, 0);
-        rc = jpip_rebuild(&bs, &opts, in->pool, write_file, f, NULL, err);
+        rc = jpip_rebuild(&bs, &opts, in->pool, write_file, &o, NULL, err);
     } else {
         jpip_bin_provider_t prov = {in, provider_get};
-        rc = jpip_jp2_rebuild(&prov, rebuild_cs, in, write_file, f, in->pool, err);
+        rc = jpip_jp2_rebuild(&prov, rebuild_cs, in, write_file, &o, in->pool, err);
+    }
+    /* a trailing hole: the length comes from the truncation */
+    if (rc == JPIP_OK && apr_file_trunc(f, o.pos) != APR_SUCCESS) {
+        rc = jpip_err_set(err, JPIP_E_IO, "cannot write %s", outpath);
     }
     if (apr_file_close(f) != APR_SUCCESS && rc == JPIP_OK) {
+        rc = jpip_err_set(err, JPIP_E_IO, "cannot write %s", outpath);
+    }
+    return rc;
+}
+
+/* -------------------------------------------------------------- packets */
+
+/* Print the file ranges of bytes [start, start+len) of a bin as
+ * " name=off+len,off+len" (" name=-" when len is 0). */
+static void print_ranges(FILE *out, const char *name, const jpip_piece_t *pc, apr_uint32_t npc,
+                         apr_uint64_t start, apr_uint64_t len)
+{
+    apr_uint64_t at = 0;
+    apr_uint32_t i;
+    int first = 1;
+
+    fprintf(out, " %s=", name);
+    if (len == 0) {
+        fputc('-', out);
+        return;
+    }
+    for (i = 0; i < npc && len > 0; i++) {
+        apr_uint64_t p0 = at, o, n;
+
+        at += pc[i].len;
+        if (at <= start) {
+            continue;
+        }
+        o = start - p0; /* start >= p0: earlier pieces were consumed */
+        n = pc[i].len - o < len ? pc[i].len - o : len;
+        fprintf(out, "%s%" APR_UINT64_T_FMT "+%" APR_UINT64_T_FMT, first ? "" : ",", pc[i].off + o,
+                n);
+        first = 0;
+        len -= n;
+        start += n;
+    }
+}
+
+/* The packets of one precinct bin: their headers are decoded again from
+ * the bin's own bytes (layer by layer) to split each packet into its SOP
+ * segment, header and body. */
+static jpip_code_t precinct_packets(inspect_t *in, FILE *out, apr_uint64_t csn,
+                                    const jpip_ix_cs_t *cs, apr_uint32_t t, unsigned c,
+                                    const jpip_rect_t *tcr, unsigned r, const jpip_ix_res_t *res,
+                                    apr_uint64_t k, apr_pool_t *pool, jpip_err_t *err)
+{
+    const jpip_ix_tile_t *tile = jpip_index_tile(in->ix, cs, t);
+    const jpip_ix_tc_t *tc = jpip_index_tc(in->ix, cs, t, c);
+    const jpip_tccp_t *tccp = jpip_index_tccp(in->ix, tc);
+    apr_uint32_t nt = jpip_siz_ntiles(&cs->siz);
+    apr_uint64_t s = res->s0 + k, id = t + (c + s * cs->siz.csiz) * (apr_uint64_t)nt, pos = 0;
+    const jpip_bin_t *bin;
+    const jpip_piece_t *pc;
+    const apr_uint64_t *bounds;
+    jpip_t2_geom_t geom;
+    jpip_t2_prec_t *prec;
+    jpip_t2_stream_t st;
+    unsigned l;
+    jpip_code_t rc;
+
+    if ((rc = jpip_index_bin(in->ix, JPIP_CLASS_PRECINCT, csn, id, &bin, err)) != JPIP_OK ||
+        (rc = jpip_geom_prec_cblks(tcr, tccp, r, k % res->grid.npw, k / res->grid.npw, &geom,
+                                   err)) != JPIP_OK ||
+        (rc = jpip_t2_prec_create(&prec, pool, &geom, tccp->cblksty, err)) != JPIP_OK) {
+        return rc;
+    }
+    pc = jpip_index_pieces(in->ix, bin);
+    bounds = jpip_index_bounds(in->ix, bin);
+    jpip_t2_stream_init(&st, in->src, pc, bin->npieces);
+    for (l = 0; l < bin->nbounds; l++) {
+        apr_uint64_t sop = 0;
+        jpip_t2_packet_t pk;
+
+        if (tile->scod & JPIP_SCOD_SOP) {
+            unsigned char m[2];
+            apr_size_t got;
+            if ((rc = jpip_t2_stream_peek(&st, m, 2, &got, err)) != JPIP_OK) {
+                return rc;
+            }
+            if (got == 2 && m[0] == 0xFF && m[1] == 0x91) {
+                sop = 6;
+            }
+        }
+        if ((rc = jpip_t2_stream_skip(&st, sop, NULL, NULL, err)) != JPIP_OK ||
+            (rc = jpip_t2_read_header(prec, l, &st, (tile->scod & JPIP_SCOD_EPH) != 0, &pk, err)) !=
+                JPIP_OK ||
+            (rc = jpip_t2_stream_skip(&st, pk.header_len + pk.body_len, NULL, NULL, err)) !=
+                JPIP_OK) {
+            char why[sizeof(err->msg)];
+            memcpy(why, err->msg, sizeof(why));
+            return jpip_err_set(err, rc, "precinct bin %" APR_UINT64_T_FMT " layer %u: %s", id, l,
+                                why);
+        }
+        if (pos + sop + pk.header_len + pk.body_len != bounds[l]) {
+            return jpip_err_set(err, JPIP_E_FORMAT,
+                                "precinct bin %" APR_UINT64_T_FMT
+                                " layer %u: packet ends at %" APR_UINT64_T_FMT
+                                ", the index says %" APR_UINT64_T_FMT,
+                                id, l, pos + sop + pk.header_len + pk.body_len, bounds[l]);
+        }
+        fprintf(out,
+                "cs=%" APR_UINT64_T_FMT " tile=%u comp=%u res=%u prec=%" APR_UINT64_T_FMT
+                " layer=%u bin=%" APR_UINT64_T_FMT,
+                csn, (unsigned)t, c, r, k, l, id);
+        print_ranges(out, "sop", pc, bin->npieces, pos, sop);
+        print_ranges(out, "header", pc, bin->npieces, pos + sop, pk.header_len);
+        print_ranges(out, "body", pc, bin->npieces, pos + sop + pk.header_len, pk.body_len);
+        fputc('\n', out);
+        pos = bounds[l];
+    }
+    return JPIP_OK;
+}
+
+static jpip_code_t do_packets(inspect_t *in, const char *outpath, jpip_err_t *err)
+{
+    FILE *out = strcmp(outpath, "-") == 0 ? stdout : fopen(outpath, "w");
+    apr_uint64_t csn;
+    jpip_code_t rc = JPIP_OK;
+
+    if (out == NULL) {
+        return jpip_err_set(err, JPIP_E_IO, "cannot create %s", outpath);
+    }
+    for (csn = 0; csn < jpip_index_ncs(in->ix) && rc == JPIP_OK; csn++) {
+        const jpip_ix_cs_t *cs = jpip_index_cs(in->ix, csn);
+        const jpip_comp_t *comps = jpip_index_comps(in->ix, cs);
+        apr_uint32_t nt = jpip_siz_ntiles(&cs->siz), t;
+
+        for (t = 0; t < nt && rc == JPIP_OK; t++) {
+            unsigned c;
+            jpip_rect_t tr;
+
+            jpip_geom_tile(&cs->siz, t, &tr);
+            for (c = 0; c < cs->siz.csiz && rc == JPIP_OK; c++) {
+                const jpip_tccp_t *tccp = jpip_index_tccp(in->ix, jpip_index_tc(in->ix, cs, t, c));
+                jpip_rect_t tcr;
+                unsigned r;
+
+                jpip_geom_tilecomp(&tr, comps[c].xr, comps[c].yr, &tcr);
+                for (r = 0; r <= tccp->nl && rc == JPIP_OK; r++) {
+                    jpip_ix_res_t res;
+                    apr_uint64_t k, n;
+                    apr_pool_t *sub;
+
+                    if ((rc = jpip_index_res(in->ix, cs, t, c, r, &res, err)) != JPIP_OK) {
+                        break;
+                    }
+                    n = res.grid.npw * res.grid.nph;
+                    apr_pool_create(&sub, in->pool);
+                    for (k = 0; k < n && rc == JPIP_OK; k++) {
+                        rc = precinct_packets(in, out, csn, cs, t, c, &tcr, r, &res, k, sub, err);
+                        apr_pool_clear(sub);
+                    }
+                    apr_pool_destroy(sub);
+                }
+            }
+        }
+    }
+    if (out != stdout && fclose(out) != 0 && rc == JPIP_OK) {
         rc = jpip_err_set(err, JPIP_E_IO, "cannot write %s", outpath);
     }
     return rc;
@@ -432,7 +640,8 @@ static int usage(void)
 {
     fprintf(stderr, "usage: jpip-inspect [--bins] FILE\n"
                     "       jpip-inspect --rebuild OUT [--max-resolution R] [--max-layers L] "
-                    "FILE\n");
+                    "FILE\n"
+                    "       jpip-inspect --packets OUT FILE\n");
     return 2;
 }
 
@@ -472,6 +681,7 @@ static int open_target(inspect_t *in, jpip_err_t *err)
         jpip_box_detect(src, &in->container, &brand, err) != JPIP_OK) {
         return 0;
     }
+    in->src = src;
     key.path = in->path;
     key.size = in->size;
     key.mtime = fi.mtime;
@@ -481,7 +691,7 @@ static int open_target(inspect_t *in, jpip_err_t *err)
 int main(int argc, char **argv)
 {
     inspect_t in;
-    const char *rebuild_out = NULL;
+    const char *rebuild_out = NULL, *packets_out = NULL;
     int bins = 0, i, status = 0;
     jpip_err_t err;
 
@@ -495,6 +705,8 @@ int main(int argc, char **argv)
             bins = 1;
         } else if (strcmp(argv[i], "--rebuild") == 0 && i + 1 < argc) {
             rebuild_out = argv[++i];
+        } else if (strcmp(argv[i], "--packets") == 0 && i + 1 < argc) {
+            packets_out = argv[++i];
         } else if (strcmp(argv[i], "--max-resolution") == 0 && i + 1 < argc) {
             if (!parse_uint(argv[++i], &in.max_res)) {
                 return usage();
@@ -522,6 +734,11 @@ int main(int argc, char **argv)
             status = 1;
         } else if (do_rebuild(&in, rebuild_out, &err) != JPIP_OK) {
             fprintf(stderr, "jpip-inspect: %s: rebuild failed: %s\n", in.path, err.msg);
+            status = 1;
+        }
+    } else if (packets_out != NULL) {
+        if (do_packets(&in, packets_out, &err) != JPIP_OK) {
+            fprintf(stderr, "jpip-inspect: %s: --packets: %s\n", in.path, err.msg);
             status = 1;
         }
     } else if (bins) {

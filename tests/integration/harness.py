@@ -22,6 +22,7 @@ import time
 BASE_MODULES = [
     ("mpm_event_module", "mod_mpm_event.so"),
     ("authz_core_module", "mod_authz_core.so"),
+    ("authz_host_module", "mod_authz_host.so"),
     ("mime_module", "mod_mime.so"),
     ("dir_module", "mod_dir.so"),
     ("log_config_module", "mod_log_config.so"),
@@ -117,10 +118,11 @@ class Httpd:
             if so and os.path.exists(os.path.join(mdir, so)):
                 loads.append("LoadModule %s %s/%s" % (name, mdir, so))
         if self.mpm == "prefork":
+            # room for the parallel cases: a prefork process serves one
+            # connection at a time
             mpm_conf = ("StartServers %d\nMinSpareServers %d\nMaxSpareServers %d\n"
-                        "ServerLimit %d\nMaxRequestWorkers %d\n"
-                        % (self.servers, self.servers, self.servers + 2,
-                           self.servers + 2, self.servers + 2))
+                        "ServerLimit 48\nMaxRequestWorkers 48\n"
+                        % (self.servers, self.servers, self.servers + 4))
         else:
             threads = 8
             limit = self.servers + 2
@@ -172,6 +174,9 @@ Include "{confdir}/example-site.conf"
         self.proc = subprocess.Popen([self.httpd, "-DFOREGROUND", "-f", self.conf,
                                       "-d", self.root], env=env,
                                      stdin=subprocess.DEVNULL,
+                                     # its own session: a graceful restart
+                                     # signals httpd's whole process group
+                                     start_new_session=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:

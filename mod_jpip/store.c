@@ -1,0 +1,240 @@
+/* mod_jpip: the session store in shared memory. */
+#include "mod_jpip.h"
+#include "store.h"
+
+#include <http_log.h>
+#include <util_mutex.h>
+
+#include <apr_atomic.h>
+#include <apr_global_mutex.h>
+#include <apr_shm.h>
+#include <apr_strings.h>
+
+APLOG_USE_MODULE(jpip);
+
+#define STORE_MUTEX_TYPE "jpip-session"
+#define STORE_MAGIC 0x4A505354u /* "JPST" */
+#define USERDATA_KEY "jpip_store"
+
+typedef struct shm_hdr_t {
+    apr_uint32_t magic;
+    apr_uint32_t slots;
+    apr_uint64_t slot_size;
+    apr_interval_time_t idle;
+    volatile apr_uint64_t counters[8]; /* apr_atomic_add64 */
+    apr_uint64_t created, evicted, expired, refused;
+} shm_hdr_t;
+
+/* What survives a graceful restart, in the process pool. */
+typedef struct store_t {
+    apr_shm_t *shm;
+    apr_global_mutex_t *mutex;
+    apr_size_t size;
+    shm_hdr_t *hdr;
+    char *slots;
+} store_t;
+
+static store_t *store; /* in the parent and, by fork, in every child */
+
+static apr_size_t hdr_bytes(void)
+{
+    return (sizeof(shm_hdr_t) + 63) & ~(apr_size_t)63;
+}
+
+static jpip_session_t *slot(apr_uint32_t i)
+{
+    return (jpip_session_t *)(void *)(store->slots + (apr_size_t)i * store->hdr->slot_size);
+}
+
+int jpip_store_pre_config(apr_pool_t *pconf)
+{
+    return ap_mutex_register(pconf, STORE_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
+}
+
+int jpip_store_post_config(apr_pool_t *pconf, server_rec *s, const jpip_store_conf_t *conf)
+{
+    apr_pool_t *pproc = s->process->pool;
+    apr_size_t slot_size = jpip_session_bytes_for(conf->memory / (apr_size_t)conf->slots);
+    apr_size_t size = hdr_bytes() + slot_size * (apr_size_t)conf->slots;
+    store_t *old = NULL;
+    apr_status_t rv;
+
+    apr_pool_userdata_get((void **)&old, USERDATA_KEY, pproc);
+    if (old != NULL && old->size == size && old->hdr->slot_size == slot_size) {
+        /* a graceful restart with the same sizes: keep the sessions */
+        store = old;
+        store->hdr->idle = conf->idle;
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     JPIPLOGNO(0020) "session store kept across the restart (%u sessions)",
+                     store->hdr->slots);
+        return OK;
+    }
+    store = apr_pcalloc(pproc, sizeof(*store));
+    rv = apr_shm_create(&store->shm, size, NULL, pproc);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     JPIPLOGNO(0021) "cannot create %" APR_SIZE_T_FMT
+                                     " bytes of shared memory for sessions",
+                     size);
+        store = NULL;
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (old != NULL && old->mutex != NULL) {
+        store->mutex = old->mutex; /* old children may still hold it */
+    } else {
+        rv = ap_global_mutex_create(&store->mutex, NULL, STORE_MUTEX_TYPE, NULL, s, pproc, 0);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                         JPIPLOGNO(0022) "cannot create the session mutex");
+            store = NULL;
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    store->size = size;
+    store->hdr = apr_shm_baseaddr_get(store->shm);
+    memset(store->hdr, 0, size);
+    store->hdr->magic = STORE_MAGIC;
+    store->hdr->slots = (apr_uint32_t)conf->slots;
+    store->hdr->slot_size = slot_size;
+    store->hdr->idle = conf->idle;
+    store->slots = (char *)store->hdr + hdr_bytes();
+    apr_pool_userdata_set(store, USERDATA_KEY, apr_pool_cleanup_null, pproc);
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 JPIPLOGNO(0023) "session store: %d sessions of %" APR_SIZE_T_FMT
+                                 " bytes (%" APR_SIZE_T_FMT " bytes of shared memory)",
+                 conf->slots, slot_size, size);
+    return OK;
+}
+
+void jpip_store_child_init(apr_pool_t *p, server_rec *s)
+{
+    apr_status_t rv;
+
+    if (store == NULL) {
+        return;
+    }
+    rv = apr_global_mutex_child_init(&store->mutex, apr_global_mutex_lockfile(store->mutex), p);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     JPIPLOGNO(0024) "cannot attach to the session mutex");
+    }
+}
+
+int jpip_store_ready(void)
+{
+    return store != NULL;
+}
+
+void jpip_store_lock(void)
+{
+    apr_global_mutex_lock(store->mutex);
+}
+
+void jpip_store_unlock(void)
+{
+    apr_global_mutex_unlock(store->mutex);
+}
+
+jpip_session_t *jpip_store_find(const char *cid)
+{
+    apr_uint32_t i;
+
+    for (i = 0; i < store->hdr->slots; i++) {
+        jpip_session_t *s = slot(i);
+        if (s->magic != 0 && !s->closed && jpip_session_channel(s, cid) != NULL) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+void jpip_store_remove(jpip_session_t *s)
+{
+    s->magic = 0;
+}
+
+void jpip_store_expire(apr_time_t now)
+{
+    apr_uint32_t i;
+
+    for (i = 0; i < store->hdr->slots; i++) {
+        jpip_session_t *s = slot(i);
+        if (s->magic != 0 && s->busy == 0 && now - s->used > store->hdr->idle) {
+            jpip_store_remove(s);
+            store->hdr->expired++;
+        }
+    }
+}
+
+jpip_session_t *jpip_store_create(const char *target, const char *tid, jpip_err_t *err)
+{
+    apr_time_t now = apr_time_now();
+    jpip_session_t *free_slot = NULL, *oldest = NULL, *s = NULL;
+    apr_uint32_t i;
+
+    jpip_store_expire(now);
+    for (i = 0; i < store->hdr->slots && free_slot == NULL; i++) {
+        jpip_session_t *c = slot(i);
+        if (c->magic == 0) {
+            free_slot = c;
+        } else if (c->busy == 0 && (oldest == NULL || c->used < oldest->used)) {
+            oldest = c;
+        }
+    }
+    if (free_slot == NULL && oldest != NULL) {
+        jpip_store_remove(oldest);
+        store->hdr->evicted++;
+        free_slot = oldest;
+    }
+    if (free_slot == NULL) {
+        store->hdr->refused++;
+        jpip_err_set(err, JPIP_E_LIMIT,
+                     "too many sessions: all %u are busy; try again later or without cnew",
+                     store->hdr->slots);
+        return NULL;
+    }
+    if (jpip_session_init(free_slot, (apr_size_t)store->hdr->slot_size, target, tid, now, &s,
+                          err) != JPIP_OK) {
+        free_slot->magic = 0;
+        return NULL;
+    }
+    store->hdr->created++;
+    return s;
+}
+
+void jpip_store_count(int which, apr_uint64_t n)
+{
+    if (store != NULL && which >= 0 && which < 8) {
+        apr_atomic_add64(&store->hdr->counters[which], n);
+    }
+}
+
+void jpip_store_stats(jpip_store_stats_t *st)
+{
+    apr_uint32_t i;
+
+    memset(st, 0, sizeof(*st));
+    if (store == NULL) {
+        return;
+    }
+    jpip_store_lock();
+    for (i = 0; i < store->hdr->slots; i++) {
+        jpip_session_t *s = slot(i);
+        if (s->magic != 0) {
+            st->sessions++;
+            st->channels += s->nchannels;
+            st->mem_used += jpip_model_size(jpip_session_model(s));
+        }
+    }
+    st->slots = store->hdr->slots;
+    st->created = store->hdr->created;
+    st->evicted = store->hdr->evicted;
+    st->expired = store->hdr->expired;
+    st->refused = store->hdr->refused;
+    jpip_store_unlock();
+    st->requests = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_REQUESTS]);
+    st->bytes = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_BYTES]);
+    st->index_hits = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_INDEX_HITS]);
+    st->index_builds = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_INDEX_BUILDS]);
+    st->mem_limit = store->size;
+}

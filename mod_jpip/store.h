@@ -1,0 +1,85 @@
+/* mod_jpip: the session store.
+ *
+ * Sessions live in fixed-size slots of one shared-memory segment, created
+ * by the parent at post_config and inherited by every child, guarded by a
+ * global mutex registered as "jpip-session" (so the Mutex directive can
+ * choose its mechanism). Segment and mutex are kept in the process pool
+ * across graceful restarts, so sessions survive them and old and new
+ * generations of children share one lock.
+ *
+ * The interface is small on purpose (find, create, remove, expire, plus
+ * lock/unlock around them) so that another backend, such as httpd's socache
+ * providers for a cluster of hosts, can stand behind it. Every function
+ * except jpip_store_lock itself must be called with the store locked, and
+ * the lock is never held while sending.
+ */
+#ifndef JPIP_STORE_H
+#define JPIP_STORE_H
+
+#include <httpd.h>
+#include <http_config.h>
+
+#include "session.h"
+
+typedef struct jpip_store_conf_t {
+    int slots;                /* JPIPSessions */
+    apr_size_t memory;        /* JPIPSessionMemory: bytes for all sessions */
+    apr_interval_time_t idle; /* JPIPSessionTimeout */
+} jpip_store_conf_t;
+
+/* Counters kept in the shared segment (the status page). */
+typedef struct jpip_store_stats_t {
+    apr_uint64_t sessions;     /* open now */
+    apr_uint64_t channels;     /* open now */
+    apr_uint64_t slots;        /* capacity */
+    apr_uint64_t created;      /* sessions ever created */
+    apr_uint64_t evicted;      /* closed to make room */
+    apr_uint64_t expired;      /* closed for idleness */
+    apr_uint64_t refused;      /* cnew refused: no room */
+    apr_uint64_t requests;     /* JPIP requests answered */
+    apr_uint64_t bytes;        /* JPIP message bytes sent */
+    apr_uint64_t index_hits;   /* targets found indexed in a process */
+    apr_uint64_t index_builds; /* targets indexed or mapped from the cache */
+    apr_uint64_t mem_used;     /* bytes of session models in use */
+    apr_uint64_t mem_limit;    /* bytes of the segment */
+} jpip_store_stats_t;
+
+#define JPIP_STAT_REQUESTS 0
+#define JPIP_STAT_BYTES 1
+#define JPIP_STAT_INDEX_HITS 2
+#define JPIP_STAT_INDEX_BUILDS 3
+
+/* pre_config: register the mutex type. */
+int jpip_store_pre_config(apr_pool_t *pconf);
+/* post_config (real pass): create, or keep from the previous generation,
+ * the segment and the mutex. */
+int jpip_store_post_config(apr_pool_t *pconf, server_rec *s, const jpip_store_conf_t *conf);
+/* child_init: attach to the mutex. */
+void jpip_store_child_init(apr_pool_t *p, server_rec *s);
+/* Is the store there (post_config succeeded)? */
+int jpip_store_ready(void);
+
+void jpip_store_lock(void);
+void jpip_store_unlock(void);
+
+/* The session holding channel cid, or NULL (unknown, closed or expired). */
+jpip_session_t *jpip_store_find(const char *cid);
+
+/* A new session for target/tid in a free slot (after expiring idle ones,
+ * evicting the least recently used idle session if none is free). NULL
+ * with err set when every slot is busy. */
+jpip_session_t *jpip_store_create(const char *target, const char *tid, jpip_err_t *err);
+
+/* Free the session's slot. */
+void jpip_store_remove(jpip_session_t *s);
+
+/* Close the sessions idle for longer than the timeout (never a busy one). */
+void jpip_store_expire(apr_time_t now);
+
+/* Add n to a counter (JPIP_STAT_*); may be called unlocked. */
+void jpip_store_count(int which, apr_uint64_t n);
+
+/* A snapshot of the counters. */
+void jpip_store_stats(jpip_store_stats_t *st);
+
+#endif /* JPIP_STORE_H */

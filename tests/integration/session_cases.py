@@ -1,0 +1,323 @@
+"""mod_jpip live session cases: sessions and channels whose cache models
+live in shared memory, so that a client in a session never receives the
+same bytes twice whichever httpd process serves each request.
+
+Run once with the event MPM and three children, once with prefork (three
+processes); every request goes over a fresh connection, so consecutive
+requests of a session land in different processes. One line per case, then
+`N passed, N failed`.
+"""
+
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Httpd, Runner, Skip, expect  # noqa: E402
+import jpp  # noqa: E402
+
+FETCH = os.environ.get("JPIP_FETCH", "jpip-fetch")
+OPJ = os.environ.get("OPJ_DECOMPRESS", "opj_decompress")
+OPJC = os.environ.get("OPJ_COMPRESS", "opj_compress")
+TMP = tempfile.mkdtemp(prefix="jpip-sess-")
+
+TRACE = ["fsiz=256,192", "fsiz=512,384&roff=128,96&rsiz=256,192",
+         "fsiz=1024,768&roff=300,200&rsiz=300,200", "fsiz=1024,768&roff=400,250&rsiz=300,200",
+         "fsiz=512,384&roff=0,0&rsiz=256,192", "fsiz=1024,768&roff=400,250&rsiz=300,200"]
+
+
+def get(h, path, timeout=60):
+    st, hd, body = h.get(path, timeout=timeout)
+    return st, hd, body
+
+
+def messages(body):
+    msgs, eor, trailing = jpp.parse(body)
+    expect(eor is not None and trailing == 0, "no EOR at the end of a response")
+    return msgs, eor
+
+
+def key(m):
+    return (m.cls & ~1, m.csn if m.cls != 8 else 0, m.id)
+
+
+def new_session(h, name, first="fsiz=64,48"):
+    st, hd, body = get(h, "/jpip/%s?type=jpp-stream&cnew=http&%s" % (name, first))
+    expect(st == 200 and "jpip-cnew" in hd, "cnew: %d %r" % (st, hd))
+    items = dict(i.split("=", 1) for i in hd["jpip-cnew"].split(","))
+    expect(items.get("transport") == "http" and len(items.get("cid", "")) >= 32,
+           "JPIP-cnew %r" % hd["jpip-cnew"])
+    expect(hd.get("cache-control") == "no-cache", "session answers must not be cached")
+    return items["cid"], "/" + items["path"].lstrip("/"), body
+
+
+def union_bytes(h, name, windows):
+    """The bytes of the union of the windows: each bin's furthest end over
+    stateless answers for each window."""
+    ends = {}
+    for w in windows:
+        st, _, body = get(h, "/jpip/%s?type=jpp-stream&%s" % (name, w))
+        expect(st == 200, "stateless %s: %d" % (w, st))
+        for m in messages(body)[0]:
+            ends[key(m)] = max(ends.get(key(m), 0), m.off + m.len)
+    return ends
+
+
+def case_trace(h, name):
+    """A pan/zoom trace in one session over fresh connections never receives
+    a byte twice, and receives exactly the union of its windows; the last
+    window repeated returns only the EOR."""
+    cid, path, first = new_session(h, name, TRACE[0])
+    got = {}
+    total = 0
+    bodies = [first] + [get(h, "%s?cid=%s&%s" % (path, cid, w))[2] for w in TRACE[1:]]
+    for i, body in enumerate(bodies):
+        msgs, eor = messages(body)
+        for m in msgs:
+            for lo, hi in got.get(key(m), []):
+                expect(m.off + m.len <= lo or hi <= m.off or m.len == 0,
+                       "request %d repeats bytes of %r" % (i, m))
+            got.setdefault(key(m), []).append((m.off, m.off + m.len))
+            total += m.len
+    expect(len(bodies[-1]) == 3 and bodies[-1][0] == 0,
+           "the repeated window returned %d bytes, not just the EOR" % len(bodies[-1]))
+    want = union_bytes(h, name, TRACE)
+    expect(total == sum(want.values()), "received %d body bytes, the union is %d" %
+           (total, sum(want.values())))
+    st, _, _ = get(h, "%s?cid=%s&cclose=%s&len=0" % (path, cid, cid))
+    expect(st == 200, "cclose: %d" % st)
+    st, _, body = get(h, "%s?cid=%s&fsiz=64,48" % (path, cid))
+    expect(st == 503 and b"expired" in body, "a closed channel answered %d" % st)
+
+
+def decode(path, out_dir, extra=()):
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.makedirs(out_dir)
+    r = subprocess.run([OPJ, "-i", path, "-o", os.path.join(out_dir, "c.pgx")] + list(extra),
+                       capture_output=True)
+    if r.returncode != 0:
+        return None
+    return {f: open(os.path.join(out_dir, f), "rb").read() for f in sorted(os.listdir(out_dir))}
+
+
+def case_parallel(h, name, n=16):
+    """n sessions in parallel, each fetching the trace through jpip-fetch
+    --session from its own thread: each gets exactly what it gets alone,
+    and each rebuild decodes to the same pixels as the original."""
+    url = "http://127.0.0.1:%d/jpip/%s?type=jpp-stream" % (h.port, name)
+    wins = []
+    for w in TRACE:
+        q = dict(kv.split("=") for kv in w.split("&"))
+        f = q["fsiz"].split(",")
+        o = q.get("roff", "0,0").split(",")
+        s = q.get("rsiz", q["fsiz"]).split(",")
+        wins += ["--window", ",".join(f + o + s)]
+    alone = os.path.join(TMP, "alone.jp2")
+    r = subprocess.run([FETCH, "--session", "--jpp", alone + ".jpp", "-o", alone] + wins + [url],
+                       capture_output=True)
+    expect(r.returncode == 0, "alone: %s" % r.stderr.decode())
+    results = [None] * n
+
+    def worker(i):
+        out = os.path.join(TMP, "par%d.jp2" % i)
+        rr = subprocess.run([FETCH, "--session", "--jpp", out + ".jpp", "-o", out] + wins + [url],
+                            capture_output=True)
+        results[i] = (rr.returncode, rr.stderr.decode(), out)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    want = decode(alone, os.path.join(TMP, "a"), ["-r", "0"])
+    orig = decode(os.path.join(h.archive, name), os.path.join(TMP, "o"),
+                  ["-d", "400,250,700,450"])
+    for i, (rc, err, out) in enumerate(results):
+        expect(rc == 0, "session %d: %s" % (i, err))
+        expect(os.path.getsize(out + ".jpp") == os.path.getsize(alone + ".jpp"),
+               "session %d received %d bytes, alone %d" %
+               (i, os.path.getsize(out + ".jpp"), os.path.getsize(alone + ".jpp")))
+        expect(decode(out, os.path.join(TMP, "b"), ["-r", "0"]) == want,
+               "session %d decodes differently" % i)
+        got = decode(out, os.path.join(TMP, "b"), ["-d", "400,250,700,450"])
+        expect(got == orig, "session %d: the last window's pixels differ" % i)
+
+
+def case_eviction(h, name, slots):
+    """More sessions than JPIPSessions: the oldest idle ones go, new ones
+    work, an evicted cid gets 503, and the status page shows the bound."""
+    cids = [new_session(h, name)[:2] for _ in range(slots + 3)]
+    for cid, path in cids[:3]:
+        st, _, body = get(h, "%s?cid=%s&fsiz=64,48" % (path, cid))
+        expect(st == 503 and b"does not exist or has expired" in body,
+               "evicted channel answered %d %r" % (st, body[:80]))
+    for cid, path in cids[3:]:
+        st, _, _ = get(h, "%s?cid=%s&fsiz=128,96" % (path, cid))
+        expect(st == 200, "a live session answered %d" % st)
+    st, hd, body = get(h, "/jpip-status?json")
+    import json
+    s = json.loads(body)
+    expect(s["sessions"] <= slots and s["sessions_evicted"] >= 3, "status %r" % s)
+    expect(s["shared_memory_bytes"] <= 2 * 1024 * 1024, "shared memory %d over the bound" %
+           s["shared_memory_bytes"])
+
+
+def case_preemption(h, big):
+    """A second request on a channel pre-empts the one streaming: the first
+    ends with EOR 3, and what it did not send comes with the second, once."""
+    cid, path, opening = new_session(h, big)
+    fw, fh = 2048, 2048
+    conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=60)
+    conn.request("GET", "%s?cid=%s&fsiz=%d,%d" % (path, cid, fw, fh))
+    resp = conn.getresponse()
+    expect(resp.status == 200, "first request: %d" % resp.status)
+    head = resp.read(20000)  # read a little; the rest waits in the sockets
+    second = {}
+
+    def later():
+        second["r"] = get(h, "%s?cid=%s&fsiz=%d,%d" % (path, cid, fw, fh), timeout=120)
+
+    t = threading.Thread(target=later)
+    t.start()
+    time.sleep(1.0)
+    first = head + resp.read()
+    conn.close()
+    t.join()
+    msgs0, _ = messages(opening)
+    msgs1, eor1 = messages(first)
+    st2, _, body2 = second["r"]
+    msgs2, eor2 = messages(body2)
+    expect(eor1 == 3, "the pre-empted response ended with EOR %r, not 3" % eor1)
+    expect(st2 == 200 and eor2 in (1, 2), "the second: %d EOR %r" % (st2, eor2))
+    seen = {}
+    for m in msgs0 + msgs1 + msgs2:
+        for lo, hi in seen.get(key(m), []):
+            expect(m.off + m.len <= lo or hi <= m.off or m.len == 0, "sent twice: %r" % m)
+        seen.setdefault(key(m), []).append((m.off, m.off + m.len))
+    want = union_bytes(h, big, ["fsiz=%d,%d" % (fw, fh)])
+    got = sum(m.len for m in msgs0 + msgs1 + msgs2)
+    expect(got == sum(want.values()), "the session carried %d bytes, the window is %d" %
+           (got, sum(want.values())))
+
+
+def case_target_bound(h, name, other):
+    cid, path, _ = new_session(h, name)
+    st, _, body = get(h, "/jpip/%s?cid=%s&fsiz=64,48" % (other, cid))
+    expect(st == 409 and b"another target" in body, "other target: %d %r" % (st, body[:80]))
+    st, _, _ = get(h, "/jpip/%s?cid=%s&fsiz=64,48" % (name, cid))
+    expect(st == 200, "same target named again: %d" % st)
+
+
+def case_graceful(h, name):
+    """apachectl -k graceful under load: no failed request, and the
+    sessions survive (the store is kept across the restart)."""
+    cid, path, _ = new_session(h, name)
+    failures = []
+    stop = threading.Event()
+
+    def load(i):
+        while not stop.is_set():
+            try:
+                st, _, body = get(h, "/jpip/%s?type=jpp-stream&fsiz=256,192&len=%d" %
+                                  (name, 2000 + i))
+                if st != 200 or body[-3] != 0:
+                    failures.append("status %d" % st)
+            except Exception as e:  # noqa: BLE001
+                failures.append(repr(e))
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    os.kill(h.proc.pid, signal.SIGUSR1)  # graceful restart
+    time.sleep(2.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    expect(not failures, "%d failed requests during graceful: %s" % (len(failures), failures[:3]))
+    st, _, body = get(h, "%s?cid=%s&fsiz=256,192" % (path, cid))
+    expect(st == 200, "the session did not survive the graceful restart: %d" % st)
+
+
+def make_big():
+    """A 2048x2048 RGB picture, lossless: a response long enough to be
+    pre-empted."""
+    ppm = os.path.join(TMP, "big.ppm")
+    out = os.path.join(TMP, "big.j2k")
+    w = h = 2048
+    with open(ppm, "wb") as f:
+        f.write(b"P6\n%d %d\n255\n" % (w, h))
+        row = bytes((x * 7 + (x >> 3) * 13) & 255 for x in range(w * 3))
+        for y in range(h):
+            f.write(row[y % 97:] + row[:y % 97])
+    subprocess.run([OPJC, "-i", ppm, "-o", out, "-n", "6", "-c", "[128,128]"],
+                   capture_output=True, check=True)
+    return out
+
+
+def run_mpm(mpm, big):
+    extra = """
+JPIPSessions 8
+JPIPSessionMemory 1M
+JPIPSessionTimeout 300
+<Location "/jpip-status">
+    SetHandler jpip-status
+</Location>
+"""
+    h = Httpd(os.environ["HTTPD"], os.environ["APXS"], os.environ["JPIP_MODULE"],
+              os.path.join(os.environ["JPIP_SRCDIR"], "..", "..", "httpd-conf"),
+              samples=os.environ.get("JPIP_SAMPLES"), extra_files=[big], servers=3, mpm=mpm,
+              extra_conf=extra)
+    run = Runner()
+    try:
+        h.start()
+    except Exception as e:  # noqa: BLE001
+        print("FAIL - start httpd (%s): %s" % (mpm, e))
+        return 0, 1
+    name = "precincts.jp2"
+    try:
+        run.case("%s: three or more processes" % mpm,
+                 lambda: expect(len(h.children()) >= 3, "%d children" % len(h.children())))
+        run.case("%s: pan/zoom trace in one session" % mpm, case_trace, h, name)
+        run.case("%s: a channel is bound to its target" % mpm, case_target_bound, h, name,
+                 "sample.j2k")
+        run.case("%s: 16 sessions in parallel" % mpm, case_parallel_small, h, name)
+        run.case("%s: eviction beyond JPIPSessions" % mpm, case_eviction, h, name, 8)
+        run.case("%s: pre-emption ends the first response with EOR 3" % mpm, case_preemption,
+                 h, os.path.basename(big))
+        run.case("%s: graceful restart under load" % mpm, case_graceful, h, name)
+    finally:
+        h.stop()
+    run.case("%s: error log clean" % mpm,
+             lambda: expect(not h.bad_log_lines(), "\n  ".join(h.bad_log_lines()[:10])))
+    h.cleanup()
+    return run.passed, run.failed
+
+
+def case_parallel_small(h, name):
+    # 16 sessions, but JPIPSessions is 8 here: run them in two waves
+    case_parallel(h, name, 8)
+    case_parallel(h, name, 8)
+
+
+def main():
+    big = make_big()
+    passed = failed = 0
+    for mpm in ("event", "prefork"):
+        p, f = run_mpm(mpm, big)
+        passed += p
+        failed += f
+    shutil.rmtree(TMP, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
