@@ -945,8 +945,8 @@ jpip_code_t jpip_box_layer_codestreams(const jpip_box_layout_t *layout, apr_uint
         return jpip_err_set(err, JPIP_E_NOTFOUND, "compositing layer %u does not exist (%u layers)",
                             layer, layout->nlayers);
     }
-    *cs = layout->layer_cs + layout->layers[layer].first;
     *ncs = layout->layers[layer].count;
+    *cs = *ncs > 0 ? layout->layer_cs + layout->layers[layer].first : NULL;
     return JPIP_OK;
 }
 

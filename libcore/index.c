@@ -76,6 +76,7 @@ struct jpip_index_t {
     const jpip_piece_t *pieces;
     const apr_uint64_t *bounds;
     const unsigned char *synth;
+    jpip_ix_summary_t *sums; /* per codestream, computed at load */
 };
 
 void jpip_index_limits_default(jpip_index_limits_t *l)
@@ -134,6 +135,7 @@ typedef struct builder_t {
     apr_uint64_t cur;     /* bin being filled */
     apr_uint32_t flags;
     apr_uint64_t meta_bin0, nmeta;
+    apr_time_t deadline; /* 0: none */
 } builder_t;
 
 static void builder_free(builder_t *b)
@@ -365,6 +367,7 @@ typedef struct tw_t {
     apr_size_t nloc;
     jpip_piece_t *pcs; /* logical ranges of the located packets */
     apr_size_t npcs, cappcs;
+    apr_uint64_t t2mem; /* bytes of packet-header decoding state of this tile */
 } tw_t;
 
 /* Append a logical range to the current packet (t2 emit callback). */
@@ -521,8 +524,21 @@ static jpip_code_t prec_state(tw_t *tw, jpip_t2_prec_t **states, const jpip_pkt_
     jpip_code_t rc;
 
     if (states[flat] == NULL) {
+        const builder_t *b = tw->w->b;
+
         rc = jpip_geom_prec_cblks(&tw->lay->tc[k->comp], tc, k->res, k->prec % g->npw,
                                   k->prec / g->npw, &geom, err);
+        /* the decoding state grows with the code-blocks the header claims,
+         * not with the data: charge it against the memory budget first */
+        if (rc == JPIP_OK) {
+            tw->t2mem += jpip_t2_prec_bytes(&geom);
+            if (tw->t2mem > b->lim.max_memory - b->mem) {
+                rc = jpip_err_set(err, JPIP_E_LIMIT,
+                                  "decoding the packet headers of tile %u would need more than "
+                                  "%" APR_UINT64_T_FMT " bytes",
+                                  (unsigned)tw->tile->index, b->lim.max_memory);
+            }
+        }
         if (rc == JPIP_OK) {
             rc = jpip_t2_prec_create(&states[flat], tw->pool, &geom, tc->cblksty, err);
         }
@@ -531,6 +547,17 @@ static jpip_code_t prec_state(tw_t *tw, jpip_t2_prec_t **states, const jpip_pkt_
         }
     }
     *out = states[flat];
+    return JPIP_OK;
+}
+
+/* JPIP_E_LIMIT once the build has run longer than its limit. */
+static jpip_code_t check_deadline(const builder_t *b, jpip_err_t *err)
+{
+    if (b->deadline != 0 && apr_time_now() > b->deadline) {
+        return jpip_err_set(err, JPIP_E_LIMIT,
+                            "indexing took longer than the %" APR_INT64_T_FMT " s allowed per file",
+                            (apr_int64_t)apr_time_sec(b->lim.max_time));
+    }
     return JPIP_OK;
 }
 
@@ -563,6 +590,9 @@ static jpip_code_t t2_locate(tw_t *tw, jpip_err_t *err)
 
         if (jpip_t2_stream_left(h) == 0) {
             break;
+        }
+        if ((k & 4095) == 4095 && check_deadline(tw->w->b, err) != JPIP_OK) {
+            return JPIP_E_LIMIT;
         }
         tw->loc[k].piece0 = tw->npcs;
         rc = prec_state(tw, states, &tw->pk[k], &st, err);
@@ -783,6 +813,10 @@ static jpip_code_t tile_index(csw_t *w, apr_uint32_t t, apr_pool_t *pool, jpip_e
     memset(&tw, 0, sizeof(tw));
     tw.w = w;
     tw.pool = pool;
+    rc = check_deadline(b, err);
+    if (rc != JPIP_OK) {
+        return rc;
+    }
     rc = jpip_cs_tile_read(w->cs, w->src, t, pool, &tw.tile, err);
     if (rc == JPIP_OK) {
         rc = jpip_tlayout_build(&tw.lay, pool, &w->cs->siz, w->cs->comps, t, &tw.tile->tcp,
@@ -1033,6 +1067,7 @@ jpip_code_t jpip_index_build_from(jpip_index_t **ix, apr_pool_t *pool, jpip_src_
 
     memset(&b, 0, sizeof(b));
     limits_fill(&b.lim, limits);
+    b.deadline = b.lim.max_time > 0 ? t0 + b.lim.max_time : 0;
     for (s = 0; s < NSEC; s++) {
         b.v[s].esz = sec_esz[s];
     }
@@ -1270,13 +1305,21 @@ static int siz_sane(const jpip_siz_t *s)
     return ntx == s->ntx && nty == s->nty && ntx * nty <= JPIP_MAX_TILES;
 }
 
-static jpip_code_t check_cs(const jpip_index_t *ix, jpip_err_t *err)
+/* Check the codestream records and, on the way (every tile-component is
+ * visited anyway), fill the per-codestream summaries that requests would
+ * otherwise recompute over all tile-components each time. */
+static jpip_code_t check_cs(jpip_index_t *ix, apr_pool_t *pool, jpip_err_t *err)
 {
     const ixhdr_t *h = ix->h;
     apr_uint64_t i, k;
 
+    ix->sums = apr_pcalloc(pool, sizeof(*ix->sums) * (apr_size_t)(h->sec[SEC_CS].count + 1));
+    if (ix->sums == NULL) {
+        return jpip_err_set(err, JPIP_E_NOMEM, "out of memory for the index");
+    }
     for (i = 0; i < h->sec[SEC_CS].count; i++) {
         const jpip_ix_cs_t *cs = &ix->cs[i];
+        jpip_ix_summary_t *sum = &ix->sums[i];
         apr_uint64_t nt, ntc;
 
         if (!siz_sane(&cs->siz)) {
@@ -1304,6 +1347,17 @@ static jpip_code_t check_cs(const jpip_index_t *ix, jpip_err_t *err)
                 tc->nprec > h->sec[SEC_BIN].count - tc->prec_bin) {
                 return bad(err, "tile-component record refers outside the arrays");
             }
+            if (ix->tccps[tc->tccp].nl > sum->max_nl) {
+                sum->max_nl = ix->tccps[tc->tccp].nl;
+            }
+        }
+        for (k = 0; k < nt; k++) {
+            const jpip_ix_tile_t *tile = &ix->tiles[cs->tile0 + k];
+
+            if (tile->layers > sum->max_layers) {
+                sum->max_layers = tile->layers;
+            }
+            sum->mct |= tile->mct != 0;
         }
     }
     if (h->meta_bin0 > h->sec[SEC_BIN].count || h->nmeta > h->sec[SEC_BIN].count - h->meta_bin0) {
@@ -1346,7 +1400,7 @@ jpip_code_t jpip_index_load(jpip_index_t **out, apr_pool_t *pool, const void *da
     ix->bounds = (const void *)(base + ix->h->sec[SEC_BOUND].off);
     ix->synth = base + ix->h->sec[SEC_SYNTH].off;
     if ((rc = check_pieces(ix, err)) != JPIP_OK || (rc = check_bins(ix, err)) != JPIP_OK ||
-        (rc = check_tccps(ix, err)) != JPIP_OK || (rc = check_cs(ix, err)) != JPIP_OK) {
+        (rc = check_tccps(ix, err)) != JPIP_OK || (rc = check_cs(ix, pool, err)) != JPIP_OK) {
         return rc;
     }
     *out = ix;
@@ -1370,6 +1424,11 @@ apr_uint64_t jpip_index_ncs(const jpip_index_t *ix)
 const jpip_ix_cs_t *jpip_index_cs(const jpip_index_t *ix, apr_uint64_t csn)
 {
     return csn < ix->h->sec[SEC_CS].count ? &ix->cs[csn] : NULL;
+}
+
+const jpip_ix_summary_t *jpip_index_summary(const jpip_index_t *ix, const jpip_ix_cs_t *cs)
+{
+    return &ix->sums[cs - ix->cs];
 }
 
 const jpip_comp_t *jpip_index_comps(const jpip_index_t *ix, const jpip_ix_cs_t *cs)

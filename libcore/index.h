@@ -45,6 +45,7 @@ typedef struct jpip_index_limits_t {
     apr_uint64_t max_precincts_per_tile; /* default 1 << 22 */
     apr_uint64_t max_packets_per_tile;   /* default 1 << 26 */
     apr_uint64_t max_codestreams;        /* default 65536 */
+    apr_interval_time_t max_time;        /* build time (default 0: no limit) */
 } jpip_index_limits_t;
 
 /* Fill l with the defaults. */
@@ -185,6 +186,17 @@ apr_uint64_t jpip_index_ncs(const jpip_index_t *ix);
 
 /* Codestream csn, or NULL. */
 const jpip_ix_cs_t *jpip_index_cs(const jpip_index_t *ix, apr_uint64_t csn);
+
+/* What a request needs of all of a codestream's tile-components, computed
+ * once when the index is built or loaded (so O(1) per request): the most
+ * decomposition levels and layers of any tile-component or tile, and
+ * whether any tile uses a multi-component transform. */
+typedef struct jpip_ix_summary_t {
+    unsigned max_nl;
+    unsigned max_layers;
+    int mct;
+} jpip_ix_summary_t;
+const jpip_ix_summary_t *jpip_index_summary(const jpip_index_t *ix, const jpip_ix_cs_t *cs);
 
 /* Its SIZ components (csiz entries). */
 const jpip_comp_t *jpip_index_comps(const jpip_index_t *ix, const jpip_ix_cs_t *cs);

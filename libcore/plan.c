@@ -176,10 +176,28 @@ static jpip_code_t add_precinct(void *vctx, const jpip_view_prec_t *pr, jpip_err
     return rc;
 }
 
+/* The tile header (JPP) or tile (JPT) bin of tile t. */
+static jpip_code_t add_tile(jpip_plan_t *plan, const jpip_view_t *view, apr_uint32_t t,
+                            jpip_err_t *err)
+{
+    ent_t *e;
+    jpip_code_t rc;
+
+    if (plan->opts.jpt) {
+        rc = add_bin(plan, PH_IMAGE, JPIP_CLASS_TILE, view->csn, t, &e, err);
+        if (rc == JPIP_OK && e->bin->nbounds > plan->nlayers) {
+            plan->nlayers = e->bin->nbounds;
+        }
+        return rc;
+    }
+    return add_bin(plan, PH_TILEHDR, JPIP_CLASS_TILEHDR, view->csn, t, NULL, err);
+}
+
 jpip_code_t jpip_plan_add_view(jpip_plan_t *plan, const jpip_view_t *view, jpip_err_t *err)
 {
     const jpip_ix_cs_t *cs = jpip_index_cs(plan->ix, view->csn);
-    apr_uint32_t nt, t;
+    apr_uint32_t nt, t, tx, ty;
+    jpip_view_tiles_t tr;
     jpip_code_t rc;
 
     if (cs == NULL) {
@@ -190,22 +208,18 @@ jpip_code_t jpip_plan_add_view(jpip_plan_t *plan, const jpip_view_t *view, jpip_
         return rc;
     }
     nt = jpip_siz_ntiles(&cs->siz);
-    for (t = 0; t < nt; t++) {
-        ent_t *e;
-
-        if (!jpip_view_tile_relevant(plan->ix, view, t)) {
-            continue;
-        }
-        if (plan->opts.jpt) {
-            rc = add_bin(plan, PH_IMAGE, JPIP_CLASS_TILE, view->csn, t, &e, err);
-            if (rc == JPIP_OK && e->bin->nbounds > plan->nlayers) {
-                plan->nlayers = e->bin->nbounds;
+    /* the tiles in the region's rows and columns only, in increasing t */
+    jpip_view_tiles(plan->ix, view, &tr);
+    for (ty = tr.ty0; ty < tr.ty1; ty++) {
+        for (tx = tr.tx0; tx < tr.tx1; tx++) {
+            t = ty * tr.ntx + tx;
+            if (t >= nt || !jpip_view_tile_relevant(plan->ix, view, t)) {
+                continue;
             }
-        } else {
-            rc = add_bin(plan, PH_TILEHDR, JPIP_CLASS_TILEHDR, view->csn, t, NULL, err);
-        }
-        if (rc != JPIP_OK) {
-            return rc;
+            rc = add_tile(plan, view, t, err);
+            if (rc != JPIP_OK) {
+                return rc;
+            }
         }
     }
     if (!plan->opts.jpt) {

@@ -257,8 +257,11 @@ static jpip_code_t put_packet(rb_tile_t *rt, const jpip_pkt_t *k, apr_uint64_t s
         return put_empty(rt, seq, err);
     }
     hpos = st->pos;
-    if (st->len - hpos >= 6 && st->data[hpos] == 0xFF && st->data[hpos + 1] == 0x91) {
-        hpos += 6; /* SOP marker segment, copied with the packet */
+    /* an SOP marker segment, copied with the packet, only where the coding
+     * style allows one: the indexer splits packets the same way */
+    if ((rt->tile->tcp.scod & JPIP_SCOD_SOP) && st->len - hpos >= 6 && st->data[hpos] == 0xFF &&
+        st->data[hpos + 1] == 0x91) {
+        hpos += 6;
     }
     piece.off = hpos;
     piece.len = st->len - hpos;

@@ -369,7 +369,8 @@ static int view_is_full(const jpip_index_t *ix, const jpip_view_t *v)
  * any, matches). */
 static jpip_code_t stateless_model(apr_pool_t *pool, const jpip_serve_target_t *tgt,
                                    const jpip_request_t *req, int tid_ok,
-                                   const jpip_serve_opts_t *o, jpip_model_t **m, jpip_err_t *err)
+                                   const jpip_serve_opts_t *o, jpip_model_t **m, const char **limit,
+                                   jpip_err_t *err)
 {
     jpip_model_spec_t *model = NULL, *need = NULL;
     jpip_model_resolver_t res;
@@ -379,20 +380,26 @@ static jpip_code_t stateless_model(apr_pool_t *pool, const jpip_serve_target_t *
     if (!tid_ok || (req->model == NULL && req->need == NULL)) {
         return JPIP_OK;
     }
+    *limit = "model-items";
     if (req->model != NULL) {
-        rc = jpip_model_parse(pool, req->model, 0, 0, &model, err);
+        rc = jpip_model_parse(pool, req->model, 0, o->max_model_items, &model, err);
         if (rc != JPIP_OK) {
             return rc;
         }
     }
     if (req->need != NULL) {
-        rc = jpip_model_parse(pool, req->need, 1, 0, &need, err);
+        rc = jpip_model_parse(pool, req->need, 1, o->max_model_items, &need, err);
         if (rc != JPIP_OK) {
             return rc;
         }
     }
+    *limit = "model-runs";
     jpip_serve_resolver(tgt->ix, &res);
-    return jpip_model_build(pool, o->max_model_runs, model, need, &res, m, err);
+    rc = jpip_model_build(pool, o->max_model_runs, model, need, &res, m, err);
+    if (rc == JPIP_OK) {
+        *limit = NULL;
+    }
+    return rc;
 }
 
 static int status_of(jpip_code_t rc)
@@ -501,15 +508,15 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
         po.len = o.max_response;
         add_header(resp, "JPIP-len", apr_psprintf(pool, "%" APR_UINT64_T_FMT, po.len));
     }
-
     if (model == NULL) {
-        rc = stateless_model(pool, tgt, req, tid_ok, &o, &smodel, err);
+        rc = stateless_model(pool, tgt, req, tid_ok, &o, &smodel, &resp->limit, err);
         if (rc != JPIP_OK) {
             return rc == JPIP_E_NOMEM ? rc : refuse(resp, status_of(rc), err->msg);
         }
         model = smodel;
     }
     rc = choose_codestreams(pool, tgt, req, o.max_codestreams, resp, &cs, err);
+    resp->limit = "bins";
     if (rc == JPIP_OK) {
         rc = jpip_plan_create(&resp->plan, pool, tgt->ix, model, &po, err);
     }
@@ -538,6 +545,7 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
         }
         full &= view_is_full(tgt->ix, &v);
     }
+    resp->limit = NULL;
     resp->covers_target =
         full && all_meta && (apr_uint64_t)cs->nelts == jpip_index_ncs(tgt->ix) && !resp->jpt;
     return JPIP_OK;

@@ -28,6 +28,7 @@ typedef struct jpip_header_t {
 typedef struct jpip_serve_opts_t {
     apr_uint64_t max_entries;     /* data-bins one response may involve (0: 1 << 22) */
     apr_size_t max_model_runs;    /* size bound of a stateless request's model (0: 65536) */
+    apr_size_t max_model_items;   /* items of one model or need field (0: 65536) */
     apr_uint64_t max_codestreams; /* codestreams one request may name (0: 1024) */
     apr_uint64_t max_response;    /* message bytes of one response (0: no limit) */
 } jpip_serve_opts_t;
@@ -47,6 +48,8 @@ typedef struct jpip_response_t {
     jpip_plan_t *plan;           /* the messages (status 200) */
     int jpt;                     /* JPT-stream */
     int covers_target;           /* a complete plan leaves the client holding everything */
+    const char *limit;           /* status 413: which limit ("bins", "model-items",
+                                    "model-runs") */
 } jpip_response_t;
 
 /* Prepare the answer to req. session_model is the session's cache model

@@ -45,6 +45,7 @@ typedef struct jpip_session_t {
     apr_uint32_t closed;                  /* no further requests (EOR 6 was sent) */
     char target[JPIP_SESSION_TARGET_MAX]; /* target name, relative to the archive */
     char tid[JPIP_SESSION_TID_MAX];       /* target version the model is about */
+    char client[48];                      /* the address that opened it */
     jpip_channel_t ch[JPIP_SESSION_CHANNELS];
 } jpip_session_t;
 

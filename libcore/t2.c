@@ -101,6 +101,20 @@ static jpip_code_t tree_init(t2_tree_t *t, apr_pool_t *pool, apr_uint32_t w, apr
     return JPIP_OK;
 }
 
+apr_uint64_t jpip_t2_prec_bytes(const jpip_t2_geom_t *geom)
+{
+    apr_uint64_t n = 0;
+    unsigned b;
+
+    for (b = 0; b < geom->nbands && b < 3; b++) {
+        n += (apr_uint64_t)geom->ncbx[b] * geom->ncby[b];
+    }
+    /* the code-blocks, and two tag trees whose levels sum to under 4/3 of
+     * their leaves (plus one node per level of rounding) */
+    return sizeof(jpip_t2_prec_t) + n * sizeof(t2_cblk_t) +
+           2 * (n + n / 3 + 3 * T2_MAX_TREE_DEPTH) * sizeof(t2_tnode_t);
+}
+
 jpip_code_t jpip_t2_prec_create(jpip_t2_prec_t **prec, apr_pool_t *pool, const jpip_t2_geom_t *geom,
                                 unsigned cblksty, jpip_err_t *err)
 {

@@ -51,6 +51,11 @@ typedef struct jpip_t2_prec_t jpip_t2_prec_t;
 jpip_code_t jpip_t2_prec_create(jpip_t2_prec_t **prec, apr_pool_t *pool, const jpip_t2_geom_t *geom,
                                 unsigned cblksty, jpip_err_t *err);
 
+/* Bytes jpip_t2_prec_create allocates for geom (an upper bound), so that
+ * callers can charge the decoding state against a memory budget before
+ * creating it. */
+apr_uint64_t jpip_t2_prec_bytes(const jpip_t2_geom_t *geom);
+
 /* A read cursor over the concatenation of pieces (file ranges of src;
  * never JPIP_PIECE_SYNTH). The pieces array must outlive the stream. */
 typedef struct jpip_t2_stream_t {

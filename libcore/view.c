@@ -14,32 +14,16 @@ static apr_uint64_t reduced(apr_uint32_t siz, apr_uint32_t osiz, unsigned d)
 /* Largest number of levels any tile-component has: the deepest discard
  * level worth offering (a tile-component with fewer levels contributes its
  * lowest resolution). Also the largest layer count and whether any tile
- * uses a multi-component transform. */
+ * uses a multi-component transform. From the index's summary: O(1), not
+ * O(tiles x components) per request. */
 static void scan_tiles(const jpip_index_t *ix, const jpip_ix_cs_t *cs, unsigned *maxnl,
                        unsigned *maxlayers, int *mct)
 {
-    apr_uint32_t nt = jpip_siz_ntiles(&cs->siz), t;
-    unsigned c;
+    const jpip_ix_summary_t *sum = jpip_index_summary(ix, cs);
 
-    *maxnl = 0;
-    *maxlayers = 0;
-    *mct = 0;
-    for (t = 0; t < nt; t++) {
-        const jpip_ix_tile_t *tile = jpip_index_tile(ix, cs, t);
-
-        if (tile->layers > *maxlayers) {
-            *maxlayers = tile->layers;
-        }
-        if (tile->mct) {
-            *mct = 1;
-        }
-        for (c = 0; c < cs->siz.csiz; c++) {
-            const jpip_tccp_t *tccp = jpip_index_tccp(ix, jpip_index_tc(ix, cs, t, c));
-            if (tccp->nl > *maxnl) {
-                *maxnl = tccp->nl;
-            }
-        }
-    }
+    *maxnl = sum->max_nl;
+    *maxlayers = sum->max_layers;
+    *mct = sum->mct;
 }
 
 static unsigned choose_d(const jpip_siz_t *siz, const jpip_request_t *req, unsigned maxd)
@@ -368,31 +352,55 @@ static jpip_code_t visit_tilecomp(const jpip_index_t *ix, const jpip_view_t *v,
     return JPIP_OK;
 }
 
+void jpip_view_tiles(const jpip_index_t *ix, const jpip_view_t *v, jpip_view_tiles_t *tr)
+{
+    const jpip_ix_cs_t *cs = jpip_index_cs(ix, v->csn);
+
+    memset(tr, 0, sizeof(*tr));
+    if (cs == NULL || !v->has_image) {
+        return;
+    }
+    /* columns and rows by division */
+    tr->tx0 = (apr_uint32_t)(v->region.x0 > cs->siz.xtosiz
+                                 ? (v->region.x0 - cs->siz.xtosiz) / cs->siz.xtsiz
+                                 : 0);
+    tr->tx1 = (apr_uint32_t)jpip_ceildiv(v->region.x1 - cs->siz.xtosiz, cs->siz.xtsiz);
+    tr->ty0 = (apr_uint32_t)(v->region.y0 > cs->siz.ytosiz
+                                 ? (v->region.y0 - cs->siz.ytosiz) / cs->siz.ytsiz
+                                 : 0);
+    tr->ty1 = (apr_uint32_t)jpip_ceildiv(v->region.y1 - cs->siz.ytosiz, cs->siz.ytsiz);
+    if (tr->tx1 > cs->siz.ntx) {
+        tr->tx1 = cs->siz.ntx;
+    }
+    if (tr->ty1 > cs->siz.nty) {
+        tr->ty1 = cs->siz.nty;
+    }
+    if (tr->tx0 > tr->tx1) {
+        tr->tx0 = tr->tx1;
+    }
+    if (tr->ty0 > tr->ty1) {
+        tr->ty0 = tr->ty1;
+    }
+    tr->ntx = cs->siz.ntx;
+}
+
 jpip_code_t jpip_view_precincts(const jpip_index_t *ix, const jpip_view_t *v, jpip_view_prec_fn fn,
                                 void *ctx, jpip_err_t *err)
 {
     const jpip_ix_cs_t *cs = jpip_index_cs(ix, v->csn);
     apr_uint32_t nt, t, tx0, tx1, ty0, ty1, tx, ty;
+    jpip_view_tiles_t tr;
 
     if (cs == NULL || !v->has_image) {
         return JPIP_OK;
     }
     nt = jpip_siz_ntiles(&cs->siz);
-    /* only the tiles the region meets: columns and rows by division */
-    tx0 = (apr_uint32_t)(v->region.x0 > cs->siz.xtosiz
-                             ? (v->region.x0 - cs->siz.xtosiz) / cs->siz.xtsiz
-                             : 0);
-    tx1 = (apr_uint32_t)jpip_ceildiv(v->region.x1 - cs->siz.xtosiz, cs->siz.xtsiz);
-    ty0 = (apr_uint32_t)(v->region.y0 > cs->siz.ytosiz
-                             ? (v->region.y0 - cs->siz.ytosiz) / cs->siz.ytsiz
-                             : 0);
-    ty1 = (apr_uint32_t)jpip_ceildiv(v->region.y1 - cs->siz.ytosiz, cs->siz.ytsiz);
-    if (tx1 > cs->siz.ntx) {
-        tx1 = cs->siz.ntx;
-    }
-    if (ty1 > cs->siz.nty) {
-        ty1 = cs->siz.nty;
-    }
+    /* only the tiles the region meets */
+    jpip_view_tiles(ix, v, &tr);
+    tx0 = tr.tx0;
+    tx1 = tr.tx1;
+    ty0 = tr.ty0;
+    ty1 = tr.ty1;
     for (ty = ty0; ty < ty1; ty++) {
         for (tx = tx0; tx < tx1; tx++) {
             jpip_rect_t tile;

@@ -54,6 +54,16 @@ jpip_code_t jpip_view_resolve(const jpip_index_t *ix, apr_uint64_t csn, const jp
 /* Is tile t of the view's codestream met by the region? */
 int jpip_view_tile_relevant(const jpip_index_t *ix, const jpip_view_t *v, apr_uint32_t t);
 
+/* The tiles whose rectangles the view's region may meet: columns
+ * [tx0, tx1) and rows [ty0, ty1) of the tile grid (ntx columns; tile t =
+ * ty * ntx + tx), found by division, so that callers visit O(tiles met)
+ * and never all the tiles of the image. Empty without an image region.
+ * jpip_view_tile_relevant still decides for each. */
+typedef struct jpip_view_tiles_t {
+    apr_uint32_t tx0, tx1, ty0, ty1, ntx;
+} jpip_view_tiles_t;
+void jpip_view_tiles(const jpip_index_t *ix, const jpip_view_t *v, jpip_view_tiles_t *tr);
+
 /* One precinct bin the view needs. lev counts resolution levels from the
  * top of its tile-component (0 = full resolution), so that sorting by lev
  * descending gives the lowest resolutions first across tile-components

@@ -183,15 +183,30 @@ static int read_body(request_rec *r, apr_off_t max, const char **out, apr_size_t
     return OK;
 }
 
+/* The status for a field-splitting error; a limit names its directive. */
+static int fields_error(request_rec *r, jpip_err_t *err)
+{
+    if (err->code == JPIP_E_LIMIT) {
+        jpip_err_set(err, JPIP_E_LIMIT, "%s (%s)", apr_pstrdup(r->pool, err->msg),
+                     strncmp(err->msg, "more than", 9) == 0 ? "JPIPMaxFields"
+                                                            : "JPIPMaxFieldLength");
+    }
+    return http_status_of(err->code);
+}
+
 /* Collect the JPIP fields from the query string and, for POST, the body. */
 static int read_fields(request_rec *r, const jpip_dir_conf_t *conf, apr_array_header_t **fields,
                        jpip_err_t *err)
 {
     apr_array_header_t *f = NULL;
+    jpip_fields_limits_t lim;
 
+    lim.max_fields = conf->max_fields > 0 ? (apr_size_t)conf->max_fields : JPIP_DEFAULT_MAX_FIELDS;
+    lim.max_field_bytes =
+        conf->max_field_len > 0 ? (apr_size_t)conf->max_field_len : JPIP_DEFAULT_MAX_FIELD_LEN;
     if (r->args != NULL &&
-        jpip_fields_parse(r->pool, r->args, strlen(r->args), NULL, &f, err) != JPIP_OK) {
-        return http_status_of(err->code);
+        jpip_fields_parse(r->pool, r->args, strlen(r->args), &lim, &f, err) != JPIP_OK) {
+        return fields_error(r, err);
     }
     if (r->method_number == M_POST) {
         const char *body = NULL;
@@ -202,8 +217,8 @@ static int read_fields(request_rec *r, const jpip_dir_conf_t *conf, apr_array_he
         if (st != OK) {
             return st;
         }
-        if (jpip_fields_parse(r->pool, body, len, NULL, &f, err) != JPIP_OK) {
-            return http_status_of(err->code);
+        if (jpip_fields_parse(r->pool, body, len, &lim, &f, err) != JPIP_OK) {
+            return fields_error(r, err);
         }
     }
     if (f == NULL) {
@@ -370,7 +385,9 @@ static int channel_open(request_rec *r, const jpip_dir_conf_t *conf, const jpip_
         return refuse(r, name, HTTP_SERVICE_UNAVAILABLE, err.msg);
     }
     jpip_store_lock();
-    s = req->cid != NULL ? jpip_store_find(req->cid) : jpip_store_create(name, tgt->tid, &err);
+    s = req->cid != NULL ? jpip_store_find(req->cid)
+                         : jpip_store_create(name, tgt->tid, r->useragent_ip,
+                                             jpip_sessions_per_client(r->server), &err);
     if (s == NULL) {
         jpip_store_unlock();
         return req->cid != NULL ? session_gone(r, name, req->cid)
@@ -394,9 +411,11 @@ static int channel_open(request_rec *r, const jpip_dir_conf_t *conf, const jpip_
  * request streaming now unless wait=yes), then apply the request's model
  * and need fields to the session model and take a private copy of it for
  * planning. Returns OK, or the answer already sent. */
-static int channel_start(request_rec *r, const jpip_request_t *req, const jpip_tgt_t *tgt,
-                         const char *name, chan_t *ch)
+static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip_request_t *req,
+                         const jpip_tgt_t *tgt, const char *name, chan_t *ch)
 {
+    apr_size_t max_items = conf->max_model_items > 0 ? (apr_size_t)conf->max_model_items
+                                                     : JPIP_DEFAULT_MAX_MODEL_ITEMS;
     apr_time_t deadline = apr_time_now() + WAIT_MAX;
     jpip_session_t *s;
     jpip_model_resolver_t res;
@@ -455,11 +474,15 @@ static int channel_start(request_rec *r, const jpip_request_t *req, const jpip_t
     }
     jpip_serve_resolver(tgt->ix, &res);
     if ((req->model != NULL &&
-         jpip_model_parse(r->pool, req->model, 0, 0, &model, &err) != JPIP_OK) ||
-        (req->need != NULL && jpip_model_parse(r->pool, req->need, 1, 0, &need, &err) != JPIP_OK)) {
+         jpip_model_parse(r->pool, req->model, 0, max_items, &model, &err) != JPIP_OK) ||
+        (req->need != NULL &&
+         jpip_model_parse(r->pool, req->need, 1, max_items, &need, &err) != JPIP_OK)) {
         s->busy = 0;
         jpip_store_unlock();
-        return refuse(r, name, http_status_of(err.code), err.msg);
+        return refuse(r, name, http_status_of(err.code),
+                      err.code == JPIP_E_LIMIT
+                          ? apr_psprintf(r->pool, "%s (JPIPMaxModelItems)", err.msg)
+                          : err.msg);
     }
     /* declared holdings (and, for need, what the client lacks) persist in
      * the session; a field that does not fit the model is ignored */
@@ -661,9 +684,12 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
     jpip_msg_t *msgs = apr_palloc(r->pool, sizeof(jpip_msg_t) * BATCH);
     jpip_code_t rc;
     int i;
-
     memset(&so, 0, sizeof(so));
     so.max_response = conf->max_response > 0 ? (apr_uint64_t)conf->max_response : 0;
+    so.max_entries =
+        conf->max_bins > 0 ? (apr_uint64_t)conf->max_bins : (apr_uint64_t)JPIP_DEFAULT_MAX_BINS;
+    so.max_model_items = conf->max_model_items > 0 ? (apr_size_t)conf->max_model_items
+                                                   : JPIP_DEFAULT_MAX_MODEL_ITEMS;
     st.ix = tgt->ix;
     st.layout = tgt->layout;
     st.tid = tgt->tid;
@@ -677,6 +703,19 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
         apr_table_setn(r->headers_out, h->name, h->value);
     }
     if (resp.status != 200) {
+        if (resp.limit != NULL) {
+            static const char *const names[][2] = {{"bins", "JPIPMaxBins"},
+                                                   {"model-items", "JPIPMaxModelItems"},
+                                                   {"model-runs", "JPIPMaxModelItems"}};
+            apr_size_t k;
+
+            for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+                if (strcmp(resp.limit, names[k][0]) == 0) {
+                    return refuse(r, name, resp.status,
+                                  apr_psprintf(r->pool, "%s (%s)", resp.error, names[k][1]));
+                }
+            }
+        }
         return refuse(r, name, resp.status, resp.error);
     }
     ap_set_content_type(r, resp.content_type);
@@ -783,7 +822,7 @@ int jpip_handle(request_rec *r)
             return st;
         }
     }
-    st = channel_start(r, &req, tgt, target.name, &ch);
+    st = channel_start(r, conf, &req, tgt, target.name, &ch);
     if (st != OK) {
         return st;
     }

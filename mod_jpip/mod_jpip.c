@@ -36,6 +36,10 @@ static void *jpip_dir_create(apr_pool_t *p, char *dir)
     c->content_length = JPIP_CL_UNSET;
     c->cors_origins = NULL;
     c->max_response = -1;
+    c->max_fields = -1;
+    c->max_field_len = -1;
+    c->max_model_items = -1;
+    c->max_bins = -1;
     return c;
 }
 
@@ -53,6 +57,10 @@ static void *jpip_dir_merge(apr_pool_t *p, void *basev, void *addv)
         add->content_length != JPIP_CL_UNSET ? add->content_length : base->content_length;
     c->cors_origins = add->cors_origins != NULL ? add->cors_origins : base->cors_origins;
     c->max_response = add->max_response != -1 ? add->max_response : base->max_response;
+    c->max_fields = add->max_fields != -1 ? add->max_fields : base->max_fields;
+    c->max_field_len = add->max_field_len != -1 ? add->max_field_len : base->max_field_len;
+    c->max_model_items = add->max_model_items != -1 ? add->max_model_items : base->max_model_items;
+    c->max_bins = add->max_bins != -1 ? add->max_bins : base->max_bins;
     return c;
 }
 
@@ -65,6 +73,10 @@ static void *jpip_srv_create(apr_pool_t *p, server_rec *s)
     c->sessions = -1;
     c->session_memory = -1;
     c->session_idle = -1;
+    c->sessions_per_client = -1;
+    c->index_memory = -1;
+    c->index_time = -1;
+    c->index_builds = -1;
     return c;
 }
 
@@ -78,6 +90,11 @@ static void *jpip_srv_merge(apr_pool_t *p, void *basev, void *addv)
     c->sessions = add->sessions != -1 ? add->sessions : base->sessions;
     c->session_memory = add->session_memory != -1 ? add->session_memory : base->session_memory;
     c->session_idle = add->session_idle != -1 ? add->session_idle : base->session_idle;
+    c->sessions_per_client =
+        add->sessions_per_client != -1 ? add->sessions_per_client : base->sessions_per_client;
+    c->index_memory = add->index_memory != -1 ? add->index_memory : base->index_memory;
+    c->index_time = add->index_time != -1 ? add->index_time : base->index_time;
+    c->index_builds = add->index_builds != -1 ? add->index_builds : base->index_builds;
     return c;
 }
 
@@ -85,6 +102,14 @@ static void *jpip_srv_merge(apr_pool_t *p, void *basev, void *addv)
 static const char *default_index_dir(apr_pool_t *p)
 {
     return ap_runtime_dir_relative(p, "jpip-index");
+}
+
+int jpip_sessions_per_client(server_rec *s)
+{
+    const jpip_srv_conf_t *sc = ap_get_module_config(s->module_config, &jpip_module);
+
+    return sc->sessions_per_client >= 0 ? sc->sessions_per_client
+                                        : JPIP_DEFAULT_SESSIONS_PER_CLIENT;
 }
 
 const char *jpip_index_dir(server_rec *s)
@@ -193,6 +218,104 @@ static const char *cmd_index_entries(cmd_parms *cmd, void *dconf, const char *ar
     return NULL;
 }
 
+/* A count from lo to hi, or 0 with *err set naming the directive. */
+static int parse_count(cmd_parms *cmd, const char *arg, apr_int64_t lo, apr_int64_t hi,
+                       apr_int64_t *out, const char **err)
+{
+    char *end;
+    apr_int64_t v = apr_strtoi64(arg, &end, 10);
+
+    if (end == arg || *end != '\0' || v < lo || v > hi) {
+        *err = apr_psprintf(cmd->pool,
+                            "%s: expected a number from %" APR_INT64_T_FMT " to %" APR_INT64_T_FMT,
+                            cmd->cmd->name, lo, hi);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* A byte size with an optional K, M or G suffix. */
+static int parse_size(cmd_parms *cmd, const char *arg, apr_int64_t *out, const char **err)
+{
+    char *end;
+    apr_int64_t v = apr_strtoi64(arg, &end, 10);
+
+    if (*end == 'K' || *end == 'k') {
+        v *= 1024;
+        end++;
+    } else if (*end == 'M' || *end == 'm') {
+        v *= 1024 * 1024;
+        end++;
+    } else if (*end == 'G' || *end == 'g') {
+        v *= (apr_int64_t)1024 * 1024 * 1024;
+        end++;
+    }
+    if (end == arg || *end != '\0' || v <= 0) {
+        *err = apr_psprintf(cmd->pool, "%s: expected a size such as 64M", cmd->cmd->name);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static const char *cmd_dir_number(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    jpip_dir_conf_t *c = dconf;
+    const char *err = NULL;
+    const char *name = cmd->cmd->name;
+    apr_int64_t v;
+
+    if (strcasecmp(name, "JPIPMaxFields") == 0) {
+        if (parse_count(cmd, arg, 1, 100000, &v, &err)) {
+            c->max_fields = (int)v;
+        }
+    } else if (strcasecmp(name, "JPIPMaxFieldLength") == 0) {
+        if (parse_size(cmd, arg, &v, &err)) {
+            c->max_field_len = v;
+        }
+    } else if (strcasecmp(name, "JPIPMaxModelItems") == 0) {
+        if (parse_count(cmd, arg, 1, 10000000, &v, &err)) {
+            c->max_model_items = (int)v;
+        }
+    } else if (strcasecmp(name, "JPIPMaxBins") == 0) {
+        if (parse_count(cmd, arg, 1, (apr_int64_t)1 << 40, &v, &err)) {
+            c->max_bins = v;
+        }
+    }
+    return err;
+}
+
+static const char *cmd_srv_number(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    jpip_srv_conf_t *sc = ap_get_module_config(cmd->server->module_config, &jpip_module);
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+    const char *name = cmd->cmd->name;
+    apr_int64_t v;
+
+    if (err != NULL) {
+        return err;
+    }
+    if (strcasecmp(name, "JPIPMaxSessionsPerClient") == 0) {
+        if (parse_count(cmd, arg, 0, 1000000, &v, &err)) {
+            sc->sessions_per_client = (int)v;
+        }
+    } else if (strcasecmp(name, "JPIPIndexMaxMemory") == 0) {
+        if (parse_size(cmd, arg, &v, &err)) {
+            sc->index_memory = v;
+        }
+    } else if (strcasecmp(name, "JPIPIndexMaxTime") == 0) {
+        if (parse_count(cmd, arg, 1, 86400, &v, &err)) {
+            sc->index_time = apr_time_from_sec(v);
+        }
+    } else if (strcasecmp(name, "JPIPIndexMaxBuilds") == 0) {
+        if (parse_count(cmd, arg, 1, 1000, &v, &err)) {
+            sc->index_builds = (int)v;
+        }
+    }
+    return err;
+}
+
 /* Session directives are global: there is one session store. */
 static jpip_srv_conf_t *global_conf(cmd_parms *cmd, const char **err)
 {
@@ -275,6 +398,22 @@ static const command_rec jpip_cmds[] = {
                   "Directory for target indexes shared by all processes, or none"),
     AP_INIT_TAKE1("JPIPIndexCacheEntries", cmd_index_entries, NULL, RSRC_CONF,
                   "Indexed targets each process keeps open (default 64)"),
+    AP_INIT_TAKE1("JPIPMaxFields", cmd_dir_number, NULL, ACCESS_CONF,
+                  "Most JPIP fields in one request (default 64)"),
+    AP_INIT_TAKE1("JPIPMaxFieldLength", cmd_dir_number, NULL, ACCESS_CONF,
+                  "Longest single JPIP field, e.g. 256K (default 256K)"),
+    AP_INIT_TAKE1("JPIPMaxModelItems", cmd_dir_number, NULL, ACCESS_CONF,
+                  "Most items in one model= or need= field (default 16384)"),
+    AP_INIT_TAKE1("JPIPMaxBins", cmd_dir_number, NULL, ACCESS_CONF,
+                  "Most data-bins one response may involve (default 1048576)"),
+    AP_INIT_TAKE1("JPIPMaxSessionsPerClient", cmd_srv_number, NULL, RSRC_CONF,
+                  "Sessions one client address may hold at once, 0 for no limit (default 32)"),
+    AP_INIT_TAKE1("JPIPIndexMaxMemory", cmd_srv_number, NULL, RSRC_CONF,
+                  "Largest index one file may need, e.g. 1G (default 1G)"),
+    AP_INIT_TAKE1("JPIPIndexMaxTime", cmd_srv_number, NULL, RSRC_CONF,
+                  "Seconds indexing one file may take (default 120)"),
+    AP_INIT_TAKE1("JPIPIndexMaxBuilds", cmd_srv_number, NULL, RSRC_CONF,
+                  "Files one process may index at the same time (default 2)"),
     AP_INIT_TAKE1("JPIPSessions", cmd_sessions, NULL, RSRC_CONF,
                   "JPIP sessions kept at once in shared memory (default 256)"),
     AP_INIT_TAKE1("JPIPSessionMemory", cmd_session_memory, NULL, RSRC_CONF,

@@ -35,7 +35,17 @@ typedef struct jpip_dir_conf_t {
     int content_length;               /* JPIPContentLength; JPIP_CL_UNSET */
     apr_array_header_t *cors_origins; /* JPIPCORSOrigin (const char *); NULL = unset */
     apr_int64_t max_response;         /* JPIPMaxResponseBytes; -1 = unset, 0 = none */
+    int max_fields;                   /* JPIPMaxFields; -1 = unset */
+    apr_int64_t max_field_len;        /* JPIPMaxFieldLength; -1 = unset */
+    int max_model_items;              /* JPIPMaxModelItems; -1 = unset */
+    apr_int64_t max_bins;             /* JPIPMaxBins; -1 = unset */
 } jpip_dir_conf_t;
+
+/* Request defaults (docs/security.md). */
+#define JPIP_DEFAULT_MAX_FIELDS 64
+#define JPIP_DEFAULT_MAX_FIELD_LEN (256 * 1024)
+#define JPIP_DEFAULT_MAX_MODEL_ITEMS 16384
+#define JPIP_DEFAULT_MAX_BINS (1 << 20)
 
 /* Server-wide configuration. */
 typedef struct jpip_srv_conf_t {
@@ -44,12 +54,20 @@ typedef struct jpip_srv_conf_t {
     int sessions;               /* JPIPSessions: session slots; -1 = unset */
     apr_int64_t session_memory; /* JPIPSessionMemory: bytes; -1 = unset */
     apr_interval_time_t session_idle; /* JPIPSessionTimeout; -1 = unset */
+    int sessions_per_client;          /* JPIPMaxSessionsPerClient; -1 = unset */
+    apr_int64_t index_memory;         /* JPIPIndexMaxMemory; -1 = unset */
+    apr_interval_time_t index_time;   /* JPIPIndexMaxTime; -1 = unset */
+    int index_builds;                 /* JPIPIndexMaxBuilds: per process; -1 = unset */
 } jpip_srv_conf_t;
 
 /* Session defaults. */
 #define JPIP_DEFAULT_SESSIONS 256
 #define JPIP_DEFAULT_SESSION_MEMORY (64 * 1024 * 1024)
 #define JPIP_DEFAULT_SESSION_IDLE apr_time_from_sec(300)
+#define JPIP_DEFAULT_SESSIONS_PER_CLIENT 32
+#define JPIP_DEFAULT_INDEX_MEMORY ((apr_int64_t)1 << 30)
+#define JPIP_DEFAULT_INDEX_TIME apr_time_from_sec(120)
+#define JPIP_DEFAULT_INDEX_BUILDS 2
 
 extern module AP_MODULE_DECLARE_DATA jpip_module;
 
@@ -78,6 +96,9 @@ jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_
 /* The handler hooks (handler.c, status.c). */
 int jpip_handle(request_rec *r);
 int jpip_status_handle(request_rec *r);
+
+/* JPIPMaxSessionsPerClient in force (0: no limit). */
+int jpip_sessions_per_client(server_rec *s);
 
 /* The index cache directory in force for s ("" or NULL: none). */
 const char *jpip_index_dir(server_rec *s);

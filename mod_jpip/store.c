@@ -166,13 +166,27 @@ void jpip_store_expire(apr_time_t now)
     }
 }
 
-jpip_session_t *jpip_store_create(const char *target, const char *tid, jpip_err_t *err)
+jpip_session_t *jpip_store_create(const char *target, const char *tid, const char *client,
+                                  int max_per_client, jpip_err_t *err)
 {
     apr_time_t now = apr_time_now();
     jpip_session_t *free_slot = NULL, *oldest = NULL, *s = NULL;
     apr_uint32_t i;
+    int mine = 0;
 
     jpip_store_expire(now);
+    for (i = 0; max_per_client > 0 && i < store->hdr->slots; i++) {
+        jpip_session_t *c = slot(i);
+        mine += c->magic != 0 && strcmp(c->client, client) == 0;
+    }
+    if (max_per_client > 0 && mine >= max_per_client) {
+        store->hdr->refused++;
+        jpip_err_set(err, JPIP_E_LIMIT,
+                     "this client already has %d sessions (JPIPMaxSessionsPerClient); close "
+                     "some with cclose",
+                     mine);
+        return NULL;
+    }
     for (i = 0; i < store->hdr->slots && free_slot == NULL; i++) {
         jpip_session_t *c = slot(i);
         if (c->magic == 0) {
@@ -189,7 +203,8 @@ jpip_session_t *jpip_store_create(const char *target, const char *tid, jpip_err_
     if (free_slot == NULL) {
         store->hdr->refused++;
         jpip_err_set(err, JPIP_E_LIMIT,
-                     "too many sessions: all %u are busy; try again later or without cnew",
+                     "too many sessions: all %u are busy (JPIPSessions); try again later or "
+                     "without cnew",
                      store->hdr->slots);
         return NULL;
     }
@@ -198,6 +213,7 @@ jpip_session_t *jpip_store_create(const char *target, const char *tid, jpip_err_
         free_slot->magic = 0;
         return NULL;
     }
+    apr_cpystrn(s->client, client, sizeof(s->client));
     store->hdr->created++;
     return s;
 }

@@ -65,10 +65,12 @@ void jpip_store_unlock(void);
 /* The session holding channel cid, or NULL (unknown, closed or expired). */
 jpip_session_t *jpip_store_find(const char *cid);
 
-/* A new session for target/tid in a free slot (after expiring idle ones,
- * evicting the least recently used idle session if none is free). NULL
- * with err set when every slot is busy. */
-jpip_session_t *jpip_store_create(const char *target, const char *tid, jpip_err_t *err);
+/* A new session for target/tid opened by client, in a free slot (after
+ * expiring idle ones, evicting the least recently used idle session if
+ * none is free). NULL with err set when every slot is busy, or when client
+ * already has max_per_client sessions (0: no limit). */
+jpip_session_t *jpip_store_create(const char *target, const char *tid, const char *client,
+                                  int max_per_client, jpip_err_t *err);
 
 /* Free the session's slot. */
 void jpip_store_remove(jpip_session_t *s);

@@ -35,6 +35,8 @@ static struct {
     apr_thread_mutex_t *lock;
     apr_hash_t *table; /* path -> entry_t */
     int max;
+    int building;   /* index builds running in this process */
+    int max_builds; /* JPIPIndexMaxBuilds */
 } cache;
 
 apr_status_t jpip_targets_init(apr_pool_t *pchild, server_rec *s)
@@ -45,6 +47,7 @@ apr_status_t jpip_targets_init(apr_pool_t *pchild, server_rec *s)
     cache.pool = pchild;
     cache.table = apr_hash_make(pchild);
     cache.max = sc->max_targets > 0 ? sc->max_targets : 64;
+    cache.max_builds = sc->index_builds > 0 ? sc->index_builds : JPIP_DEFAULT_INDEX_BUILDS;
     rv = apr_thread_mutex_create(&cache.lock, APR_THREAD_MUTEX_DEFAULT, pchild);
     return rv;
 }
@@ -106,9 +109,20 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
     e->tgt.size = (apr_uint64_t)t->finfo.size;
     e->tgt.mtime = t->finfo.mtime;
     e->tgt.tid = jpip_ixcache_tid(p, t->path, e->tgt.size, e->tgt.mtime);
-    jpip_index_limits_default(&lim);
+    {
+        const jpip_srv_conf_t *sc = ap_get_module_config(r->server->module_config, &jpip_module);
+
+        jpip_index_limits_default(&lim);
+        lim.max_memory =
+            (apr_uint64_t)(sc->index_memory > 0 ? sc->index_memory : JPIP_DEFAULT_INDEX_MEMORY);
+        lim.max_time = sc->index_time > 0 ? sc->index_time : JPIP_DEFAULT_INDEX_TIME;
+    }
     rc = jpip_ixcache_open(p, dir != NULL && *dir != '\0' ? dir : NULL, t->path, &t->finfo, &lim,
                            &res, err);
+    if (rc == JPIP_E_LIMIT) {
+        jpip_err_set(err, JPIP_E_LIMIT, "%s (JPIPIndexMaxMemory, JPIPIndexMaxTime)",
+                     apr_pstrdup(p, err->msg));
+    }
     if (rc == JPIP_OK) {
         apr_file_t *f;
         jpip_src_t *src;
@@ -171,10 +185,22 @@ jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_
         *out = &e->tgt;
         return JPIP_OK;
     }
-    apr_thread_mutex_unlock(cache.lock);
 
-    /* build outside the lock: other targets keep being served meanwhile */
+    /* build outside the lock: other targets keep being served meanwhile,
+     * but at most JPIPIndexMaxBuilds at once in this process */
+    if (cache.building >= cache.max_builds) {
+        apr_thread_mutex_unlock(cache.lock);
+        return jpip_err_set(err, JPIP_E_LIMIT,
+                            "%d files are being indexed by this process already "
+                            "(JPIPIndexMaxBuilds); try again shortly",
+                            cache.building);
+    }
+    cache.building++;
+    apr_thread_mutex_unlock(cache.lock);
     rc = build(r, t, &fresh, err);
+    apr_thread_mutex_lock(cache.lock);
+    cache.building--;
+    apr_thread_mutex_unlock(cache.lock);
     if (rc != JPIP_OK) {
         return rc;
     }
