@@ -88,6 +88,7 @@ void jpip_index_limits_default(jpip_index_limits_t *l)
     l->max_precincts_per_tile = ((apr_uint64_t)1) << 22;
     l->max_packets_per_tile = ((apr_uint64_t)1) << 26;
     l->max_codestreams = 65536;
+    l->max_time = 0;
 }
 
 static void limits_fill(jpip_index_limits_t *l, const jpip_index_limits_t *in)
