@@ -575,12 +575,14 @@ static jpip_code_t t2_locate(tw_t *tw, jpip_err_t *err)
 
     states = apr_pcalloc(tw->pool, (apr_size_t)tw->lay->nprec_total * sizeof(*states) + 1);
     jpip_t2_stream_init(&bs, tw->w->src, tile->bodies, tile->nbodies);
+    bs.deadline = tw->w->b->deadline;
     if (tile->nppt > 0 || tw->w->cs->ppm_first != NULL) {
         if (tile->nppt > 0) {
             jpip_t2_stream_init(&hs, tw->w->src, tile->ppt, tile->nppt);
         } else {
             jpip_t2_stream_init(&hs, tw->w->src, tile->ppm, tile->nppm);
         }
+        hs.deadline = tw->w->b->deadline;
         h = &hs;
     }
     tw->nloc = 0;

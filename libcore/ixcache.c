@@ -92,6 +92,12 @@ static jpip_code_t store(apr_pool_t *pool, const char *file, const jpip_index_t 
     return rc;
 }
 
+int jpip_ixcache_load(apr_pool_t *pool, const char *dir, const char *path, const apr_finfo_t *finfo,
+                      jpip_index_t **ix)
+{
+    return dir != NULL && try_load(pool, jpip_ixcache_file(pool, dir, path), path, finfo, ix);
+}
+
 jpip_code_t jpip_ixcache_open(apr_pool_t *pool, const char *dir, const char *path,
                               const apr_finfo_t *finfo, const jpip_index_limits_t *limits,
                               jpip_ixc_result_t *res, jpip_err_t *err)

@@ -38,6 +38,12 @@ const char *jpip_ixcache_tid(apr_pool_t *pool, const char *path, apr_uint64_t si
 /* The cache file name for path inside dir. */
 const char *jpip_ixcache_file(apr_pool_t *pool, const char *dir, const char *path);
 
+/* Map the cache file of path if it indexes exactly this version of the
+ * file (finfo's size and mtime). Returns 1 and sets *ix, or 0 (no cache
+ * file, a stale or damaged one: the caller builds). */
+int jpip_ixcache_load(apr_pool_t *pool, const char *dir, const char *path, const apr_finfo_t *finfo,
+                      jpip_index_t **ix);
+
 /* Open the index of the regular file at path, whose stat is finfo (size
  * and mtime are the key). With dir NULL nothing is cached on disk. The
  * index and its mapping live as long as pool. Errors are those of

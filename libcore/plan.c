@@ -371,6 +371,15 @@ jpip_code_t jpip_plan_next(jpip_plan_t *plan, jpip_msg_t *out, apr_size_t max, a
                 continue;
             }
             end = jpip_index_bounds(plan->ix, e->bin)[plan->layer];
+            if (plan->opts.whole_bins) {
+                /* every layer the view wants, in one message */
+                apr_uint32_t last = e->bin->nbounds;
+
+                if (e->maxl != 0 && e->maxl < last) {
+                    last = e->maxl;
+                }
+                end = jpip_index_bounds(plan->ix, e->bin)[last - 1];
+            }
         } else {
             end = e->hi;
         }

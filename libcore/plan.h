@@ -31,6 +31,8 @@ typedef struct jpip_plan_opts_t {
     int has_len;              /* len given: a hard limit on message bytes */
     apr_uint64_t len;         /* headers and bodies of the messages, not the EOR */
     int align;                /* cut precinct messages only at packet boundaries */
+    int whole_bins;           /* no layer interleaving: each bin's layers in one message
+                                 (fewer, larger messages when nothing will cut the answer) */
     apr_uint64_t max_entries; /* most data-bins one plan may involve (0: 1 << 24) */
 } jpip_plan_opts_t;
 

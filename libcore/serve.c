@@ -508,6 +508,9 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
         po.len = o.max_response;
         add_header(resp, "JPIP-len", apr_psprintf(pool, "%" APR_UINT64_T_FMT, po.len));
     }
+    /* Without a byte limit the whole window goes out: interleaving layers
+     * (the best picture for a cut answer) only costs messages then. */
+    po.whole_bins = !po.has_len;
     if (model == NULL) {
         rc = stateless_model(pool, tgt, req, tid_ok, &o, &smodel, &resp->limit, err);
         if (rc != JPIP_OK) {

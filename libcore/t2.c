@@ -198,6 +198,7 @@ void jpip_t2_stream_init(jpip_t2_stream_t *s, jpip_src_t *src, const jpip_piece_
     s->npieces = npieces;
     s->cur = 0;
     s->pos = 0;
+    s->deadline = 0;
 }
 
 apr_uint64_t jpip_t2_stream_left(const jpip_t2_stream_t *s)
@@ -738,6 +739,7 @@ jpip_code_t jpip_t2_read_header(jpip_t2_prec_t *prec, unsigned layer, jpip_t2_st
     }
     out->empty = !bit;
     if (bit) {
+        apr_uint64_t visited = 0;
         unsigned b;
         for (b = 0; b < prec->nbands; b++) {
             t2_band_t *band = &prec->band[b];
@@ -747,6 +749,13 @@ jpip_code_t jpip_t2_read_header(jpip_t2_prec_t *prec, unsigned layer, jpip_t2_st
             w.band = b;
             for (w.y = 0; w.y < band->ncby; w.y++) {
                 for (w.x = 0; w.x < band->ncbx; w.x++) {
+                    if (hdr->deadline != 0 && (++visited & 0xFFFF) == 0 &&
+                        apr_time_now() > hdr->deadline) {
+                        return jpip_err_set(err, JPIP_E_LIMIT,
+                                            "packet header decoding ran out of time (layer %u, "
+                                            "band %u)",
+                                            layer, b);
+                    }
                     rc = read_cblk(&br, prec, band, &w, &body);
                     if (rc != JPIP_OK) {
                         return rc;

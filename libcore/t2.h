@@ -62,8 +62,10 @@ typedef struct jpip_t2_stream_t {
     jpip_src_t *src;
     const jpip_piece_t *pieces;
     apr_size_t npieces;
-    apr_size_t cur;   /* current piece */
-    apr_uint64_t pos; /* offset inside the current piece */
+    apr_size_t cur;      /* current piece */
+    apr_uint64_t pos;    /* offset inside the current piece */
+    apr_time_t deadline; /* 0, or when decoding must give up (JPIP_E_LIMIT):
+                            a header may walk millions of code-blocks */
 } jpip_t2_stream_t;
 
 void jpip_t2_stream_init(jpip_t2_stream_t *s, jpip_src_t *src, const jpip_piece_t *pieces,

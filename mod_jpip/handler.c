@@ -28,7 +28,7 @@
 APLOG_USE_MODULE(jpip);
 
 #define DEFAULT_MAX_BODY (64 * 1024)
-#define BATCH 64 /* messages per brigade passed down */
+#define BATCH 256 /* messages per brigade passed down */
 
 /* -------------------------------------------------------------- answers */
 
@@ -249,62 +249,116 @@ static const char *target_name(request_rec *r, const jpip_dir_conf_t *conf,
 typedef struct out_t {
     request_rec *r;
     apr_bucket_brigade *bb;
-    apr_file_t *fd;     /* this batch's descriptor */
-    apr_pool_t *pool;   /* this batch's pool */
-    apr_bucket *proto;  /* a file bucket over fd that every piece copies */
-    int copy;           /* copy file bytes instead of passing file buckets */
-    apr_size_t pending; /* bytes copied since the last pass */
+    apr_file_t *fd;           /* this batch's descriptor */
+    apr_pool_t *pool;         /* this batch's pool */
+    apr_bucket *proto;        /* a file bucket over fd that every piece copies */
+    const unsigned char *map; /* the target mapped read-only, or NULL */
+    int copy;                 /* HTTP/2: copy file bytes, no file buckets */
+    char *gbuf;               /* the gather buffer being filled (GATHER bytes) */
+    apr_size_t gused;
+    apr_size_t pending; /* bytes copied since the last pass (HTTP/2) */
     apr_status_t rv;    /* first failure passing a brigade down */
 } out_t;
 
-#define COPY_CHUNK (64 * 1024)
-#define COPY_FLUSH (256 * 1024)
+#define GATHER (64 * 1024)      /* heap buckets of message headers and small pieces */
+#define SMALL_PIECE (16 * 1024) /* pieces below this are copied, not file buckets */
+#define COPY_FLUSH (256 * 1024) /* HTTP/2: pass copies down every so many bytes */
+
+/* Close the gather buffer into a heap bucket; on HTTP/2 streams pass the
+ * copies down once enough are pending. */
+static void gather_flush(out_t *o)
+{
+    if (o->gbuf != NULL) {
+        if (o->gused > 0) {
+            APR_BRIGADE_INSERT_TAIL(
+                o->bb,
+                apr_bucket_heap_create(o->gbuf, o->gused, apr_bucket_free, o->bb->bucket_alloc));
+        } else {
+            apr_bucket_free(o->gbuf);
+        }
+        o->gbuf = NULL;
+        o->gused = 0;
+    }
+    if (o->copy && o->pending >= COPY_FLUSH && o->rv == APR_SUCCESS) {
+        o->rv = ap_pass_brigade(o->r->output_filters, o->bb);
+        apr_brigade_cleanup(o->bb);
+        o->pending = 0;
+    }
+}
+
+/* Room for at least one byte in the gather buffer. */
+static void gather_room(out_t *o)
+{
+    if (o->gbuf != NULL && o->gused == GATHER) {
+        gather_flush(o);
+    }
+    if (o->gbuf == NULL) {
+        o->gbuf = apr_bucket_alloc(GATHER, o->bb->bucket_alloc);
+        o->gused = 0;
+    }
+}
+
+/* Copy len bytes (from memory, or read from fd at off when data is NULL)
+ * into gather buffers. */
+static jpip_code_t gather(out_t *o, const void *data, apr_uint64_t off, apr_uint64_t len,
+                          jpip_err_t *err)
+{
+    const char *p = data;
+
+    while (len > 0) {
+        apr_size_t n;
+
+        gather_room(o);
+        n = GATHER - o->gused;
+        if (n > len) {
+            n = (apr_size_t)len;
+        }
+        if (p != NULL) {
+            memcpy(o->gbuf + o->gused, p, n);
+            p += n;
+        } else {
+            apr_off_t pos = (apr_off_t)off;
+            apr_size_t got = 0;
+
+            if (apr_file_seek(o->fd, APR_SET, &pos) != APR_SUCCESS ||
+                apr_file_read_full(o->fd, o->gbuf + o->gused, n, &got) != APR_SUCCESS) {
+                return jpip_err_set(err, JPIP_E_IO, "the target could not be read");
+            }
+            off += n;
+        }
+        o->gused += n;
+        o->pending += n;
+        len -= n;
+    }
+    return JPIP_OK;
+}
 
 static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
                              const unsigned char *synth, jpip_err_t *err)
 {
     out_t *o = ctx;
+    apr_bucket *b;
 
     if (synth != NULL) {
-        APR_BRIGADE_INSERT_TAIL(o->bb, apr_bucket_heap_create((const char *)synth, (apr_size_t)len,
-                                                              NULL, o->bb->bucket_alloc));
-        return JPIP_OK;
+        return gather(o, synth, 0, len, err);
     }
-    if (!o->copy) {
-        /* copies share the file bucket's data: when a filter sets one aside
-         * (moving the descriptor into its own pool) all of them follow */
-        apr_bucket *b;
-
-        apr_bucket_copy(o->proto, &b);
-        b->start = (apr_off_t)off;
-        b->length = (apr_size_t)len;
-        APR_BRIGADE_INSERT_TAIL(o->bb, b);
-        return JPIP_OK;
+    if (o->map != NULL && (o->copy || len < SMALL_PIECE)) {
+        return gather(o, o->map + off, 0, len, err);
     }
-    /* HTTP/2 hands buckets to another thread after the request may have
-     * ended: send copies, passed down every COPY_FLUSH bytes */
-    while (len > 0 && o->rv == APR_SUCCESS) {
-        apr_size_t n = len > COPY_CHUNK ? COPY_CHUNK : (apr_size_t)len, got = 0;
-        char *buf = apr_bucket_alloc(n, o->bb->bucket_alloc);
-        apr_off_t pos = (apr_off_t)off;
-
-        if (apr_file_seek(o->fd, APR_SET, &pos) != APR_SUCCESS ||
-            apr_file_read_full(o->fd, buf, n, &got) != APR_SUCCESS) {
-            apr_bucket_free(buf);
-            return jpip_err_set(err, JPIP_E_IO, "the target could not be read");
-        }
-        APR_BRIGADE_INSERT_TAIL(
-            o->bb, apr_bucket_heap_create(buf, n, apr_bucket_free, o->bb->bucket_alloc));
-        off += n;
-        len -= n;
-        o->pending += n;
-        if (o->pending >= COPY_FLUSH) {
-            o->rv = ap_pass_brigade(o->r->output_filters, o->bb);
-            apr_brigade_cleanup(o->bb);
-            o->pending = 0;
-        }
+    if (o->copy) {
+        /* HTTP/2 hands buckets to another thread after the request may
+         * have ended: no file buckets there */
+        return gather(o, NULL, off, len, err);
     }
-    return o->rv == APR_SUCCESS ? JPIP_OK : jpip_err_set(err, JPIP_E_IO, "client gone");
+    /* zero copy for large pieces. The copies share the file bucket's data:
+     * when a filter sets one aside (moving the descriptor into its own
+     * pool) all of them follow. */
+    gather_flush(o);
+    apr_bucket_copy(o->proto, &b);
+    b->start = (apr_off_t)off;
+    b->length = (apr_size_t)len;
+    APR_BRIGADE_INSERT_TAIL(o->bb, b);
+    return JPIP_OK;
 }
 
 /* ------------------------------------------------------------- sessions */
@@ -321,6 +375,7 @@ typedef struct chan_t {
     jpip_model_t *model; /* private copy of the session model, for planning */
     unsigned stop;       /* EOR reason that ended the stream early, 0 if none */
     apr_uint64_t sent;   /* message bytes recorded */
+    apr_uint32_t slot;   /* where the session was last found */
 } chan_t;
 
 static int session_gone(request_rec *r, const char *name, const char *cid)
@@ -341,7 +396,7 @@ static int channel_target(request_rec *r, const jpip_dir_conf_t *conf, const jpi
     jpip_err_t err;
 
     jpip_store_lock();
-    s = jpip_store_find(req->cid);
+    s = jpip_store_find(req->cid, NULL);
     if (s == NULL) {
         jpip_store_unlock();
         return session_gone(r, NULL, req->cid);
@@ -385,7 +440,7 @@ static int channel_open(request_rec *r, const jpip_dir_conf_t *conf, const jpip_
         return refuse(r, name, HTTP_SERVICE_UNAVAILABLE, err.msg);
     }
     jpip_store_lock();
-    s = req->cid != NULL ? jpip_store_find(req->cid)
+    s = req->cid != NULL ? jpip_store_find(req->cid, NULL)
                          : jpip_store_create(name, tgt->tid, r->useragent_ip,
                                              jpip_sessions_per_client(r->server), &err);
     if (s == NULL) {
@@ -426,7 +481,7 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
     void *buf;
 
     jpip_store_lock();
-    s = jpip_store_find(ch->cid);
+    s = jpip_store_find(ch->cid, &ch->slot);
     if (s == NULL) {
         jpip_store_unlock();
         return session_gone(r, name, ch->cid);
@@ -438,7 +493,7 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
     jpip_store_unlock();
     for (;;) {
         jpip_store_lock();
-        s = jpip_store_find(ch->cid);
+        s = jpip_store_find(ch->cid, &ch->slot);
         if (s == NULL) {
             jpip_store_unlock();
             return session_gone(r, name, ch->cid);
@@ -515,7 +570,7 @@ static unsigned channel_batch(chan_t *ch, const jpip_msg_t *msgs, apr_size_t n)
     apr_size_t i;
 
     jpip_store_lock();
-    s = jpip_store_find(ch->cid);
+    s = jpip_store_find(ch->cid, &ch->slot);
     if (s == NULL || s->busy != ch->seq) {
         jpip_store_unlock();
         return JPIP_EOR_SESSION_LIMIT; /* the session was closed meanwhile */
@@ -553,7 +608,7 @@ static void channel_end(request_rec *r, const jpip_request_t *req, chan_t *ch)
     jpip_session_t *s;
 
     jpip_store_lock();
-    s = jpip_store_find(ch->cid);
+    s = jpip_store_find(ch->cid, &ch->slot);
     if (s != NULL) {
         if (s->busy == ch->seq) {
             s->busy = 0;
@@ -611,6 +666,10 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
     o.r = r;
     o.bb = apr_brigade_create(r->pool, c->bucket_alloc);
     o.copy = c->master != NULL; /* an HTTP/2 stream */
+    {
+        core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
+        o.map = cd->enable_mmap == ENABLE_MMAP_OFF ? NULL : tgt->map;
+    }
     if (apr_file_open(&target, tgt->path,
                       APR_FOPEN_READ | APR_FOPEN_BINARY | APR_FOPEN_SENDFILE_ENABLED, 0,
                       r->pool) != APR_SUCCESS) {
@@ -631,14 +690,13 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
         }
         o.proto = apr_bucket_file_create(o.fd, 0, (apr_size_t)tgt->size, o.pool, c->bucket_alloc);
         for (i = 0; i < n && o.rv == APR_SUCCESS; i++) {
-            APR_BRIGADE_INSERT_TAIL(o.bb,
-                                    apr_bucket_heap_create((const char *)msgs[i].hdr,
-                                                           msgs[i].hdr_len, NULL, c->bucket_alloc));
-            if (jpip_plan_pieces(tgt->ix, &msgs[i], put_piece, &o, &err) != JPIP_OK &&
+            if ((gather(&o, msgs[i].hdr, 0, msgs[i].hdr_len, &err) != JPIP_OK ||
+                 jpip_plan_pieces(tgt->ix, &msgs[i], put_piece, &o, &err) != JPIP_OK) &&
                 o.rv == APR_SUCCESS) {
                 o.rv = APR_EGENERAL;
             }
         }
+        gather_flush(&o);
         nmsg += n;
         rv = o.rv != APR_SUCCESS ? o.rv : ap_pass_brigade(r->output_filters, o.bb);
         apr_brigade_cleanup(o.bb);
@@ -803,15 +861,19 @@ int jpip_handle(request_rec *r)
                          ? HTTP_UNSUPPORTED_MEDIA_TYPE
                      : err.code == JPIP_E_LIMIT ? HTTP_SERVICE_UNAVAILABLE
                                                 : HTTP_INTERNAL_SERVER_ERROR;
-        return refuse(
-            r, target.name, status,
-            apr_psprintf(r->pool, "%s is not a servable JPEG 2000 file: %s", target.name, err.msg));
+        return refuse(r, target.name, status,
+                      err.code == JPIP_E_LIMIT
+                          ? apr_psprintf(r->pool, "%s cannot be indexed within the limits: %s",
+                                         target.name, err.msg)
+                          : apr_psprintf(r->pool, "%s is not a servable JPEG 2000 file: %s",
+                                         target.name, err.msg));
     }
     if ((req.cid == NULL && !(req.cnew & JPIP_TRANSPORT_HTTP)) || !jpip_store_ready()) {
         return respond(r, conf, tgt, target.name, &req, NULL); /* stateless */
     }
     memset(&ch, 0, sizeof(ch));
     ch.cid = req.cid;
+    ch.slot = (apr_uint32_t)-1;
     if (req.cnew & JPIP_TRANSPORT_HTTP) {
         /* only http is granted; other transports offered alone get a
          * stateless answer (no JPIP-cnew), as T.808 allows */

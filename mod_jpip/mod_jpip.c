@@ -305,9 +305,13 @@ static const char *cmd_srv_number(cmd_parms *cmd, void *dconf, const char *arg)
             sc->index_memory = v;
         }
     } else if (strcasecmp(name, "JPIPIndexMaxTime") == 0) {
-        if (parse_count(cmd, arg, 1, 86400, &v, &err)) {
-            sc->index_time = apr_time_from_sec(v);
+        char *end;
+        double secs = strtod(arg, &end);
+
+        if (end == arg || *end != '\0' || !(secs >= 0.001 && secs <= 86400)) {
+            return "JPIPIndexMaxTime: expected seconds (decimals allowed), from 0.001 to 86400";
         }
+        sc->index_time = (apr_interval_time_t)(secs * APR_USEC_PER_SEC);
     } else if (strcasecmp(name, "JPIPIndexMaxBuilds") == 0) {
         if (parse_count(cmd, arg, 1, 1000, &v, &err)) {
             sc->index_builds = (int)v;
@@ -411,7 +415,7 @@ static const command_rec jpip_cmds[] = {
     AP_INIT_TAKE1("JPIPIndexMaxMemory", cmd_srv_number, NULL, RSRC_CONF,
                   "Largest index one file may need, e.g. 1G (default 1G)"),
     AP_INIT_TAKE1("JPIPIndexMaxTime", cmd_srv_number, NULL, RSRC_CONF,
-                  "Seconds indexing one file may take (default 120)"),
+                  "Seconds indexing one file may take, decimals allowed (default 120)"),
     AP_INIT_TAKE1("JPIPIndexMaxBuilds", cmd_srv_number, NULL, RSRC_CONF,
                   "Files one process may index at the same time (default 2)"),
     AP_INIT_TAKE1("JPIPSessions", cmd_sessions, NULL, RSRC_CONF,

@@ -81,6 +81,7 @@ typedef struct jpip_tgt_t {
     const char *tid; /* JPIP target id of this version */
     const jpip_index_t *ix;
     const jpip_box_layout_t *layout; /* JP2-family files; NULL for raw codestreams */
+    const unsigned char *map;        /* the file mapped read-only, or NULL */
 } jpip_tgt_t;
 
 /* Create the per-process cache (child_init). */

@@ -135,13 +135,22 @@ void jpip_store_unlock(void)
     apr_global_mutex_unlock(store->mutex);
 }
 
-jpip_session_t *jpip_store_find(const char *cid)
+jpip_session_t *jpip_store_find(const char *cid, apr_uint32_t *hint)
 {
     apr_uint32_t i;
 
+    if (hint != NULL && *hint < store->hdr->slots) {
+        jpip_session_t *s = slot(*hint);
+        if (s->magic != 0 && !s->closed && jpip_session_channel(s, cid) != NULL) {
+            return s;
+        }
+    }
     for (i = 0; i < store->hdr->slots; i++) {
         jpip_session_t *s = slot(i);
         if (s->magic != 0 && !s->closed && jpip_session_channel(s, cid) != NULL) {
+            if (hint != NULL) {
+                *hint = i;
+            }
             return s;
         }
     }

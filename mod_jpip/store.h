@@ -62,8 +62,10 @@ int jpip_store_ready(void);
 void jpip_store_lock(void);
 void jpip_store_unlock(void);
 
-/* The session holding channel cid, or NULL (unknown, closed or expired). */
-jpip_session_t *jpip_store_find(const char *cid);
+/* The session holding channel cid, or NULL (unknown, closed or expired).
+ * hint (may be NULL) is the slot where it was found before: checked first,
+ * and updated, so a request finds its session again in constant time. */
+jpip_session_t *jpip_store_find(const char *cid, apr_uint32_t *hint);
 
 /* A new session for target/tid opened by client, in a free slot (after
  * expiring idle ones, evicting the least recently used idle session if

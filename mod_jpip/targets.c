@@ -14,6 +14,7 @@
 #include <http_protocol.h>
 
 #include <apr_hash.h>
+#include <apr_mmap.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
 
@@ -87,6 +88,40 @@ static void evict_one(void)
     }
 }
 
+#define BUILD_WAIT apr_time_from_sec(10)
+
+/* Take one of the JPIPIndexMaxBuilds build slots of this process, waiting
+ * up to BUILD_WAIT for one: a burst of first requests (a restart) queues
+ * briefly instead of failing. */
+static jpip_code_t build_slot(jpip_err_t *err)
+{
+    apr_time_t deadline = apr_time_now() + BUILD_WAIT;
+
+    for (;;) {
+        apr_thread_mutex_lock(cache.lock);
+        if (cache.building < cache.max_builds) {
+            cache.building++;
+            apr_thread_mutex_unlock(cache.lock);
+            return JPIP_OK;
+        }
+        apr_thread_mutex_unlock(cache.lock);
+        if (apr_time_now() > deadline) {
+            return jpip_err_set(err, JPIP_E_LIMIT,
+                                "%d files are being indexed by this process already "
+                                "(JPIPIndexMaxBuilds); try again shortly",
+                                cache.max_builds);
+        }
+        apr_sleep(apr_time_from_msec(20));
+    }
+}
+
+static void build_slot_release(void)
+{
+    apr_thread_mutex_lock(cache.lock);
+    cache.building--;
+    apr_thread_mutex_unlock(cache.lock);
+}
+
 /* Build the entry for t: map or build the index, and walk the boxes. */
 static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, jpip_err_t *err)
 {
@@ -117,11 +152,23 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
             (apr_uint64_t)(sc->index_memory > 0 ? sc->index_memory : JPIP_DEFAULT_INDEX_MEMORY);
         lim.max_time = sc->index_time > 0 ? sc->index_time : JPIP_DEFAULT_INDEX_TIME;
     }
-    rc = jpip_ixcache_open(p, dir != NULL && *dir != '\0' ? dir : NULL, t->path, &t->finfo, &lim,
-                           &res, err);
-    if (rc == JPIP_E_LIMIT) {
-        jpip_err_set(err, JPIP_E_LIMIT, "%s (JPIPIndexMaxMemory, JPIPIndexMaxTime)",
-                     apr_pstrdup(p, err->msg));
+    if (dir != NULL && *dir == '\0') {
+        dir = NULL;
+    }
+    memset(&res, 0, sizeof(res));
+    if (jpip_ixcache_load(p, dir, t->path, &t->finfo, &res.ix)) {
+        res.how = JPIP_IXC_MAPPED;
+        rc = JPIP_OK;
+    } else {
+        rc = build_slot(err);
+        if (rc == JPIP_OK) {
+            rc = jpip_ixcache_open(p, dir, t->path, &t->finfo, &lim, &res, err);
+            build_slot_release();
+            if (rc == JPIP_E_LIMIT) {
+                jpip_err_set(err, JPIP_E_LIMIT, "%s (JPIPIndexMaxMemory, JPIPIndexMaxTime)",
+                             apr_pstrdup(p, err->msg));
+            }
+        }
     }
     if (rc == JPIP_OK) {
         apr_file_t *f;
@@ -144,6 +191,17 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
                 rc = jpip_box_layout_build(&lay, p, src, NULL, err);
             }
             e->tgt.layout = lay;
+            /* a read-only mapping for small pieces: copying them from it
+             * into large buckets beats one file bucket per packet. Like
+             * httpd's own EnableMMAP it assumes files are replaced, not
+             * truncated in place, while served; EnableMMAP Off avoids it. */
+            if (rc == JPIP_OK && e->tgt.size > 0 && e->tgt.size <= (apr_uint64_t)APR_SIZE_MAX) {
+                apr_mmap_t *mm;
+                if (apr_mmap_create(&mm, f, 0, (apr_size_t)e->tgt.size, APR_MMAP_READ, p) ==
+                    APR_SUCCESS) {
+                    e->tgt.map = mm->mm;
+                }
+            }
             apr_file_close(f);
         }
     }
@@ -185,22 +243,12 @@ jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_
         *out = &e->tgt;
         return JPIP_OK;
     }
+    apr_thread_mutex_unlock(cache.lock);
 
     /* build outside the lock: other targets keep being served meanwhile,
-     * but at most JPIPIndexMaxBuilds at once in this process */
-    if (cache.building >= cache.max_builds) {
-        apr_thread_mutex_unlock(cache.lock);
-        return jpip_err_set(err, JPIP_E_LIMIT,
-                            "%d files are being indexed by this process already "
-                            "(JPIPIndexMaxBuilds); try again shortly",
-                            cache.building);
-    }
-    cache.building++;
-    apr_thread_mutex_unlock(cache.lock);
+     * but at most JPIPIndexMaxBuilds real builds at once in this process
+     * (mapping an index another process already built does not count) */
     rc = build(r, t, &fresh, err);
-    apr_thread_mutex_lock(cache.lock);
-    cache.building--;
-    apr_thread_mutex_unlock(cache.lock);
     if (rc != JPIP_OK) {
         return rc;
     }

@@ -130,6 +130,86 @@ def case_limits(h):
            "JPIPMaxResponseBytes: %d %r %d" % (st, hd.get("jpip-len"), len(got)))
 
 
+def slow_file():
+    """A small codestream that takes a second or more to index: it claims
+    a huge tile of 4x4 code-blocks (kept from fuzzing)."""
+    p = os.path.join(os.environ["JPIP_SRCDIR"], "..", "fuzz", "corpus", "index",
+                     "crash-timeout-4x4-cblks-huge-tile")
+    if not os.path.exists(p):
+        raise Skip("the slow-indexing input is not in the source tree")
+    return p
+
+
+def case_builds_and_idle():
+    """JPIPIndexMaxBuilds makes a second build in the same process wait for
+    the first; JPIPSessionTimeout closes idle sessions (503 for the expired
+    channel)."""
+    slow = slow_file()
+    h = Httpd(os.environ["HTTPD"], os.environ["APXS"], os.environ["JPIP_MODULE"],
+              os.path.join(os.environ["JPIP_SRCDIR"], "..", "..", "httpd-conf"),
+              samples=os.environ.get("JPIP_SAMPLES"), servers=1,
+              extra_conf="\nJPIPIndexMaxBuilds 1\nJPIPIndexCache none\nJPIPSessionTimeout 1\n"
+                         "<Location /jpipfast>\n SetHandler jpip\n JPIPRoot \"{archive}\"\n"
+                         "</Location>\n")
+    h.write_config()
+    for n in ("slow1.j2k", "slow2.j2k"):
+        dst = os.path.join(h.archive, n)
+        with open(slow, "rb") as f, open(dst, "wb") as g:
+            g.write(f.read())
+        os.chmod(dst, 0o644)
+    h.start()
+    try:
+        got = {}
+        t0 = time.time()
+
+        def first():
+            got["a"] = h.get("/jpip/slow1.j2k?fsiz=8,8", timeout=120)
+            got["a_done"] = time.time() - t0
+
+        t = threading.Thread(target=first)
+        t.start()
+        time.sleep(0.3)
+        st, _, body = h.get("/jpip/slow2.j2k?fsiz=8,8", timeout=120)
+        second_done = time.time() - t0
+        t.join()
+        # with one build slot the second build waits for the first one
+        expect(got["a"][0] == 200 and st == 200, "builds: %d, %d" % (got["a"][0], st))
+        expect(second_done >= got["a_done"] + 0.4 * (got["a_done"] - 0.0),
+               "the builds ran side by side (%.2f s, %.2f s)" % (got["a_done"], second_done))
+        st, hd, _ = h.get("/jpip/sample.j2k?cnew=http&fsiz=16,12")
+        cid = dict(i.split("=", 1) for i in hd["jpip-cnew"].split(","))["cid"]
+        time.sleep(2.5)
+        h.get("/jpip/sample.j2k?cnew=http&fsiz=16,12")  # opening another expires idle ones
+        st, _, body = h.get("/jpip?cid=%s&fsiz=16,12" % cid)
+        expect(st == 503 and b"expired" in body, "idle session: %d %r" % (st, body[:80]))
+    finally:
+        h.stop()
+        h.cleanup()
+
+def case_index_time():
+    """JPIPIndexMaxTime stops a long index build with 503 naming it."""
+    slow = slow_file()
+    h = Httpd(os.environ["HTTPD"], os.environ["APXS"], os.environ["JPIP_MODULE"],
+              os.path.join(os.environ["JPIP_SRCDIR"], "..", "..", "httpd-conf"),
+              samples=os.environ.get("JPIP_SAMPLES"), servers=1,
+              extra_conf="\nJPIPIndexMaxTime 0.02\nJPIPIndexCache none\n")
+    h.write_config()
+    dst = os.path.join(h.archive, "slow.j2k")
+    with open(slow, "rb") as f, open(dst, "wb") as g:
+        g.write(f.read())
+    os.chmod(dst, 0o644)
+    h.start()
+    try:
+        st, _, body = h.get("/jpip/slow.j2k?fsiz=8,8", timeout=120)
+        expect(st == 503 and b"JPIPIndexMaxTime" in body, "time limit: %d %r" %
+               (st, body[:160]))
+        st, _, _ = h.get("/jpip/sample.j2k?fsiz=64,48")
+        expect(st == 200, "a quick file after it: %d" % st)
+    finally:
+        h.stop()
+        h.cleanup()
+
+
 def case_index_limits():
     """A server whose JPIPIndexMaxMemory is tiny refuses to index, with 503
     naming the directive, and stays healthy."""
@@ -272,6 +352,8 @@ JPIPSessions 24
              lambda: expect(not h.bad_log_lines(), "\n  ".join(h.bad_log_lines()[:10])))
     h.cleanup()
     run.case("index limits answer 503 naming the directive", case_index_limits)
+    run.case("concurrent builds wait; idle sessions expire", case_builds_and_idle)
+    run.case("JPIPIndexMaxTime stops a long build", case_index_time)
     return run.summary()
 
 
