@@ -345,7 +345,11 @@ static int opj_available(void)
  * files concatenated (pool), or NULL if it cannot be decoded. */
 static unsigned char *decode_raw(const char *j2k, const char *opts, apr_size_t *len)
 {
-    char *base = apr_psprintf(pool, "%s.dec", j2k);
+    /* decode into this test's own directory: never beside the input,
+     * which may be the shared corpus (and other runs may be using it) */
+    static unsigned serial;
+    const char *slash = strrchr(j2k, '/');
+    char *base = tpath(apr_psprintf(pool, "%s.dec%u", slash != NULL ? slash + 1 : j2k, serial++));
     unsigned char *all = NULL;
     apr_size_t n = 0;
     unsigned c;
