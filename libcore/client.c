@@ -379,12 +379,6 @@ jpip_code_t jpip_cache_binsrc_get(void *ctx, unsigned cls, apr_uint64_t csn, apr
     return JPIP_OK;
 }
 
-jpip_code_t jpip_cache_provider_get(void *ctx, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
-                                    const unsigned char **bytes, apr_uint64_t *len, int *complete)
-{
-    return jpip_cache_get(ctx, cls, csn, id, bytes, len, complete);
-}
-
 static int bin_cmp(const void *x, const void *y)
 {
     const bin_t *a = *(const bin_t *const *)x, *b = *(const bin_t *const *)y;

@@ -94,11 +94,6 @@ jpip_code_t jpip_cache_binsrc_get(void *ctx, unsigned cls, apr_uint64_t csn, apr
                                   const unsigned char **data, apr_size_t *len, int *complete,
                                   jpip_err_t *err);
 
-/* The same with the signature of jpip_bin_provider_t.get (jp2rebuild.h):
- * ctx is the cache. JPIP_E_NOTFOUND also when the prefix is empty. */
-jpip_code_t jpip_cache_provider_get(void *ctx, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
-                                    const unsigned char **bytes, apr_uint64_t *len, int *complete);
-
 /* Visit every bin in increasing (class, csn, id) order; stop early and
  * return visit's code when it is not JPIP_OK. Scratch from pool. The cache
  * must not change during the walk. */

@@ -11,4 +11,20 @@
 #define JPIP_CLASS_MAIN 6         /* main header data-bin */
 #define JPIP_CLASS_META 8         /* metadata-bin */
 
+#include <apr.h>
+
+#include "jpip_err.h"
+
+/* Where a rebuild (rebuild.h, jp2rebuild.h) reads data-bins from: the
+ * server-side index, a client cache, or a test. get returns JPIP_OK with the
+ * bin's bytes (the first *len bytes of the bin, *complete set if that is
+ * the whole bin), or JPIP_E_NOTFOUND if nothing of the bin is held; any
+ * other code aborts the rebuild. Metadata-bins are asked for with class 8
+ * and csn 0. The bytes must stay valid until the rebuild returns. */
+typedef struct jpip_binsrc_t {
+    void *ctx;
+    jpip_code_t (*get)(void *ctx, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
+                       const unsigned char **data, apr_size_t *len, int *complete, jpip_err_t *err);
+} jpip_binsrc_t;
+
 #endif /* JPIP_DATABIN_H */

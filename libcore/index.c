@@ -1583,3 +1583,17 @@ void jpip_index_stats(const jpip_index_t *ix, jpip_index_stats_t *st)
     st->nbins = ix->h->sec[SEC_BIN].count;
     st->npieces = ix->h->sec[SEC_PIECE].count;
 }
+
+void jpip_index_bin_copy(const jpip_index_t *ix, const jpip_bin_t *bin, const unsigned char *file,
+                         unsigned char *out)
+{
+    const jpip_piece_t *pc = jpip_index_pieces(ix, bin);
+    apr_uint32_t i;
+
+    for (i = 0; i < bin->npieces; i++) {
+        const unsigned char *src =
+            jpip_piece_is_synth(&pc[i]) ? jpip_index_synth(ix, &pc[i]) : file + pc[i].off;
+        memcpy(out, src, (apr_size_t)pc[i].len);
+        out += pc[i].len;
+    }
+}

@@ -172,6 +172,11 @@ jpip_code_t jpip_index_bin(const jpip_index_t *ix, unsigned cls, apr_uint64_t cs
 const jpip_piece_t *jpip_index_pieces(const jpip_index_t *ix, const jpip_bin_t *bin);
 const apr_uint64_t *jpip_index_bounds(const jpip_index_t *ix, const jpip_bin_t *bin);
 
+/* Copy the bin->len bytes of bin into out: file pieces from file (the
+ * whole target in memory, e.g. mapped), synthesised ones from the index. */
+void jpip_index_bin_copy(const jpip_index_t *ix, const jpip_bin_t *bin, const unsigned char *file,
+                         unsigned char *out);
+
 /* Bytes of a JPIP_PIECE_SYNTH piece (the piece was validated at load). */
 const unsigned char *jpip_index_synth(const jpip_index_t *ix, const jpip_piece_t *p);
 

@@ -19,7 +19,7 @@ typedef struct seg_t {
 } seg_t;
 
 typedef struct rb_t {
-    const jpip_bin_provider_t *bins;
+    const jpip_binsrc_t *bins;
     jpip_jp2_cs_fn cs;
     void *cs_ctx;
     apr_pool_t *pool;
@@ -187,8 +187,12 @@ static jpip_code_t get_bin(rb_t *rb, apr_uint64_t id, const unsigned char **byte
                            apr_uint64_t *len, int *present)
 {
     int complete = 0;
-    jpip_code_t rc = rb->bins->get(rb->bins->ctx, JPIP_CLASS_META, 0, id, bytes, len, &complete);
+    apr_size_t n = 0;
+    jpip_err_t gerr;
+    jpip_code_t rc =
+        rb->bins->get(rb->bins->ctx, JPIP_CLASS_META, 0, id, bytes, &n, &complete, &gerr);
 
+    *len = n;
     *present = 0;
     if (rc == JPIP_E_NOTFOUND) {
         return JPIP_OK;
@@ -375,7 +379,7 @@ static jpip_code_t expand(rb_t *rb, const unsigned char *p, apr_uint64_t n, apr_
     return JPIP_OK;
 }
 
-jpip_code_t jpip_jp2_rebuild(const jpip_bin_provider_t *bins, jpip_jp2_cs_fn cs, void *cs_ctx,
+jpip_code_t jpip_jp2_rebuild(const jpip_binsrc_t *bins, jpip_jp2_cs_fn cs, void *cs_ctx,
                              jpip_jp2_write_fn write, void *write_ctx, apr_pool_t *pool,
                              jpip_err_t *err)
 {

@@ -31,18 +31,6 @@
 #include "databin.h"
 #include "jpip_err.h"
 
-/* Where the rebuild reads data-bins from (the client's cache). get() looks
- * up bin (cls, csn, id): JPIP_OK with *bytes and *len the bytes held from
- * offset 0 on (a contiguous prefix) and *complete whether that is the whole
- * bin; JPIP_E_NOTFOUND when nothing is held. The bytes must stay valid
- * until jpip_jp2_rebuild returns. Metadata-bins are asked for with cls 8,
- * csn 0. */
-typedef struct jpip_bin_provider_t {
-    void *ctx;
-    jpip_code_t (*get)(void *ctx, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
-                       const unsigned char **bytes, apr_uint64_t *len, int *complete);
-} jpip_bin_provider_t;
-
 /* Produce the rebuilt codestream csid (e.g. libcore/rebuild.c). *bytes must
  * stay valid until jpip_jp2_rebuild returns. JPIP_E_NOTFOUND if it cannot. */
 typedef jpip_code_t (*jpip_jp2_cs_fn)(void *ctx, apr_uint64_t csid, const unsigned char **bytes,
@@ -58,7 +46,7 @@ typedef jpip_code_t (*jpip_jp2_write_fn)(void *ctx, const void *bytes, apr_size_
  * JPIP_E_FORMAT (a bin does not parse as boxes, a bad placeholder),
  * JPIP_E_LIMIT (placeholders nested deeper than 32: a cycle), JPIP_E_NOMEM,
  * and whatever cs or write return. */
-jpip_code_t jpip_jp2_rebuild(const jpip_bin_provider_t *bins, jpip_jp2_cs_fn cs, void *cs_ctx,
+jpip_code_t jpip_jp2_rebuild(const jpip_binsrc_t *bins, jpip_jp2_cs_fn cs, void *cs_ctx,
                              jpip_jp2_write_fn write, void *write_ctx, apr_pool_t *pool,
                              jpip_err_t *err);
 

@@ -30,17 +30,6 @@
 #include "databin.h"
 #include "jpip_err.h"
 
-/* Where the bins come from: the server-side index, a client cache, or a
- * test. get returns JPIP_OK with the bin's bytes (the first *len bytes of
- * the bin, *complete set if that is the whole bin), or JPIP_E_NOTFOUND if
- * nothing of the bin is held; any other code aborts the rebuild. The bytes
- * must stay valid until jpip_rebuild returns. */
-typedef struct jpip_binsrc_t {
-    void *ctx;
-    jpip_code_t (*get)(void *ctx, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
-                       const unsigned char **data, apr_size_t *len, int *complete, jpip_err_t *err);
-} jpip_binsrc_t;
-
 #define JPIP_REBUILD_ALL 0xFFFFFFFFu
 
 typedef struct jpip_rebuild_opts_t {

@@ -393,10 +393,10 @@ static void write_output(fetch_t *f, const char *out)
         die("cannot create %s", out);
     }
     /* a JP2-family target has boxes in metadata-bin 0; a raw codestream none */
-    jpip_cache_provider_get(f->cache, 8, 0, 0, &m0, &m0len, &complete);
+    jpip_cache_get(f->cache, JPIP_CLASS_META, 0, 0, &m0, &m0len, &complete);
     if (m0len > 0) {
-        jpip_bin_provider_t prov = {f->cache, jpip_cache_provider_get};
-        rc = jpip_jp2_rebuild(&prov, rebuild_cs, f, write_file, fd, f->pool, &err);
+        jpip_binsrc_t bs = {f->cache, jpip_cache_binsrc_get};
+        rc = jpip_jp2_rebuild(&bs, rebuild_cs, f, write_file, fd, f->pool, &err);
     } else {
         jpip_binsrc_t bs = {f->cache, jpip_cache_binsrc_get};
         jpip_rebuild_opts_t o;

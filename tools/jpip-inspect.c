@@ -341,8 +341,6 @@ static jpip_code_t bin_bytes(inspect_t *in, unsigned cls, apr_uint64_t csn, apr_
     const jpip_bin_t *bin;
     const jpip_piece_t *pc;
     unsigned char *buf;
-    apr_uint64_t o = 0;
-    apr_uint32_t i;
     jpip_code_t rc = jpip_index_bin(in->ix, cls, csn, id, &bin, err);
 
     if (rc != JPIP_OK) {
@@ -355,12 +353,7 @@ static jpip_code_t bin_bytes(inspect_t *in, unsigned cls, apr_uint64_t csn, apr_
         return JPIP_OK;
     }
     buf = apr_palloc(in->pool, (apr_size_t)bin->len + 1);
-    for (i = 0; i < bin->npieces; i++) {
-        const unsigned char *src =
-            jpip_piece_is_synth(&pc[i]) ? jpip_index_synth(in->ix, &pc[i]) : in->data + pc[i].off;
-        memcpy(buf + o, src, (apr_size_t)pc[i].len);
-        o += pc[i].len;
-    }
+    jpip_index_bin_copy(in->ix, bin, in->data, buf);
     *data = buf;
     return JPIP_OK;
 }
@@ -369,21 +362,12 @@ static jpip_code_t binsrc_get(void *ctx, unsigned cls, apr_uint64_t csn, apr_uin
                               const unsigned char **data, apr_size_t *len, int *complete,
                               jpip_err_t *err)
 {
-    apr_uint64_t n;
+    apr_uint64_t n = 0;
     jpip_code_t rc = bin_bytes(ctx, cls, csn, id, data, &n, err);
 
     *len = (apr_size_t)n;
     *complete = 1;
     return rc;
-}
-
-static jpip_code_t provider_get(void *ctx, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
-                                const unsigned char **bytes, apr_uint64_t *len, int *complete)
-{
-    jpip_err_t err;
-
-    *complete = 1;
-    return bin_bytes(ctx, cls, csn, id, bytes, len, &err);
 }
 
 static jpip_code_t rebuild_cs(void *ctx, apr_uint64_t csid, const unsigned char **bytes,
@@ -463,8 +447,8 @@ static jpip_code_t do_rebuild(inspect_t *in, const char *outpath, jpip_err_t *er
         jpip_rebuild_opts_t opts = opts_for(in, 0);
         rc = jpip_rebuild(&bs, &opts, in->pool, write_file, &o, NULL, err);
     } else {
-        jpip_bin_provider_t prov = {in, provider_get};
-        rc = jpip_jp2_rebuild(&prov, rebuild_cs, in, write_file, &o, in->pool, err);
+        jpip_binsrc_t bs = {in, binsrc_get};
+        rc = jpip_jp2_rebuild(&bs, rebuild_cs, in, write_file, &o, in->pool, err);
     }
     /* a trailing hole: the length comes from the truncation */
     if (rc == JPIP_OK && apr_file_trunc(f, o.pos) != APR_SUCCESS) {

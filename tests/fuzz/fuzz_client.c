@@ -23,10 +23,8 @@
 #include "fuzz_common.h"
 
 #include "client.h"
-#include "rebuild.h"
-/* index.h / rebuild.h / jp2rebuild.h spell JPIP_CLASS_META differently */
-#undef JPIP_CLASS_META
 #include "jp2rebuild.h"
+#include "rebuild.h"
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -180,7 +178,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         apr_pool_t *sub;
         void *ctx[2];
         apr_uint64_t total = 0;
-        jpip_bin_provider_t prov = {a.cache, jpip_cache_provider_get};
         jpip_binsrc_t bs = {a.cache, jpip_cache_binsrc_get};
         jpip_rebuild_opts_t opts;
         unsigned char *out;
@@ -195,7 +192,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         opts.reduce = 1;
         opts.max_layers = 1;
         (void)jpip_rebuild_mem(&bs, &opts, sub, &out, &n, NULL, &err);
-        (void)jpip_jp2_rebuild(&prov, cs_from_cache, ctx, sink_write, &total, sub, &err);
+        (void)jpip_jp2_rebuild(&bs, cs_from_cache, ctx, sink_write, &total, sub, &err);
         apr_pool_destroy(sub);
     }
 

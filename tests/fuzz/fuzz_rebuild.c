@@ -18,8 +18,6 @@
 #include "fuzz_common.h"
 
 #include "index.h"
-/* index.h and jp2rebuild.h both define JPIP_CLASS_META (8 and 8u) */
-#undef JPIP_CLASS_META
 #include "jp2rebuild.h"
 #include "rebuild.h"
 #include "source.h"
@@ -125,15 +123,6 @@ static jpip_code_t prov_get(void *ctx, unsigned cls, apr_uint64_t csn, apr_uint6
 }
 
 /* jp2rebuild's provider, over the same bins (metadata-bins only ask). */
-static jpip_code_t meta_get(void *ctx, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
-                            const unsigned char **bytes, apr_uint64_t *len, int *complete)
-{
-    apr_size_t n = 0;
-    jpip_code_t rc = prov_get(ctx, cls, csn, id, bytes, &n, complete, NULL);
-    *len = n;
-    return rc;
-}
-
 typedef struct cs_ctx_t {
     prov_t *prov;
     apr_pool_t *pool;
@@ -244,7 +233,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         apr_pool_t *sub;
         apr_uint64_t total = 0;
         cs_ctx_t cc = {&prov, NULL};
-        jpip_bin_provider_t mp = {&prov, meta_get};
+        jpip_binsrc_t mp = {&prov, prov_get};
 
         apr_pool_create(&sub, pool);
         prov.pool = sub;

@@ -266,7 +266,8 @@ static bins_t materialise(const jpip_box_layout_t *lay, jpip_src_t *src, const u
 }
 
 static jpip_code_t prov_get(void *ctx, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
-                            const unsigned char **bytes, apr_uint64_t *len, int *complete)
+                            const unsigned char **bytes, apr_size_t *len, int *complete,
+                            jpip_err_t *err)
 {
     bins_t *m = ctx;
 
@@ -321,7 +322,7 @@ static jpip_code_t write_buf(void *ctx, const void *bytes, apr_size_t len, jpip_
 
 static jpip_code_t rebuild(bins_t *m, buf_t *out, jpip_err_t *err)
 {
-    jpip_bin_provider_t prov;
+    jpip_binsrc_t prov;
 
     prov.ctx = m;
     prov.get = prov_get;
@@ -759,7 +760,7 @@ START_TEST(rebuild_fixes_lengths)
     jpip_box_layout_t *lay, *rl;
     jpip_err_t err;
     jpip_src_t *src = mem_src(a.p, a.n);
-    jpip_bin_provider_t prov;
+    jpip_binsrc_t prov;
     bins_t m;
 
     ck_assert_int_eq(jpip_box_layout_build(&lay, pool, src, NULL, &err), JPIP_OK);

@@ -399,7 +399,7 @@ START_TEST(empty_complete_bin)
     ck_assert_int_eq(jpip_cache_binsrc_get(c, 2, 0, 5, &d, &slen, &complete, &err),
                      JPIP_E_NOTFOUND);
     ck_assert_ptr_nonnull(strstr(err.msg, "id 5"));
-    ck_assert_int_eq(jpip_cache_provider_get(c, 2, 0, 4, &d, &len, &complete), JPIP_OK);
+    ck_assert_int_eq(jpip_cache_binsrc_get(c, 2, 0, 4, &d, &slen, &complete, &err), JPIP_OK);
     free(b.p);
 }
 END_TEST

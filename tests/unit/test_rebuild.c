@@ -274,26 +274,16 @@ static jpip_code_t ixsrc_get(void *ctx, unsigned cls, apr_uint64_t csn, apr_uint
 {
     ixsrc_t *x = ctx;
     const jpip_bin_t *bin;
-    const jpip_piece_t *pc;
     unsigned char *buf;
-    apr_size_t n = 0;
-    apr_uint32_t i;
     jpip_code_t rc = jpip_index_bin(x->ix, cls, csn, id, &bin, err);
 
     if (rc != JPIP_OK) {
         return rc;
     }
-    pc = jpip_index_pieces(x->ix, bin);
     buf = apr_palloc(pool, (apr_size_t)bin->len + 1);
-    for (i = 0; i < bin->npieces; i++) {
-        const unsigned char *p =
-            jpip_piece_is_synth(&pc[i]) ? jpip_index_synth(x->ix, &pc[i]) : x->file + pc[i].off;
-        memcpy(buf + n, p, (apr_size_t)pc[i].len);
-        n += (apr_size_t)pc[i].len;
-    }
-    ck_assert_uint_eq(n, bin->len);
+    jpip_index_bin_copy(x->ix, bin, x->file, buf);
     *data = buf;
-    *len = n;
+    *len = (apr_size_t)bin->len;
     *complete = (bin->flags & JPIP_BIN_COMPLETE) != 0;
     return JPIP_OK;
 }
