@@ -249,9 +249,11 @@ static const char *target_name(request_rec *r, const jpip_dir_conf_t *conf,
 typedef struct out_t {
     request_rec *r;
     apr_bucket_brigade *bb;
-    apr_file_t *fd;           /* this batch's descriptor */
-    apr_pool_t *pool;         /* this batch's pool */
-    apr_bucket *proto;        /* a file bucket over fd that every piece copies */
+    apr_file_t *file;         /* the target, open for the whole response */
+    apr_off_t size;           /* its length */
+    apr_file_t *fd;           /* this batch's descriptor, or NULL */
+    apr_pool_t *pool;         /* this batch's pool, or NULL */
+    apr_bucket *proto;        /* a file bucket over fd that every piece copies, or NULL */
     const unsigned char *map; /* the target mapped read-only, or NULL */
     int copy;                 /* HTTP/2: copy file bytes, no file buckets */
     char *gbuf;               /* the gather buffer being filled (GATHER bytes) */
@@ -298,7 +300,7 @@ static void gather_room(out_t *o)
     }
 }
 
-/* Copy len bytes (from memory, or read from fd at off when data is NULL)
+/* Copy len bytes (from memory, or read from the target at off when data is NULL)
  * into gather buffers. */
 static jpip_code_t gather(out_t *o, const void *data, apr_uint64_t off, apr_uint64_t len,
                           jpip_err_t *err)
@@ -320,8 +322,8 @@ static jpip_code_t gather(out_t *o, const void *data, apr_uint64_t off, apr_uint
             apr_off_t pos = (apr_off_t)off;
             apr_size_t got = 0;
 
-            if (apr_file_seek(o->fd, APR_SET, &pos) != APR_SUCCESS ||
-                apr_file_read_full(o->fd, o->gbuf + o->gused, n, &got) != APR_SUCCESS) {
+            if (apr_file_seek(o->file, APR_SET, &pos) != APR_SUCCESS ||
+                apr_file_read_full(o->file, o->gbuf + o->gused, n, &got) != APR_SUCCESS) {
                 return jpip_err_set(err, JPIP_E_IO, "the target could not be read");
             }
             off += n;
@@ -331,6 +333,39 @@ static jpip_code_t gather(out_t *o, const void *data, apr_uint64_t off, apr_uint
         len -= n;
     }
     return JPIP_OK;
+}
+
+/* The batch's file bucket, made when its first large piece needs it. Each
+ * batch's file buckets get their own descriptor in their own pool: a filter
+ * that sets them aside (HTTP/2's beam, the core's deferred writes) takes
+ * that descriptor over and closes it when done, which must not close the
+ * one later batches use. */
+static apr_bucket *batch_proto(out_t *o)
+{
+    if (o->proto == NULL) {
+        apr_pool_create(&o->pool, o->r->pool);
+        if (apr_file_dup(&o->fd, o->file, o->pool) != APR_SUCCESS) {
+            apr_pool_destroy(o->pool);
+            o->pool = NULL;
+            return NULL;
+        }
+        o->proto =
+            apr_bucket_file_create(o->fd, 0, (apr_size_t)o->size, o->pool, o->bb->bucket_alloc);
+    }
+    return o->proto;
+}
+
+/* After the batch was passed down: its file buckets are written or set
+ * aside into a filter's pool. */
+static void batch_done(out_t *o)
+{
+    if (o->proto != NULL) {
+        apr_bucket_destroy(o->proto);
+        apr_pool_destroy(o->pool);
+        o->proto = NULL;
+        o->pool = NULL;
+        o->fd = NULL;
+    }
 }
 
 static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
@@ -353,6 +388,9 @@ static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
     /* zero copy for large pieces. The copies share the file bucket's data:
      * when a filter sets one aside (moving the descriptor into its own
      * pool) all of them follow. */
+    if (batch_proto(o) == NULL) {
+        return jpip_err_set(err, JPIP_E_IO, "the target could not be reopened");
+    }
     gather_flush(o);
     apr_bucket_copy(o->proto, &b);
     b->start = (apr_off_t)off;
@@ -653,7 +691,6 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
                        jpip_response_t *resp, jpip_msg_t *msgs, chan_t *ch)
 {
     conn_rec *c = r->connection;
-    apr_file_t *target;
     out_t o;
     apr_size_t n, i;
     apr_uint64_t nmsg = 0;
@@ -670,7 +707,8 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
         core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
         o.map = cd->enable_mmap == ENABLE_MMAP_OFF ? NULL : tgt->map;
     }
-    if (apr_file_open(&target, tgt->path,
+    o.size = (apr_off_t)tgt->size;
+    if (apr_file_open(&o.file, tgt->path,
                       APR_FOPEN_READ | APR_FOPEN_BINARY | APR_FOPEN_SENDFILE_ENABLED, 0,
                       r->pool) != APR_SUCCESS) {
         return refuse(r, name, HTTP_INTERNAL_SERVER_ERROR, "the target cannot be read");
@@ -679,16 +717,6 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
         if (jpip_plan_next(resp->plan, msgs, BATCH, &n, &err) != JPIP_OK || n == 0) {
             break;
         }
-        /* Each batch's file buckets get their own descriptor in their own
-         * pool: a filter that sets them aside (HTTP/2's beam, the core's
-         * deferred writes) takes that descriptor over and closes it when
-         * done, which must not close the one later batches use. */
-        apr_pool_create(&o.pool, r->pool);
-        if (apr_file_dup(&o.fd, target, o.pool) != APR_SUCCESS) {
-            apr_pool_destroy(o.pool);
-            break;
-        }
-        o.proto = apr_bucket_file_create(o.fd, 0, (apr_size_t)tgt->size, o.pool, c->bucket_alloc);
         for (i = 0; i < n && o.rv == APR_SUCCESS; i++) {
             if ((gather(&o, msgs[i].hdr, 0, msgs[i].hdr_len, &err) != JPIP_OK ||
                  jpip_plan_pieces(tgt->ix, &msgs[i], put_piece, &o, &err) != JPIP_OK) &&
@@ -700,8 +728,7 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
         nmsg += n;
         rv = o.rv != APR_SUCCESS ? o.rv : ap_pass_brigade(r->output_filters, o.bb);
         apr_brigade_cleanup(o.bb);
-        apr_bucket_destroy(o.proto);
-        apr_pool_destroy(o.pool); /* written, or set aside into a filter's pool */
+        batch_done(&o);
         if (rv != APR_SUCCESS || c->aborted) {
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
                           JPIPLOGNO(0011) "jpip(target=%s): client gone after %" APR_UINT64_T_FMT
