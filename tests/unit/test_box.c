@@ -33,58 +33,12 @@ static void teardown(void)
 
 /* ---- building files in memory ------------------------------------------ */
 
-typedef struct buf_t {
-    unsigned char *p;
-    size_t n;
-    size_t cap;
-} buf_t;
-
-static void b_put(buf_t *b, const void *d, size_t n)
-{
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        unsigned char *np;
-        while (cap < b->n + n) {
-            cap *= 2;
-        }
-        np = apr_palloc(pool, cap);
-        if (b->n) {
-            memcpy(np, b->p, b->n);
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    if (n) {
-        memcpy(b->p + b->n, d, n);
-    }
-    b->n += n;
-}
-
-static void b_u16(buf_t *b, unsigned v)
-{
-    unsigned char x[2] = {(unsigned char)(v >> 8), (unsigned char)v};
-    b_put(b, x, 2);
-}
-
-static void b_u32(buf_t *b, apr_uint32_t v)
-{
-    unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
-                          (unsigned char)(v >> 8), (unsigned char)v};
-    b_put(b, x, 4);
-}
-
-static void b_u64(buf_t *b, apr_uint64_t v)
-{
-    b_u32(b, (apr_uint32_t)(v >> 32));
-    b_u32(b, (apr_uint32_t)v);
-}
-
-static void b_fill(buf_t *b, size_t n, unsigned seed)
+static void b_fill(tu_buf_t *b, size_t n, unsigned seed)
 {
     size_t i;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)('a' + (i * 7 + seed) % 26);
-        b_put(b, &c, 1);
+        tu_buf_put(b, &c, 1);
     }
 }
 
@@ -96,80 +50,60 @@ static void set32(unsigned char *p, apr_uint32_t v)
     p[3] = (unsigned char)v;
 }
 
-static size_t box_open(buf_t *b, const char *type)
+static size_t xbox_open(tu_buf_t *b, const char *type)
 {
     size_t at = b->n;
-    b_u32(b, 0);
-    b_put(b, type, 4);
+    tu_buf_u32(b, 1);
+    tu_buf_put(b, type, 4);
+    tu_buf_u64(b, 0);
     return at;
 }
 
-static void box_close(buf_t *b, size_t at)
-{
-    set32(b->p + at, (apr_uint32_t)(b->n - at));
-}
-
-static size_t xbox_open(buf_t *b, const char *type)
-{
-    size_t at = b->n;
-    b_u32(b, 1);
-    b_put(b, type, 4);
-    b_u64(b, 0);
-    return at;
-}
-
-static void xbox_close(buf_t *b, size_t at)
+static void xbox_close(tu_buf_t *b, size_t at)
 {
     apr_uint64_t l = b->n - at;
     set32(b->p + at + 8, (apr_uint32_t)(l >> 32));
     set32(b->p + at + 12, (apr_uint32_t)l);
 }
 
-static void box_data(buf_t *b, const char *type, const void *d, size_t n)
+static void box_filled(tu_buf_t *b, const char *type, size_t n, unsigned seed)
 {
-    size_t at = box_open(b, type);
-    b_put(b, d, n);
-    box_close(b, at);
-}
-
-static void box_filled(buf_t *b, const char *type, size_t n, unsigned seed)
-{
-    size_t at = box_open(b, type);
+    size_t at = tu_box_open(b, type);
     b_fill(b, n, seed);
-    box_close(b, at);
+    tu_box_close(b, at);
 }
 
-static void put_sig_ftyp(buf_t *b, const char *brand, const char *compat)
+static void put_sig_ftyp(tu_buf_t *b, const char *brand, const char *compat)
 {
     static const unsigned char sig[] = {0x0D, 0x0A, 0x87, 0x0A};
     size_t at;
 
-    box_data(b, "jP  ", sig, 4);
-    at = box_open(b, "ftyp");
-    b_put(b, brand, 4);
-    b_u32(b, 0);
-    b_put(b, compat, strlen(compat));
-    box_close(b, at);
+    tu_box_data(b, "jP  ", sig, 4);
+    at = tu_box_open(b, "ftyp");
+    tu_buf_put(b, brand, 4);
+    tu_buf_u32(b, 0);
+    tu_buf_put(b, compat, strlen(compat));
+    tu_box_close(b, at);
 }
 
-static void put_jp2h(buf_t *b)
+static void put_jp2h(tu_buf_t *b)
 {
     static const unsigned char ihdr[14] = {0, 0, 0, 64, 0, 0, 0, 64, 0, 1, 7, 7, 0, 0};
     static const unsigned char colr[7] = {1, 0, 0, 0, 0, 0, 17};
-    size_t at = box_open(b, "jp2h");
-    box_data(b, "ihdr", ihdr, sizeof(ihdr));
-    box_data(b, "colr", colr, sizeof(colr));
-    box_close(b, at);
+    size_t at = tu_box_open(b, "jp2h");
+    tu_box_data(b, "ihdr", ihdr, sizeof(ihdr));
+    tu_box_data(b, "colr", colr, sizeof(colr));
+    tu_box_close(b, at);
 }
 
 /* A fake codestream: SOC SIZ ... EOC, n bytes in all. */
-static void b_codestream(buf_t *b, size_t n, unsigned seed)
+static void b_codestream(tu_buf_t *b, size_t n, unsigned seed)
 {
     static const unsigned char soc[] = {0xFF, 0x4F, 0xFF, 0x51};
     static const unsigned char eoc[] = {0xFF, 0xD9};
-    b_put(b, soc, 4);
+    tu_buf_put(b, soc, 4);
     b_fill(b, n - 6, seed);
-    b_put(b, eoc, 2);
+    tu_buf_put(b, eoc, 2);
 }
 
 /* File A: JP2 with every kind of box the layout handles; no ftbl, so a
@@ -180,33 +114,33 @@ static void b_codestream(buf_t *b, size_t n, unsigned seed)
  *          12 asoc(13 lbl, 14 xml small))
  *   15 jp2c with XLBox (codestream 0 -> stand-in bin 4)
  *   16 xml 5000 with LBox=0 (placed -> bin 5) */
-static buf_t file_a(void)
+static tu_buf_t file_a(void)
 {
-    buf_t b = {0};
+    tu_buf_t b = tu_buf(pool);
     size_t at, at2;
     static const unsigned char rreq[] = {1, 0x80, 0x80, 0, 1, 0, 5, 0x80, 0, 0};
 
     put_sig_ftyp(&b, "jp2 ", "jp2 ");
-    box_data(&b, "rreq", rreq, sizeof(rreq));
+    tu_box_data(&b, "rreq", rreq, sizeof(rreq));
     put_jp2h(&b);
-    box_data(&b, "xml ", "<a/>", 4);
+    tu_box_data(&b, "xml ", "<a/>", 4);
     box_filled(&b, "zzzz", 10, 1);
-    at = box_open(&b, "uuid");
+    at = tu_box_open(&b, "uuid");
     b_fill(&b, 16 + 6000, 2);
-    box_close(&b, at);
-    at = box_open(&b, "asoc");
-    box_data(&b, "lbl ", "hello", 5);
+    tu_box_close(&b, at);
+    at = tu_box_open(&b, "asoc");
+    tu_box_data(&b, "lbl ", "hello", 5);
     box_filled(&b, "xml ", 6000, 3);
-    at2 = box_open(&b, "asoc");
-    box_data(&b, "lbl ", "inner", 5);
-    box_data(&b, "xml ", "<b/>", 4);
-    box_close(&b, at2);
-    box_close(&b, at);
+    at2 = tu_box_open(&b, "asoc");
+    tu_box_data(&b, "lbl ", "inner", 5);
+    tu_box_data(&b, "xml ", "<b/>", 4);
+    tu_box_close(&b, at2);
+    tu_box_close(&b, at);
     at = xbox_open(&b, "jp2c");
     b_codestream(&b, 300, 4);
     xbox_close(&b, at);
-    b_u32(&b, 0);
-    b_put(&b, "xml ", 4);
+    tu_buf_u32(&b, 0);
+    tu_buf_put(&b, "xml ", 4);
     b_fill(&b, 5000, 5);
     return b;
 }
@@ -219,7 +153,7 @@ static jpip_src_t *mem_src(const void *p, size_t n)
     return src;
 }
 
-static jpip_code_t build(const buf_t *b, const jpip_box_limits_t *lim, jpip_box_layout_t **lay,
+static jpip_code_t build(const tu_buf_t *b, const jpip_box_limits_t *lim, jpip_box_layout_t **lay,
                          jpip_err_t *err)
 {
     jpip_err_clear(err);
@@ -316,17 +250,17 @@ static jpip_code_t cs_orig(void *ctx, apr_uint64_t csid, const unsigned char **b
 static jpip_code_t write_buf(void *ctx, const void *bytes, apr_size_t len, jpip_err_t *err)
 {
     (void)err;
-    b_put(ctx, bytes, len);
+    tu_buf_put(ctx, bytes, len);
     return JPIP_OK;
 }
 
-static jpip_code_t rebuild(bins_t *m, buf_t *out, jpip_err_t *err)
+static jpip_code_t rebuild(bins_t *m, tu_buf_t *out, jpip_err_t *err)
 {
     jpip_binsrc_t prov;
 
     prov.ctx = m;
     prov.get = prov_get;
-    memset(out, 0, sizeof(*out));
+    *out = tu_buf(pool);
     jpip_err_clear(err);
     return jpip_jp2_rebuild(&prov, cs_orig, m, write_buf, out, pool, err);
 }
@@ -359,7 +293,7 @@ static void assert_roundtrip(const unsigned char *file, size_t n, const jpip_box
                              jpip_src_t *src)
 {
     bins_t m = materialise(lay, src, file);
-    buf_t out;
+    tu_buf_t out;
     jpip_err_t err;
     jpip_code_t rc = rebuild(&m, &out, &err);
 
@@ -376,7 +310,7 @@ START_TEST(detect_containers)
     jpip_container_t c;
     apr_uint32_t brand;
     jpip_err_t err;
-    buf_t b = {0};
+    tu_buf_t b = tu_buf(pool);
 
     ck_assert_int_eq(jpip_box_detect(mem_src(raw, sizeof(raw)), &c, &brand, &err), JPIP_OK);
     ck_assert_int_eq(c, JPIP_CONTAINER_RAW);
@@ -391,23 +325,23 @@ START_TEST(detect_containers)
     ck_assert_int_eq(c, JPIP_CONTAINER_JPX);
     ck_assert_uint_eq(brand, JPIP_BOX_TYPE('j', 'p', 'x', ' '));
 
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jph ", "jph ");
     ck_assert_int_eq(jpip_box_detect(mem_src(b.p, b.n), &c, &brand, &err), JPIP_OK);
     ck_assert_int_eq(c, JPIP_CONTAINER_JPH);
 
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "abcd", "jp2 ");
     ck_assert_int_eq(jpip_box_detect(mem_src(b.p, b.n), &c, &brand, &err), JPIP_OK);
     ck_assert_int_eq(c, JPIP_CONTAINER_JP2);
 
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "mjp2", "mjp2");
     ck_assert_int_eq(jpip_box_detect(mem_src(b.p, b.n), &c, &brand, &err), JPIP_E_UNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(err.msg, "mjp2"));
 
     /* signature box but no ftyp */
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jp2 ", "jp2 ");
     memcpy(b.p + 16, "ftyq", 4);
     ck_assert_int_eq(jpip_box_detect(mem_src(b.p, b.n), &c, &brand, &err), JPIP_E_FORMAT);
@@ -416,7 +350,7 @@ END_TEST
 
 START_TEST(raw_codestream_layout)
 {
-    buf_t b = {0};
+    tu_buf_t b = tu_buf(pool);
     jpip_box_layout_t *lay;
     jpip_err_t err;
     const apr_uint32_t *cs;
@@ -442,7 +376,7 @@ START_TEST(raw_codestream_layout)
     /* the rebuild of an empty bin 0 is the bare codestream */
     {
         bins_t m = materialise(lay, mem_src(b.p, b.n), b.p);
-        buf_t out;
+        tu_buf_t out;
         ck_assert_int_eq(rebuild(&m, &out, &err), JPIP_OK);
         ck_assert_uint_eq(out.n, b.n);
         ck_assert_int_eq(memcmp(out.p, b.p, b.n), 0);
@@ -453,19 +387,19 @@ END_TEST
 /* ---- tests: hand-assembled file A ----------------------------------------- */
 
 /* Expected placeholder bytes, built independently of box.c. */
-static void expect_phld(buf_t *e, const unsigned char *orig_hdr, unsigned hl, apr_uint64_t origid,
-                        int cs, apr_uint64_t csid)
+static void expect_phld(tu_buf_t *e, const unsigned char *orig_hdr, unsigned hl,
+                        apr_uint64_t origid, int cs, apr_uint64_t csid)
 {
-    memset(e, 0, sizeof(*e));
-    b_u32(e, 20 + hl + (cs ? 24 : 0));
-    b_put(e, "phld", 4);
-    b_u32(e, cs ? 4 : 1);
-    b_u64(e, origid);
-    b_put(e, orig_hdr, hl);
+    *e = tu_buf(pool);
+    tu_buf_u32(e, 20 + hl + (cs ? 24 : 0));
+    tu_buf_put(e, "phld", 4);
+    tu_buf_u32(e, cs ? 4 : 1);
+    tu_buf_u64(e, origid);
+    tu_buf_put(e, orig_hdr, hl);
     if (cs) {
-        b_u64(e, 0);
-        b_u64(e, 0);
-        b_u64(e, csid);
+        tu_buf_u64(e, 0);
+        tu_buf_u64(e, 0);
+        tu_buf_u64(e, csid);
     }
 }
 
@@ -478,7 +412,7 @@ static void read_bin(const jpip_box_layout_t *lay, jpip_src_t *src, apr_uint32_t
 
 START_TEST(file_a_box_table)
 {
-    buf_t a = file_a();
+    tu_buf_t a = file_a();
     jpip_box_layout_t *lay;
     jpip_err_t err;
     static const char *types[] = {"jP  ", "ftyp", "rreq", "jp2h", "ihdr", "colr",
@@ -557,7 +491,7 @@ END_TEST
 
 START_TEST(file_a_bin0_bytes)
 {
-    buf_t a = file_a(), e;
+    tu_buf_t a = file_a(), e;
     jpip_box_layout_t *lay;
     jpip_err_t err;
     jpip_src_t *src = mem_src(a.p, a.n);
@@ -634,7 +568,7 @@ END_TEST
 
 START_TEST(file_a_roundtrip_and_stable)
 {
-    buf_t a = file_a();
+    tu_buf_t a = file_a();
     jpip_box_layout_t *l1, *l2;
     jpip_err_t err;
     jpip_box_limits_t lim;
@@ -674,7 +608,7 @@ END_TEST
 
 START_TEST(rebuild_missing_and_changed)
 {
-    buf_t a = file_a(), out;
+    tu_buf_t a = file_a(), out;
     jpip_box_layout_t *lay;
     jpip_err_t err;
     jpip_src_t *src = mem_src(a.p, a.n);
@@ -709,7 +643,7 @@ END_TEST
 
 START_TEST(rebuild_essential_missing)
 {
-    buf_t a = file_a(), out;
+    tu_buf_t a = file_a(), out;
     jpip_box_layout_t *lay;
     jpip_box_limits_t lim;
     jpip_err_t err;
@@ -756,7 +690,7 @@ static jpip_code_t cs_none(void *ctx, apr_uint64_t csid, const unsigned char **b
 
 START_TEST(rebuild_fixes_lengths)
 {
-    buf_t a = file_a(), out = {0};
+    tu_buf_t a = file_a(), out = tu_buf(pool);
     jpip_box_layout_t *lay, *rl;
     jpip_err_t err;
     jpip_src_t *src = mem_src(a.p, a.n);
@@ -781,7 +715,7 @@ START_TEST(rebuild_fixes_lengths)
     ck_assert_uint_eq(rl->codestreams[0].length, 123);
 
     /* the codestream cannot be had: its error comes back */
-    memset(&out, 0, sizeof(out));
+    out = tu_buf(pool);
     ck_assert_int_eq(jpip_jp2_rebuild(&prov, cs_none, NULL, write_buf, &out, pool, &err),
                      JPIP_E_NOTFOUND);
     ck_assert_ptr_nonnull(strstr(err.msg, "codestream 0"));
@@ -809,7 +743,7 @@ END_TEST
 /* Bins crafted by a (hostile) server: placeholder cycles, bad placeholders. */
 START_TEST(rebuild_hostile_bins)
 {
-    buf_t b0 = {0}, b1 = {0}, out;
+    tu_buf_t b0 = tu_buf(pool), b1 = tu_buf(pool), out;
     bins_t m;
     jpip_err_t err;
     unsigned char *data[2];
@@ -817,21 +751,21 @@ START_TEST(rebuild_hostile_bins)
     int present[2] = {1, 1}, complete[2] = {1, 1};
     static const unsigned char sig[] = {0x0D, 0x0A, 0x87, 0x0A};
 
-    box_data(&b0, "jP  ", sig, 4);
+    tu_box_data(&b0, "jP  ", sig, 4);
     /* phld(flag 1) for an asoc whose contents are bin 1 ... */
-    b_u32(&b0, 28);
-    b_put(&b0, "phld", 4);
-    b_u32(&b0, 1);
-    b_u64(&b0, 1);
-    b_u32(&b0, 100);
-    b_put(&b0, "asoc", 4);
+    tu_buf_u32(&b0, 28);
+    tu_buf_put(&b0, "phld", 4);
+    tu_buf_u32(&b0, 1);
+    tu_buf_u64(&b0, 1);
+    tu_buf_u32(&b0, 100);
+    tu_buf_put(&b0, "asoc", 4);
     /* ... and bin 1 points at itself */
-    b_u32(&b1, 28);
-    b_put(&b1, "phld", 4);
-    b_u32(&b1, 1);
-    b_u64(&b1, 1);
-    b_u32(&b1, 100);
-    b_put(&b1, "asoc", 4);
+    tu_buf_u32(&b1, 28);
+    tu_buf_put(&b1, "phld", 4);
+    tu_buf_u32(&b1, 1);
+    tu_buf_u64(&b1, 1);
+    tu_buf_u32(&b1, 100);
+    tu_buf_put(&b1, "asoc", 4);
     data[0] = b0.p;
     data[1] = b1.p;
     len[0] = b0.n;
@@ -866,54 +800,54 @@ END_TEST
 /* File B: JPX, codestream 0 in jp2c, codestream 1 in an ftbl whose two
  * fragments (in reverse file order) sit in an mdat box. Layer 0 uses
  * codestreams 1 and 0 (creg), layer 1 has no creg (codestream 1). */
-static buf_t file_b(apr_uint64_t *frag_off, size_t *cs1_len, unsigned dr, int bad_off)
+static tu_buf_t file_b(apr_uint64_t *frag_off, size_t *cs1_len, unsigned dr, int bad_off)
 {
-    buf_t b = {0};
+    tu_buf_t b = tu_buf(pool);
     size_t at, at2, ft_nf_at, mdat;
     unsigned char cs1[400];
     size_t i;
 
     put_sig_ftyp(&b, "jpx ", "jpx jp2 ");
     put_jp2h(&b);
-    at = box_open(&b, "jplh");
-    at2 = box_open(&b, "creg");
-    b_u16(&b, 1);
-    b_u16(&b, 1);
-    b_u16(&b, 1);
-    b_put(&b, "\1\1\0\0", 4);
-    b_u16(&b, 0);
-    b_put(&b, "\1\1\0\0", 4);
-    box_close(&b, at2);
-    box_close(&b, at);
-    at = box_open(&b, "jplh");
-    box_data(&b, "lbl ", "second", 6);
-    box_close(&b, at);
-    at = box_open(&b, "jp2c");
+    at = tu_box_open(&b, "jplh");
+    at2 = tu_box_open(&b, "creg");
+    tu_buf_u16(&b, 1);
+    tu_buf_u16(&b, 1);
+    tu_buf_u16(&b, 1);
+    tu_buf_put(&b, "\1\1\0\0", 4);
+    tu_buf_u16(&b, 0);
+    tu_buf_put(&b, "\1\1\0\0", 4);
+    tu_box_close(&b, at2);
+    tu_box_close(&b, at);
+    at = tu_box_open(&b, "jplh");
+    tu_box_data(&b, "lbl ", "second", 6);
+    tu_box_close(&b, at);
+    at = tu_box_open(&b, "jp2c");
     b_codestream(&b, 200, 11);
-    box_close(&b, at);
-    at = box_open(&b, "ftbl");
-    at2 = box_open(&b, "flst");
-    b_u16(&b, 2);
+    tu_box_close(&b, at);
+    at = tu_box_open(&b, "ftbl");
+    at2 = tu_box_open(&b, "flst");
+    tu_buf_u16(&b, 2);
     ft_nf_at = b.n;
-    b_u64(&b, 0);
-    b_u32(&b, 150);
-    b_u16(&b, 0);
-    b_u64(&b, 0);
-    b_u32(&b, 250);
-    b_u16(&b, (unsigned)dr);
-    box_close(&b, at2);
-    box_close(&b, at);
+    tu_buf_u64(&b, 0);
+    tu_buf_u32(&b, 150);
+    tu_buf_u16(&b, 0);
+    tu_buf_u64(&b, 0);
+    tu_buf_u32(&b, 250);
+    tu_buf_u16(&b, (unsigned)dr);
+    tu_box_close(&b, at2);
+    tu_box_close(&b, at);
     /* codestream 1 = cs1[0..150) then cs1[150..400); stored second part first */
     {
-        buf_t t = {0};
+        tu_buf_t t = tu_buf(pool);
         b_codestream(&t, 400, 12);
         memcpy(cs1, t.p, 400);
     }
-    at = box_open(&b, "mdat");
+    at = tu_box_open(&b, "mdat");
     mdat = b.n;
-    b_put(&b, cs1 + 150, 250);
-    b_put(&b, cs1, 150);
-    box_close(&b, at);
+    tu_buf_put(&b, cs1 + 150, 250);
+    tu_buf_put(&b, cs1, 150);
+    tu_box_close(&b, at);
     /* patch the fragment offsets */
     for (i = 0; i < 2; i++) {
         apr_uint64_t off = i == 0 ? mdat + 250 : mdat;
@@ -932,7 +866,7 @@ START_TEST(jpx_fragments_and_layers)
 {
     apr_uint64_t fo[2];
     size_t cs1len;
-    buf_t b = file_b(fo, &cs1len, 0, 0), out;
+    tu_buf_t b = file_b(fo, &cs1len, 0, 0), out;
     jpip_box_layout_t *lay, *rl;
     jpip_err_t err;
     jpip_src_t *src = mem_src(b.p, b.n), *fs;
@@ -982,7 +916,7 @@ START_TEST(jpx_fragments_and_layers)
     ck_assert_uint_eq(lay->boxes[fl].hdr_bin, JPIP_BOX_NONE);
     read_bin(lay, src, 0, lay->boxes[ft].hdr_bin_off, 52, bin0);
     {
-        buf_t e;
+        tu_buf_t e;
         expect_phld(&e, b.p + lay->boxes[ft].file_off, 8, lay->boxes[ft].contents_bin, 1, 1);
         ck_assert_int_eq(memcmp(bin0, e.p, 52), 0);
     }
@@ -1006,7 +940,7 @@ END_TEST
 /* A long fragment list stays inside the codestream box: no bin of its own. */
 START_TEST(jpx_long_fragment_list)
 {
-    buf_t b = {0};
+    tu_buf_t b = tu_buf(pool);
     size_t at, at2, mdat, list;
     unsigned k;
     jpip_box_layout_t *lay;
@@ -1014,21 +948,21 @@ START_TEST(jpx_long_fragment_list)
     apr_uint32_t fl;
 
     put_sig_ftyp(&b, "jpx ", "jpx ");
-    at = box_open(&b, "ftbl");
-    at2 = box_open(&b, "flst");
-    b_u16(&b, 300);
+    at = tu_box_open(&b, "ftbl");
+    at2 = tu_box_open(&b, "flst");
+    tu_buf_u16(&b, 300);
     list = b.n;
     for (k = 0; k < 300; k++) {
-        b_u64(&b, 0);
-        b_u32(&b, 1);
-        b_u16(&b, 0);
+        tu_buf_u64(&b, 0);
+        tu_buf_u32(&b, 1);
+        tu_buf_u16(&b, 0);
     }
-    box_close(&b, at2);
-    box_close(&b, at);
-    at = box_open(&b, "mdat");
+    tu_box_close(&b, at2);
+    tu_box_close(&b, at);
+    at = tu_box_open(&b, "mdat");
     mdat = b.n;
     b_codestream(&b, 300, 1);
-    box_close(&b, at);
+    tu_box_close(&b, at);
     for (k = 0; k < 300; k++) {
         set32(b.p + list + 14 * k + 4, (apr_uint32_t)(mdat + k));
     }
@@ -1049,7 +983,7 @@ START_TEST(jpx_external_and_bad_fragments)
 {
     apr_uint64_t fo[2];
     size_t l;
-    buf_t b;
+    tu_buf_t b;
     jpip_box_layout_t *lay;
     jpip_err_t err;
 
@@ -1066,54 +1000,54 @@ END_TEST
 
 START_TEST(jpx_bad_creg_and_flst)
 {
-    buf_t b = {0};
+    tu_buf_t b = tu_buf(pool);
     size_t at, at2;
     jpip_box_layout_t *lay;
     jpip_err_t err;
 
     put_sig_ftyp(&b, "jpx ", "jpx ");
-    at = box_open(&b, "jplh");
-    at2 = box_open(&b, "creg");
-    b_u16(&b, 1);
-    b_u16(&b, 1);
-    b_u16(&b, 7); /* codestream 7: there is none */
-    b_put(&b, "\1\1\0\0", 4);
-    box_close(&b, at2);
-    box_close(&b, at);
+    at = tu_box_open(&b, "jplh");
+    at2 = tu_box_open(&b, "creg");
+    tu_buf_u16(&b, 1);
+    tu_buf_u16(&b, 1);
+    tu_buf_u16(&b, 7); /* codestream 7: there is none */
+    tu_buf_put(&b, "\1\1\0\0", 4);
+    tu_box_close(&b, at2);
+    tu_box_close(&b, at);
     ck_assert_int_eq(build(&b, NULL, &lay, &err), JPIP_E_FORMAT);
     ck_assert_msg(strstr(err.msg, "creg") && strstr(err.msg, "codestream 7"), "%s", err.msg);
 
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jpx ", "jpx ");
-    at = box_open(&b, "jplh");
-    at2 = box_open(&b, "creg");
-    b_u16(&b, 1);
-    b_u16(&b, 1);
-    b_u16(&b, 0);
-    box_close(&b, at2);
-    box_close(&b, at);
+    at = tu_box_open(&b, "jplh");
+    at2 = tu_box_open(&b, "creg");
+    tu_buf_u16(&b, 1);
+    tu_buf_u16(&b, 1);
+    tu_buf_u16(&b, 0);
+    tu_box_close(&b, at2);
+    tu_box_close(&b, at);
     ck_assert_int_eq(build(&b, NULL, &lay, &err), JPIP_E_FORMAT);
     ck_assert_msg(strstr(err.msg, "4 + 6n"), "%s", err.msg);
 
     /* flst NF disagreeing with its length */
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jpx ", "jpx ");
-    at = box_open(&b, "ftbl");
-    at2 = box_open(&b, "flst");
-    b_u16(&b, 3);
-    b_u64(&b, 0);
-    b_u32(&b, 10);
-    b_u16(&b, 0);
-    box_close(&b, at2);
-    box_close(&b, at);
+    at = tu_box_open(&b, "ftbl");
+    at2 = tu_box_open(&b, "flst");
+    tu_buf_u16(&b, 3);
+    tu_buf_u64(&b, 0);
+    tu_buf_u32(&b, 10);
+    tu_buf_u16(&b, 0);
+    tu_box_close(&b, at2);
+    tu_box_close(&b, at);
     ck_assert_int_eq(build(&b, NULL, &lay, &err), JPIP_E_FORMAT);
     ck_assert_msg(strstr(err.msg, "flst"), "%s", err.msg);
 
     /* ftbl without flst */
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jpx ", "jpx ");
-    at = box_open(&b, "ftbl");
-    box_close(&b, at);
+    at = tu_box_open(&b, "ftbl");
+    tu_box_close(&b, at);
     ck_assert_int_eq(build(&b, NULL, &lay, &err), JPIP_E_FORMAT);
     ck_assert_msg(strstr(err.msg, "ftbl"), "%s", err.msg);
 }
@@ -1123,7 +1057,7 @@ END_TEST
 
 START_TEST(malformed_boxes)
 {
-    buf_t b;
+    tu_buf_t b;
     size_t at;
     jpip_box_layout_t *lay;
     jpip_err_t err;
@@ -1132,31 +1066,31 @@ START_TEST(malformed_boxes)
     size_t opens[40];
 
     /* LBox smaller than a header */
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jp2 ", "jp2 ");
-    b_u32(&b, 5);
-    b_put(&b, "xml ", 4);
+    tu_buf_u32(&b, 5);
+    tu_buf_put(&b, "xml ", 4);
     b_fill(&b, 20, 0);
     ck_assert_int_eq(build(&b, NULL, &lay, &err), JPIP_E_FORMAT);
     ck_assert_msg(strstr(err.msg, "'xml '") && strstr(err.msg, "offset 32"), "%s", err.msg);
 
     /* a box running past the end of the file */
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jp2 ", "jp2 ");
-    b_u32(&b, 100);
-    b_put(&b, "uuid", 4);
+    tu_buf_u32(&b, 100);
+    tu_buf_put(&b, "uuid", 4);
     b_fill(&b, 20, 0);
     ck_assert_int_eq(build(&b, NULL, &lay, &err), JPIP_E_FORMAT);
     ck_assert_msg(strstr(err.msg, "overruns the file"), "%s", err.msg);
 
     /* a sub-box overrunning its superbox */
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jp2 ", "jp2 ");
-    at = box_open(&b, "jp2h");
-    b_u32(&b, 40);
-    b_put(&b, "ihdr", 4);
+    at = tu_box_open(&b, "jp2h");
+    tu_buf_u32(&b, 40);
+    tu_buf_put(&b, "ihdr", 4);
     b_fill(&b, 14, 0);
-    box_close(&b, at);
+    tu_box_close(&b, at);
     box_filled(&b, "xml ", 30, 0);
     ck_assert_int_eq(build(&b, NULL, &lay, &err), JPIP_E_FORMAT);
     ck_assert_msg(strstr(err.msg, "'ihdr'") &&
@@ -1164,60 +1098,60 @@ START_TEST(malformed_boxes)
                   "%s", err.msg);
 
     /* LBox=0 inside a superbox that is not last */
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jp2 ", "jp2 ");
-    at = box_open(&b, "asoc");
-    b_u32(&b, 0);
-    b_put(&b, "xml ", 4);
+    at = tu_box_open(&b, "asoc");
+    tu_buf_u32(&b, 0);
+    tu_buf_put(&b, "xml ", 4);
     b_fill(&b, 10, 0);
-    box_close(&b, at);
+    tu_box_close(&b, at);
     box_filled(&b, "xml ", 30, 0);
     ck_assert_int_eq(build(&b, NULL, &lay, &err), JPIP_E_FORMAT);
     ck_assert_msg(strstr(err.msg, "LBox=0"), "%s", err.msg);
 
     /* ... but fine in a superbox that runs to the end of the file */
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jp2 ", "jp2 ");
-    b_u32(&b, 0);
-    b_put(&b, "asoc", 4);
-    b_u32(&b, 0);
-    b_put(&b, "xml ", 4);
+    tu_buf_u32(&b, 0);
+    tu_buf_put(&b, "asoc", 4);
+    tu_buf_u32(&b, 0);
+    tu_buf_put(&b, "xml ", 4);
     b_fill(&b, 10, 0);
     ck_assert_msg(build(&b, NULL, &lay, &err) == JPIP_OK, "%s", err.msg);
     ck_assert_uint_eq(lay->boxes[3].contents_len, 10);
     assert_roundtrip(b.p, b.n, lay, mem_src(b.p, b.n));
 
     /* XLBox shorter than its header */
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jp2 ", "jp2 ");
-    b_u32(&b, 1);
-    b_put(&b, "uuid", 4);
-    b_u64(&b, 12);
+    tu_buf_u32(&b, 1);
+    tu_buf_put(&b, "uuid", 4);
+    tu_buf_u64(&b, 12);
     b_fill(&b, 20, 0);
     ck_assert_int_eq(build(&b, NULL, &lay, &err), JPIP_E_FORMAT);
     ck_assert_msg(strstr(err.msg, "XLBox"), "%s", err.msg);
 
     /* trailing bytes that cannot be a box */
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jp2 ", "jp2 ");
     b_fill(&b, 5, 0);
     ck_assert_int_eq(build(&b, NULL, &lay, &err), JPIP_E_FORMAT);
     ck_assert_msg(strstr(err.msg, "truncated box header"), "%s", err.msg);
 
     /* nesting deeper than 32 */
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jp2 ", "jp2 ");
     for (i = 0; i < 40; i++) {
-        opens[i] = box_open(&b, "asoc");
+        opens[i] = tu_box_open(&b, "asoc");
     }
     for (i = 39; i >= 0; i--) {
-        box_close(&b, opens[i]);
+        tu_box_close(&b, opens[i]);
     }
     ck_assert_int_eq(build(&b, NULL, &lay, &err), JPIP_E_LIMIT);
     ck_assert_msg(strstr(err.msg, "'asoc'") && strstr(err.msg, "deeper than 32"), "%s", err.msg);
 
     /* too many boxes for the limits */
-    memset(&b, 0, sizeof(b));
+    b = tu_buf(pool);
     put_sig_ftyp(&b, "jp2 ", "jp2 ");
     for (i = 0; i < 10; i++) {
         box_filled(&b, "free", 4, 0);
@@ -1363,7 +1297,7 @@ static void check_hostile(const unsigned char *d, size_t n, const char *what)
     hostile_ok++;
     {
         bins_t m = materialise(lay, src, d);
-        buf_t out;
+        tu_buf_t out;
         rc = rebuild(&m, &out, &err);
         if (has_type(lay, JPIP_BOX_PHLD)) {
             return; /* a real 'phld' in the file reads as a placeholder */

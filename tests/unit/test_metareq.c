@@ -202,76 +202,20 @@ END_TEST
 
 /* ---- a hand-assembled file ----------------------------------------------- */
 
-typedef struct buf_t {
-    unsigned char *p;
-    size_t n;
-    size_t cap;
-} buf_t;
-
-static void b_put(buf_t *b, const void *d, size_t n)
-{
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        unsigned char *np;
-        while (cap < b->n + n) {
-            cap *= 2;
-        }
-        np = apr_palloc(pool, cap);
-        if (b->n) {
-            memcpy(np, b->p, b->n);
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-
-static void b_u32(buf_t *b, apr_uint32_t v)
-{
-    unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
-                          (unsigned char)(v >> 8), (unsigned char)v};
-    b_put(b, x, 4);
-}
-
-static void b_fill(buf_t *b, size_t n)
+static void b_fill(tu_buf_t *b, size_t n)
 {
     size_t i;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)('a' + i % 26);
-        b_put(b, &c, 1);
+        tu_buf_put(b, &c, 1);
     }
 }
 
-static size_t box_open(buf_t *b, const char *type)
+static void box_filled(tu_buf_t *b, const char *type, size_t n)
 {
-    size_t at = b->n;
-    b_u32(b, 0);
-    b_put(b, type, 4);
-    return at;
-}
-
-static void box_close(buf_t *b, size_t at)
-{
-    apr_uint32_t l = (apr_uint32_t)(b->n - at);
-    b->p[at] = (unsigned char)(l >> 24);
-    b->p[at + 1] = (unsigned char)(l >> 16);
-    b->p[at + 2] = (unsigned char)(l >> 8);
-    b->p[at + 3] = (unsigned char)l;
-}
-
-static void box_data(buf_t *b, const char *type, const void *d, size_t n)
-{
-    size_t at = box_open(b, type);
-    b_put(b, d, n);
-    box_close(b, at);
-}
-
-static void box_filled(buf_t *b, const char *type, size_t n)
-{
-    size_t at = box_open(b, type);
+    size_t at = tu_box_open(b, type);
     b_fill(b, n);
-    box_close(b, at);
+    tu_box_close(b, at);
 }
 
 /* File M (default verbatim_max 4096):
@@ -283,42 +227,42 @@ static void box_filled(buf_t *b, const char *type, size_t n)
  * Bin 0: [0,89) verbatim, phld(6) @89, phld(7) @117, phld(13) @145 (52
  * bytes), phld(14) @197; 225 bytes. Bin 2: lbl @0, phld(9) @13, asoc(10)
  * @41 with lbl @49 and xml @59 (contents @67); 71 bytes. */
-static buf_t file_m(void)
+static tu_buf_t file_m(void)
 {
     static const unsigned char sig[] = {0x0D, 0x0A, 0x87, 0x0A};
     static const unsigned char ihdr[14] = {0, 0, 0, 64, 0, 0, 0, 64, 0, 1, 7, 7, 0, 0};
     static const unsigned char colr[7] = {1, 0, 0, 0, 0, 0, 17};
     static const unsigned char cs[] = {0xFF, 0x4F, 0xFF, 0x51};
-    buf_t b = {0};
+    tu_buf_t b = tu_buf(pool);
     size_t at, at2;
 
-    box_data(&b, "jP  ", sig, 4);
-    box_data(&b, "ftyp", "jp2 \0\0\0\0jp2 ", 12);
-    at = box_open(&b, "jp2h");
-    box_data(&b, "ihdr", ihdr, sizeof(ihdr));
-    box_data(&b, "colr", colr, sizeof(colr));
-    box_close(&b, at);
-    box_data(&b, "xml ", "<a/>", 4);
+    tu_box_data(&b, "jP  ", sig, 4);
+    tu_box_data(&b, "ftyp", "jp2 \0\0\0\0jp2 ", 12);
+    at = tu_box_open(&b, "jp2h");
+    tu_box_data(&b, "ihdr", ihdr, sizeof(ihdr));
+    tu_box_data(&b, "colr", colr, sizeof(colr));
+    tu_box_close(&b, at);
+    tu_box_data(&b, "xml ", "<a/>", 4);
     box_filled(&b, "xml ", 5000);
-    at = box_open(&b, "asoc");
-    box_data(&b, "lbl ", "hello", 5);
+    at = tu_box_open(&b, "asoc");
+    tu_box_data(&b, "lbl ", "hello", 5);
     box_filled(&b, "xml ", 6000);
-    at2 = box_open(&b, "asoc");
-    box_data(&b, "lbl ", "in", 2);
-    box_data(&b, "xml ", "<b/>", 4);
-    box_close(&b, at2);
-    box_close(&b, at);
-    at = box_open(&b, "jp2c");
-    b_put(&b, cs, 4);
+    at2 = tu_box_open(&b, "asoc");
+    tu_box_data(&b, "lbl ", "in", 2);
+    tu_box_data(&b, "xml ", "<b/>", 4);
+    tu_box_close(&b, at2);
+    tu_box_close(&b, at);
+    at = tu_box_open(&b, "jp2c");
+    tu_buf_put(&b, cs, 4);
     b_fill(&b, 296);
-    box_close(&b, at);
+    tu_box_close(&b, at);
     box_filled(&b, "uuid", 5000);
     return b;
 }
 
 static jpip_box_layout_t *layout_m(apr_uint64_t verbatim_max, jpip_src_t **srcp)
 {
-    buf_t b = file_m();
+    tu_buf_t b = file_m();
     jpip_box_layout_t *lay;
     jpip_box_limits_t lim;
     jpip_src_t *src;
@@ -573,7 +517,7 @@ START_TEST(render_jpx)
 {
     static const unsigned char sig[] = {0x0D, 0x0A, 0x87, 0x0A};
     static const unsigned char cs[] = {0xFF, 0x4F, 0xFF, 0x51, 0xFF, 0xD9};
-    buf_t b = {0};
+    tu_buf_t b = tu_buf(pool);
     size_t at;
     int i;
     jpip_src_t *src;
@@ -582,23 +526,23 @@ START_TEST(render_jpx)
     jpip_err_t err;
     apr_uint32_t want_cs = 1;
 
-    box_data(&b, "jP  ", sig, 4);
-    box_data(&b, "ftyp", "jpx \0\0\0\0jpx jp2 ", 16);
-    at = box_open(&b, "jp2h");
+    tu_box_data(&b, "jP  ", sig, 4);
+    tu_box_data(&b, "ftyp", "jpx \0\0\0\0jpx jp2 ", 16);
+    at = tu_box_open(&b, "jp2h");
     box_filled(&b, "ihdr", 14);
-    box_close(&b, at);
+    tu_box_close(&b, at);
     for (i = 0; i < 3; i++) {
-        at = box_open(&b, "jpch");
+        at = tu_box_open(&b, "jpch");
         box_filled(&b, "ihdr", 14);
-        box_close(&b, at);
+        tu_box_close(&b, at);
     }
     for (i = 0; i < 3; i++) {
-        at = box_open(&b, "jplh");
+        at = tu_box_open(&b, "jplh");
         box_filled(&b, "lbl ", 3);
-        box_close(&b, at);
+        tu_box_close(&b, at);
     }
     for (i = 0; i < 3; i++) {
-        box_data(&b, "jp2c", cs, sizeof(cs));
+        tu_box_data(&b, "jp2c", cs, sizeof(cs));
     }
     ck_assert_int_eq(jpip_src_open_mem(&src, pool, b.p, b.n, &err), JPIP_OK);
     ck_assert_int_eq(jpip_box_layout_build(&lay, pool, src, NULL, &err), JPIP_OK);

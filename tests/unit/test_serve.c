@@ -57,26 +57,10 @@ static int open_target(target_t *t, const char *path)
     return 1;
 }
 
-typedef struct buf_t {
-    unsigned char *p;
-    apr_size_t n, cap;
-} buf_t;
-
 static jpip_code_t buf_write(void *ctx, const void *data, apr_size_t len, jpip_err_t *err)
 {
-    buf_t *b = ctx;
-
-    if (b->n + len > b->cap) {
-        apr_size_t cap = (b->n + len) * 2 + 1024;
-        unsigned char *p = apr_palloc(pool, cap);
-        if (b->n > 0) {
-            memcpy(p, b->p, b->n);
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, data, len);
-    b->n += len;
+    (void)err;
+    tu_buf_put(ctx, data, len);
     return JPIP_OK;
 }
 
@@ -94,13 +78,13 @@ static const char *header(const jpip_response_t *r, const char *name)
 }
 
 /* Serve query q on t; return the body and the response. */
-static buf_t serve(target_t *t, const char *q, jpip_response_t *resp, const jpip_model_t *m)
+static tu_buf_t serve(target_t *t, const char *q, jpip_response_t *resp, const jpip_model_t *m)
 {
     apr_array_header_t *f = NULL;
     jpip_request_t req;
     jpip_serve_opts_t o;
     jpip_err_t err;
-    buf_t b = {NULL, 0, 0};
+    tu_buf_t b = tu_buf(pool);
 
     memset(&o, 0, sizeof(o));
     ck_assert_msg(jpip_fields_parse(pool, q, strlen(q), NULL, &f, &err) == JPIP_OK, "%s", err.msg);
@@ -114,7 +98,7 @@ static buf_t serve(target_t *t, const char *q, jpip_response_t *resp, const jpip
     return b;
 }
 
-static jpip_cache_t *parse(const buf_t *b, unsigned *eor)
+static jpip_cache_t *parse(const tu_buf_t *b, unsigned *eor)
 {
     jpip_cache_t *c;
     jpip_reader_t *r;
@@ -197,7 +181,7 @@ static void check_window(target_t *t, unsigned d, apr_uint64_t ox, apr_uint64_t 
                            "&rsiz=%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT,
                            fw, fh, ox, oy, sx, sy);
     jpip_response_t resp;
-    buf_t body;
+    tu_buf_t body;
     jpip_cache_t *cache;
     jpip_binsrc_t bs;
     jpip_rebuild_opts_t ro;
@@ -334,7 +318,7 @@ START_TEST(len_model_need_eor)
     const char *path = generate("model", 200, 150, 3, "-n 3 -r 20,5 -c [32,32] -p LRCP");
     target_t t;
     jpip_response_t resp;
-    buf_t all, cut, rest;
+    tu_buf_t all, cut, rest;
     unsigned eor;
     jpip_cache_t *c;
     const char *m;

@@ -146,3 +146,82 @@ void tu_skip(const char *what, const char *why)
     printf("SKIP: %s: %s\n", what, why);
     fflush(stdout);
 }
+
+tu_buf_t tu_buf(apr_pool_t *pool)
+{
+    tu_buf_t b;
+
+    memset(&b, 0, sizeof(b));
+    b.pool = pool;
+    return b;
+}
+
+void tu_buf_put(tu_buf_t *b, const void *d, size_t n)
+{
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        unsigned char *np;
+
+        while (cap < b->n + n) {
+            cap *= 2;
+        }
+        np = apr_palloc(b->pool, cap);
+        if (b->n) {
+            memcpy(np, b->p, b->n);
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    if (n) {
+        memcpy(b->p + b->n, d, n);
+    }
+    b->n += n;
+}
+
+void tu_buf_u16(tu_buf_t *b, unsigned v)
+{
+    unsigned char x[2] = {(unsigned char)(v >> 8), (unsigned char)v};
+
+    tu_buf_put(b, x, 2);
+}
+
+void tu_buf_u32(tu_buf_t *b, apr_uint32_t v)
+{
+    unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+
+    tu_buf_put(b, x, 4);
+}
+
+void tu_buf_u64(tu_buf_t *b, apr_uint64_t v)
+{
+    tu_buf_u32(b, (apr_uint32_t)(v >> 32));
+    tu_buf_u32(b, (apr_uint32_t)v);
+}
+
+size_t tu_box_open(tu_buf_t *b, const char *type)
+{
+    size_t at = b->n;
+
+    tu_buf_u32(b, 0);
+    tu_buf_put(b, type, 4);
+    return at;
+}
+
+void tu_box_close(tu_buf_t *b, size_t at)
+{
+    apr_uint32_t l = (apr_uint32_t)(b->n - at);
+
+    b->p[at] = (unsigned char)(l >> 24);
+    b->p[at + 1] = (unsigned char)(l >> 16);
+    b->p[at + 2] = (unsigned char)(l >> 8);
+    b->p[at + 3] = (unsigned char)l;
+}
+
+void tu_box_data(tu_buf_t *b, const char *type, const void *d, size_t n)
+{
+    size_t at = tu_box_open(b, type);
+
+    tu_buf_put(b, d, n);
+    tu_box_close(b, at);
+}

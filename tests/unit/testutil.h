@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include <apr_pools.h>
+#include <apr.h>
 
 /* The shared test corpus (../shared/testdata beside the source tree, or
  * $JPIP_TESTDATA), or NULL when it is absent: tests then skip the cases
@@ -38,6 +39,28 @@ const char *tu_opj_decompress(void);
 /* Write a synthetic w x h picture with nc (1 or 3) 8-bit components as
  * PGM/PPM to path; 0 on success. Deterministic for a given seed. */
 int tu_write_synth(const char *path, int w, int h, int nc, unsigned seed);
+
+/* A growable byte buffer in pool memory, for building files and streams
+ * in memory. Start one with tu_buf(pool). */
+typedef struct tu_buf_t {
+    unsigned char *p;
+    size_t n;
+    size_t cap;
+    apr_pool_t *pool;
+} tu_buf_t;
+
+tu_buf_t tu_buf(apr_pool_t *pool);
+void tu_buf_put(tu_buf_t *b, const void *d, size_t n);
+/* Big-endian integers. */
+void tu_buf_u16(tu_buf_t *b, unsigned v);
+void tu_buf_u32(tu_buf_t *b, apr_uint32_t v);
+void tu_buf_u64(tu_buf_t *b, apr_uint64_t v);
+
+/* JP2 boxes with a 4-byte length: open one (returns where it starts),
+ * close it (writes its length), or write a whole one holding d. */
+size_t tu_box_open(tu_buf_t *b, const char *type);
+void tu_box_close(tu_buf_t *b, size_t at);
+void tu_box_data(tu_buf_t *b, const char *type, const void *d, size_t n);
 
 /* Print a line saying a test case was skipped and why. */
 void tu_skip(const char *what, const char *why);
