@@ -749,6 +749,156 @@ jpip_code_t jpip_model_cut_range(jpip_model_t *m, unsigned cls, apr_uint64_t csn
     return range_op(m, cls, csn, first, last, OP_MIN, keep, err);
 }
 
+/* ==== recording a batch of sent messages ============================= */
+
+typedef struct upd_t {
+    unsigned cls;
+    apr_uint64_t csn, id, off, end; /* end: COMPLETE for a complete message */
+    apr_size_t seq;                 /* position in the batch */
+} upd_t;
+
+static int upd_cmp(const void *a, const void *b)
+{
+    const upd_t *x = a, *y = b;
+
+    if (x->cls != y->cls) {
+        return x->cls < y->cls ? -1 : 1;
+    }
+    if (x->csn != y->csn) {
+        return x->csn < y->csn ? -1 : 1;
+    }
+    if (x->id != y->id) {
+        return x->id < y->id ? -1 : 1;
+    }
+    return x->seq < y->seq ? -1 : (x->seq > y->seq);
+}
+
+/* Append run (cls, csn, first..last, bytes) to out, merging it into the
+ * previous run when they touch and hold the same; runs holding the default
+ * are not stored. */
+static void put_run(mrec_t *out, apr_size_t *n, apr_uint64_t def, unsigned cls, apr_uint64_t csn,
+                    apr_uint64_t first, apr_uint64_t last, apr_uint64_t bytes)
+{
+    mrec_t *prev = *n > 0 ? &out[*n - 1] : NULL;
+
+    if (bytes == def) {
+        return;
+    }
+    if (prev != NULL && prev->cls == cls && prev->csn == csn && prev->bytes == bytes &&
+        prev->last + 1 == first) {
+        prev->last = last;
+        return;
+    }
+    out[*n].cls = cls;
+    out[*n].csn = csn;
+    out[*n].first = first;
+    out[*n].last = last;
+    out[*n].bytes = bytes;
+    out[*n].pad = 0;
+    (*n)++;
+}
+
+jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, apr_size_t n,
+                              jpip_err_t *err)
+{
+    const mrec_t *r = crecs(m);
+    apr_size_t nr = (apr_size_t)m->count, i, j, k, nu = 0, no = 0;
+    apr_uint64_t def = def_value(m);
+    upd_t *u;
+    mrec_t *out, cur;
+    int have_cur = 0;
+
+    if (n == 0) {
+        return JPIP_OK;
+    }
+    u = malloc(n * sizeof(*u));
+    out = malloc((nr + 2 * n) * sizeof(*out));
+    if (u == NULL || out == NULL) {
+        free(u);
+        free(out);
+        return jpip_err_set(err, JPIP_E_NOMEM, "cache model: out of memory");
+    }
+    for (i = 0; i < n; i++) {
+        u[i].cls = norm_class(sent[i].cls);
+        u[i].csn = norm_csn(u[i].cls, sent[i].csn);
+        u[i].id = sent[i].id;
+        u[i].off = sent[i].off;
+        u[i].end = sent[i].complete ? JPIP_MODEL_COMPLETE : sent[i].off + sent[i].len;
+        u[i].seq = i;
+    }
+    /* by bin, and within a bin in the order the messages were sent */
+    qsort(u, n, sizeof(*u), upd_cmp);
+    /* fold each bin's messages into one new held value, from what it held */
+    for (i = 0; i < n; i = j) {
+        apr_uint64_t held = jpip_model_held(m, u[i].cls, u[i].csn, u[i].id), v = held;
+
+        for (j = i; j < n && u[j].cls == u[i].cls && u[j].csn == u[i].csn && u[j].id == u[i].id;
+             j++) {
+            if (v != JPIP_MODEL_COMPLETE && u[j].off <= v && u[j].end > v) {
+                v = u[j].end;
+            }
+        }
+        if (v != held) {
+            u[nu] = u[i];
+            u[nu].end = v;
+            nu++;
+        }
+    }
+    /* merge the new values (ascending, one per bin) into the runs */
+    k = 0;
+    for (i = 0; i < nu; i++) {
+        const upd_t *x = &u[i];
+
+        for (;;) {
+            if (!have_cur) {
+                if (k >= nr) {
+                    break;
+                }
+                cur = r[k++];
+                have_cur = 1;
+            }
+            if (key_cmp(&cur, x->cls, x->csn) < 0 ||
+                (key_cmp(&cur, x->cls, x->csn) == 0 && cur.last < x->id)) {
+                put_run(out, &no, def, cur.cls, cur.csn, cur.first, cur.last, cur.bytes);
+                have_cur = 0;
+                continue;
+            }
+            break;
+        }
+        if (have_cur && key_cmp(&cur, x->cls, x->csn) == 0 && cur.first <= x->id) {
+            /* x lies inside the current run: split it around x */
+            if (cur.first < x->id) {
+                put_run(out, &no, def, cur.cls, cur.csn, cur.first, x->id - 1, cur.bytes);
+            }
+            put_run(out, &no, def, x->cls, x->csn, x->id, x->id,
+                    cur.bytes > x->end ? cur.bytes : x->end);
+            if (cur.last > x->id) {
+                cur.first = x->id + 1;
+            } else {
+                have_cur = 0;
+            }
+        } else {
+            put_run(out, &no, def, x->cls, x->csn, x->id, x->id, def > x->end ? def : x->end);
+        }
+    }
+    if (have_cur) {
+        put_run(out, &no, def, cur.cls, cur.csn, cur.first, cur.last, cur.bytes);
+    }
+    for (; k < nr; k++) {
+        put_run(out, &no, def, r[k].cls, r[k].csn, r[k].first, r[k].last, r[k].bytes);
+    }
+    free(u);
+    if (no > m->cap) {
+        free(out);
+        return jpip_err_set(err, JPIP_E_LIMIT, "cache model: more than %" APR_UINT64_T_FMT " runs",
+                            m->cap);
+    }
+    memcpy(recs(m), out, no * sizeof(*out));
+    m->count = no;
+    free(out);
+    return JPIP_OK;
+}
+
 void jpip_model_forget_codestream(jpip_model_t *m, apr_uint64_t csn)
 {
     mrec_t *r = recs(m);

@@ -152,6 +152,24 @@ apr_uint64_t jpip_model_held(const jpip_model_t *m, unsigned cls, apr_uint64_t c
 jpip_code_t jpip_model_add(jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
                            apr_uint64_t upto, int complete, jpip_err_t *err);
 
+/* One message sent to the client: bytes [off, off+len) of a bin; complete
+ * when it holds the bin's last byte. */
+typedef struct jpip_model_sent_t {
+    unsigned cls;
+    apr_uint64_t csn, id, off, len;
+    int complete;
+} jpip_model_sent_t;
+
+/* Record the messages of a response (or one batch of it) in m, in one pass
+ * over the model: O(runs + n log n), not a search and shift per message.
+ * Same outcome as jpip_model_add(m, cls, csn, id, off + len, complete) for
+ * each message in order, except that a range which would leave a hole
+ * (off beyond what is held) is skipped, since the model cannot express it.
+ * All or nothing: JPIP_E_LIMIT (m unchanged) when the runs would exceed
+ * the capacity; JPIP_E_NOMEM if the scratch copy cannot be allocated. */
+jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, apr_size_t n,
+                              jpip_err_t *err);
+
 /* held = max(held, bytes) for ids first..last (first <= last). */
 jpip_code_t jpip_model_add_range(jpip_model_t *m, unsigned cls, apr_uint64_t csn,
                                  apr_uint64_t first, apr_uint64_t last, apr_uint64_t bytes,

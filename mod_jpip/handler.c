@@ -408,12 +408,12 @@ static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
  * may be evicted by another process whenever the store is unlocked, so it
  * is found again by channel id each time the lock is taken. */
 typedef struct chan_t {
-    const char *cid;     /* the channel this request runs on */
-    apr_uint64_t seq;    /* this request's turn in the session */
-    jpip_model_t *model; /* private copy of the session model, for planning */
-    unsigned stop;       /* EOR reason that ended the stream early, 0 if none */
-    apr_uint64_t sent;   /* message bytes recorded */
-    apr_uint32_t slot;   /* where the session was last found */
+    const char *cid;          /* the channel this request runs on */
+    apr_uint64_t seq;         /* this request's turn in the session */
+    jpip_model_t *model;      /* private copy of the session model, for planning */
+    unsigned stop;            /* EOR reason that ended the stream early, 0 if none */
+    apr_uint64_t sent;        /* message bytes recorded */
+    jpip_model_sent_t *batch; /* scratch: one batch's messages, for the model */
 } chan_t;
 
 static int session_gone(request_rec *r, const char *name, const char *cid)
@@ -434,7 +434,7 @@ static int channel_target(request_rec *r, const jpip_dir_conf_t *conf, const jpi
     jpip_err_t err;
 
     jpip_store_lock();
-    s = jpip_store_find(req->cid, NULL);
+    s = jpip_store_find(req->cid);
     if (s == NULL) {
         jpip_store_unlock();
         return session_gone(r, NULL, req->cid);
@@ -474,11 +474,8 @@ static int channel_open(request_rec *r, const jpip_dir_conf_t *conf, const jpip_
     jpip_channel_t *c;
     jpip_err_t err;
 
-    if (jpip_session_new_cid(cid, &err) != JPIP_OK) {
-        return refuse(r, name, HTTP_SERVICE_UNAVAILABLE, err.msg);
-    }
     jpip_store_lock();
-    s = req->cid != NULL ? jpip_store_find(req->cid, NULL)
+    s = req->cid != NULL ? jpip_store_find(req->cid)
                          : jpip_store_create(name, tgt->tid, r->useragent_ip,
                                              jpip_sessions_per_client(r->server), &err);
     if (s == NULL) {
@@ -486,7 +483,8 @@ static int channel_open(request_rec *r, const jpip_dir_conf_t *conf, const jpip_
         return req->cid != NULL ? session_gone(r, name, req->cid)
                                 : refuse(r, name, HTTP_SERVICE_UNAVAILABLE, err.msg);
     }
-    if (jpip_session_channel_open(s, cid, jpt, &c, &err) != JPIP_OK) {
+    if (jpip_store_new_cid(s, cid, &err) != JPIP_OK ||
+        jpip_session_channel_open(s, cid, jpt, &c, &err) != JPIP_OK) {
         jpip_store_unlock();
         return refuse(r, name, HTTP_SERVICE_UNAVAILABLE, err.msg);
     }
@@ -519,7 +517,7 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
     void *buf;
 
     jpip_store_lock();
-    s = jpip_store_find(ch->cid, &ch->slot);
+    s = jpip_store_find(ch->cid);
     if (s == NULL) {
         jpip_store_unlock();
         return session_gone(r, name, ch->cid);
@@ -531,7 +529,7 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
     jpip_store_unlock();
     for (;;) {
         jpip_store_lock();
-        s = jpip_store_find(ch->cid, &ch->slot);
+        s = jpip_store_find(ch->cid);
         if (s == NULL) {
             jpip_store_unlock();
             return session_gone(r, name, ch->cid);
@@ -603,35 +601,35 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
 static unsigned channel_batch(chan_t *ch, const jpip_msg_t *msgs, apr_size_t n)
 {
     jpip_session_t *s;
-    jpip_model_t *m;
     unsigned stop = 0;
     apr_size_t i;
+    jpip_err_t err;
 
+    for (i = 0; i < n; i++) {
+        ch->batch[i].cls = msgs[i].cls;
+        ch->batch[i].csn = msgs[i].csn;
+        ch->batch[i].id = msgs[i].id;
+        ch->batch[i].off = msgs[i].off;
+        ch->batch[i].len = msgs[i].len;
+        ch->batch[i].complete = msgs[i].complete;
+        ch->sent += msgs[i].hdr_len + msgs[i].len;
+    }
     jpip_store_lock();
-    s = jpip_store_find(ch->cid, &ch->slot);
+    s = jpip_store_find(ch->cid);
     if (s == NULL || s->busy != ch->seq) {
         jpip_store_unlock();
         return JPIP_EOR_SESSION_LIMIT; /* the session was closed meanwhile */
     }
-    m = jpip_session_model(s);
-    for (i = 0; i < n; i++) {
-        unsigned cls = msgs[i].cls & ~1u;
-        apr_uint64_t held = jpip_model_held(m, cls, msgs[i].csn, msgs[i].id);
-        jpip_err_t err;
-
-        ch->sent += msgs[i].hdr_len + msgs[i].len;
-        /* a range that does not extend what is held leaves a hole the
-         * model cannot express: not recorded, at worst sent again */
-        if (held != JPIP_MODEL_COMPLETE && msgs[i].off <= held &&
-            jpip_model_add(m, cls, msgs[i].csn, msgs[i].id, msgs[i].off + msgs[i].len,
-                           msgs[i].complete, &err) != JPIP_OK) {
-            /* the model is full: end the session rather than send twice */
-            s->closed = 1;
-            stop = JPIP_EOR_SESSION_LIMIT;
-            break;
-        }
+    /* one pass over the model for the whole batch; a range that does not
+     * extend what is held leaves a hole the model cannot express: not
+     * recorded, at worst sent again */
+    if (jpip_model_record(jpip_session_model(s), ch->batch, n, &err) != JPIP_OK) {
+        /* the model is full: end the session rather than send twice */
+        s->closed = 1;
+        stop = JPIP_EOR_SESSION_LIMIT;
     }
     s->bytes += ch->sent;
+    ch->sent = 0;
     if (stop == 0 && s->preempt > ch->seq) {
         stop = JPIP_EOR_WINDOW_CHANGE; /* pre-empted by a newer request */
     }
@@ -646,7 +644,7 @@ static void channel_end(request_rec *r, const jpip_request_t *req, chan_t *ch)
     jpip_session_t *s;
 
     jpip_store_lock();
-    s = jpip_store_find(ch->cid, &ch->slot);
+    s = jpip_store_find(ch->cid);
     if (s != NULL) {
         if (s->busy == ch->seq) {
             s->busy = 0;
@@ -900,7 +898,7 @@ int jpip_handle(request_rec *r)
     }
     memset(&ch, 0, sizeof(ch));
     ch.cid = req.cid;
-    ch.slot = (apr_uint32_t)-1;
+    ch.batch = apr_palloc(r->pool, sizeof(jpip_model_sent_t) * BATCH);
     if (req.cnew & JPIP_TRANSPORT_HTTP) {
         /* only http is granted; other transports offered alone get a
          * stateless answer (no JPIP-cnew), as T.808 allows */

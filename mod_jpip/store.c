@@ -48,7 +48,14 @@ static jpip_session_t *slot(apr_uint32_t i)
 
 int jpip_store_pre_config(apr_pool_t *pconf)
 {
+    /* a process-shared pthread mutex where APR has one: taken and released
+     * without a system call when uncontended, where fcntl locks always
+     * enter the kernel. The Mutex directive can still choose another. */
+#if APR_HAS_PROC_PTHREAD_SERIALIZE
+    return ap_mutex_register(pconf, STORE_MUTEX_TYPE, NULL, APR_LOCK_PROC_PTHREAD, 0);
+#else
     return ap_mutex_register(pconf, STORE_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
+#endif
 }
 
 int jpip_store_post_config(apr_pool_t *pconf, server_rec *s, const jpip_store_conf_t *conf)
@@ -135,24 +142,41 @@ void jpip_store_unlock(void)
     apr_global_mutex_unlock(store->mutex);
 }
 
-jpip_session_t *jpip_store_find(const char *cid, apr_uint32_t *hint)
-{
-    apr_uint32_t i;
+#define CID_SLOT_DIGITS 8
 
-    if (hint != NULL && *hint < store->hdr->slots) {
-        jpip_session_t *s = slot(*hint);
-        if (s->magic != 0 && !s->closed && jpip_session_channel(s, cid) != NULL) {
-            return s;
-        }
+jpip_code_t jpip_store_new_cid(const jpip_session_t *s, char *out, jpip_err_t *err)
+{
+    apr_size_t i = (apr_size_t)((const char *)s - store->slots) / store->hdr->slot_size;
+    char prefix[CID_SLOT_DIGITS + 1];
+
+    if (jpip_session_new_cid(out, err) != JPIP_OK) {
+        return err->code;
     }
-    for (i = 0; i < store->hdr->slots; i++) {
-        jpip_session_t *s = slot(i);
-        if (s->magic != 0 && !s->closed && jpip_session_channel(s, cid) != NULL) {
-            if (hint != NULL) {
-                *hint = i;
-            }
-            return s;
+    apr_snprintf(prefix, sizeof(prefix), "%08x", (unsigned)i);
+    memcpy(out, prefix, CID_SLOT_DIGITS);
+    return JPIP_OK;
+}
+
+jpip_session_t *jpip_store_find(const char *cid)
+{
+    apr_uint32_t i = 0;
+    jpip_session_t *s;
+    int k;
+
+    for (k = 0; k < CID_SLOT_DIGITS; k++) {
+        char c = cid[k];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) {
+            return NULL; /* not one of ours */
         }
+        i = (i << 4) | (apr_uint32_t)d;
+    }
+    if (i >= store->hdr->slots) {
+        return NULL;
+    }
+    s = slot(i);
+    if (s->magic != 0 && !s->closed && jpip_session_channel(s, cid) != NULL) {
+        return s;
     }
     return NULL;
 }

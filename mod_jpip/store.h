@@ -63,9 +63,14 @@ void jpip_store_lock(void);
 void jpip_store_unlock(void);
 
 /* The session holding channel cid, or NULL (unknown, closed or expired).
- * hint (may be NULL) is the slot where it was found before: checked first,
- * and updated, so a request finds its session again in constant time. */
-jpip_session_t *jpip_store_find(const char *cid, apr_uint32_t *hint);
+ * Constant time: a channel id names its slot (jpip_store_new_cid). */
+jpip_session_t *jpip_store_find(const char *cid);
+
+/* A new channel id for session s: its slot in 8 hex digits, then 96
+ * random bits in hex (JPIP_CID_LEN characters and a NUL into out). The
+ * slot prefix only spares a search; the random part is what makes a
+ * channel id impossible to guess. JPIP_E_IO if there are no random bytes. */
+jpip_code_t jpip_store_new_cid(const jpip_session_t *s, char *out, jpip_err_t *err);
 
 /* A new session for target/tid opened by client, in a free slot (after
  * expiring idle ones, evicting the least recently used idle session if

@@ -330,6 +330,120 @@ START_TEST(random_against_reference)
 }
 END_TEST
 
+/* One message at a time, as a session recorded them before batching. */
+static jpip_code_t record_one_by_one(jpip_model_t *m, const jpip_model_sent_t *s, apr_size_t n,
+                                     jpip_err_t *err)
+{
+    apr_size_t i;
+
+    for (i = 0; i < n; i++) {
+        apr_uint64_t held = jpip_model_held(m, s[i].cls, s[i].csn, s[i].id);
+        if (held != JPIP_MODEL_COMPLETE && s[i].off <= held &&
+            jpip_model_add(m, s[i].cls, s[i].csn, s[i].id, s[i].off + s[i].len, s[i].complete,
+                           err) != JPIP_OK) {
+            return JPIP_E_LIMIT;
+        }
+    }
+    return JPIP_OK;
+}
+
+/* Batches of messages, recorded in one pass, give the same model as the
+ * same messages added one by one: runs split, merged, new ranges, holes
+ * skipped, extended classes folded, several messages of one bin. */
+START_TEST(record_batch_matches_adds)
+{
+    enum { IDS = 300, BATCH = 64 };
+    static const unsigned cls[] = {0, 1, 2, 4, 5, 6, 8};
+    apr_uint64_t x = 7777;
+    int round, inv;
+
+    for (inv = 0; inv < 2; inv++) {
+        jpip_model_t *a = new_model(8192, inv), *b = new_model(8192, inv);
+        jpip_err_t err;
+        unsigned c;
+
+        /* an inverted model holds everything: make it lack the low ids */
+        for (c = 0; inv && c < 7; c++) {
+            ck_assert_int_eq(jpip_model_cut_range(a, cls[c], 0, 0, IDS / 2, 0, &err), JPIP_OK);
+            ck_assert_int_eq(jpip_model_cut_range(a, cls[c], 1, 0, IDS / 2, 0, &err), JPIP_OK);
+        }
+        ck_assert_int_eq(jpip_model_copy(b, a, &err), JPIP_OK);
+        for (round = 0; round < 400; round++) {
+            jpip_model_sent_t s[BATCH];
+            apr_size_t n = 0, r;
+            unsigned i;
+
+            while (n < BATCH) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s[n].cls = cls[x % 7];
+                s[n].csn = (x >> 8) % 2;
+                s[n].id = (x >> 12) % IDS;
+                s[n].off = (x >> 24) % 3 == 0 ? 0 : jpip_model_held(a, s[n].cls, s[n].csn, s[n].id);
+                if (s[n].off == JPIP_MODEL_COMPLETE || (x >> 28) % 11 == 0) {
+                    s[n].off = (x >> 32) % 50; /* may leave a hole */
+                }
+                s[n].len = (x >> 40) % 40;
+                s[n].complete = (x >> 50) % 4 == 0;
+                n++;
+                /* a later message of the same bin, as len-limited answers send */
+                if (n < BATCH && (x >> 55) % 5 == 0) {
+                    s[n] = s[n - 1];
+                    s[n].off = s[n - 1].off + s[n - 1].len;
+                    s[n].len = 7;
+                    s[n].complete = 0;
+                    s[n - 1].complete = 0;
+                    n++;
+                }
+            }
+            ck_assert_int_eq(record_one_by_one(a, s, n, &err), JPIP_OK);
+            ck_assert_int_eq(jpip_model_record(b, s, n, &err), JPIP_OK);
+            ck_assert_uint_eq(jpip_model_runs(a), jpip_model_runs(b));
+            for (r = 0; r < jpip_model_runs(a); r++) {
+                jpip_model_run_t ra, rb;
+                jpip_model_run(a, r, &ra);
+                jpip_model_run(b, r, &rb);
+                ck_assert_msg(ra.cls == rb.cls && ra.csn == rb.csn && ra.first == rb.first &&
+                                  ra.last == rb.last && ra.bytes == rb.bytes,
+                              "round %d run %u differs", round, (unsigned)r);
+            }
+            for (i = 0; i < 7; i++) {
+                ck_assert_uint_eq(jpip_model_held(a, cls[i], 1, IDS - 1),
+                                  jpip_model_held(b, cls[i], 1, IDS - 1));
+            }
+        }
+        ck_assert_uint_gt(jpip_model_runs(a), inv ? 5 : 50); /* real models were built */
+    }
+}
+END_TEST
+
+/* A batch that does not fit leaves the model as it was. */
+START_TEST(record_batch_all_or_nothing)
+{
+    jpip_model_t *m = new_model(4, 0);
+    jpip_model_sent_t s[8];
+    jpip_err_t err;
+    apr_size_t i;
+
+    memset(s, 0, sizeof(s));
+    for (i = 0; i < 3; i++) {
+        s[i].id = 10 * i; /* three separate runs */
+        s[i].complete = 1;
+    }
+    ck_assert_int_eq(jpip_model_record(m, s, 3, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_runs(m), 3);
+    for (i = 0; i < 8; i++) {
+        s[i].id = 100 + 2 * i; /* eight more: beyond the capacity */
+    }
+    ck_assert_int_eq(jpip_model_record(m, s, 8, &err), JPIP_E_LIMIT);
+    ck_assert_uint_eq(jpip_model_runs(m), 3);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 100), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 20), JPIP_MODEL_COMPLETE);
+    ck_assert_int_eq(jpip_model_record(m, s, 0, &err), JPIP_OK);
+}
+END_TEST
+
 START_TEST(apply_model_items)
 {
     jpip_model_t *m = new_model(64, 0);
@@ -712,6 +826,8 @@ static Suite *model_suite(void)
     tcase_add_test(tc, held_and_add);
     tcase_add_test(tc, million_ids_one_run);
     tcase_add_test(tc, random_against_reference);
+    tcase_add_test(tc, record_batch_matches_adds);
+    tcase_add_test(tc, record_batch_all_or_nothing);
     tcase_add_test(tc, apply_model_items);
     tcase_add_test(tc, resolver_layers_and_implicit);
     tcase_add_test(tc, unresolvable_stays_safe);
