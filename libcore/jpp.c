@@ -21,11 +21,15 @@ unsigned jpip_vbas_size(apr_uint64_t v)
 
 unsigned jpip_vbas_put(apr_uint64_t v, unsigned char *out)
 {
-    unsigned n = jpip_vbas_size(v), i;
+    unsigned n, i;
 
-    for (i = 0; i < n; i++) {
-        unsigned shift = 7 * (n - 1 - i);
-        out[i] = (unsigned char)(((v >> shift) & 0x7F) | (i + 1 < n ? 0x80 : 0));
+    if (v < 0x80) { /* most classes, codestreams, offsets and short lengths */
+        out[0] = (unsigned char)v;
+        return 1;
+    }
+    n = jpip_vbas_size(v);
+    for (i = n; i-- > 0; v >>= 7) {
+        out[i] = (unsigned char)((v & 0x7F) | (i + 1 < n ? 0x80 : 0));
     }
     return n;
 }

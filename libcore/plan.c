@@ -17,28 +17,85 @@ typedef struct ent_t {
     unsigned char done0; /* the client holds the bin complete already */
     unsigned char done;
     apr_uint32_t maxl; /* precincts: layer limit (0: all) */
-    apr_uint64_t seq;  /* order of addition (keeps the sort stable) */
 } ent_t;
 
 enum { PH_META_PRI, PH_MAIN, PH_TILEHDR, PH_IMAGE, PH_META, PH_END };
+
+/* Image data is kept in one list per level below full resolution, sent
+ * from the most levels down: the lowest resolutions first, each level in
+ * the view's order, with no sort. The response walks the lists in order:
+ * metadata first, main and tile headers, the image levels (once per layer
+ * round), then metadata without priority. */
+#define NLEV 34 /* levels: 0 .. 32 decomposition levels, and more clamped */
+#define L_META_PRI 0
+#define L_MAIN 1
+#define L_TILEHDR 2
+#define L_IMAGE0 3 /* L_IMAGE0 + k holds level NLEV - 1 - k */
+#define L_META (L_IMAGE0 + NLEV)
+#define L_END (L_META + 1)
+
+/* Entries live in fixed blocks chained in a list: appending never moves or
+ * clears what is there, so a view of many bins costs no copies. */
+#define BLOCK 128
+typedef struct blk_t {
+    struct blk_t *next;
+    apr_size_t n;
+    ent_t e[BLOCK];
+} blk_t;
+
+typedef struct elist_t {
+    blk_t *head, *tail;
+} elist_t;
 
 struct jpip_plan_t {
     apr_pool_t *pool;
     const jpip_index_t *ix;
     const jpip_model_t *model;
     jpip_plan_opts_t opts;
-    apr_array_header_t *ph[PH_END]; /* of ent_t */
-    int sorted;
+    elist_t list[L_END];
     unsigned nlayers; /* rounds of the image phase */
     /* cursor */
-    int phase;
-    unsigned layer;
-    int idx;
+    int li;         /* list */
+    blk_t *blk;     /* block in it (NULL: at its start) */
+    apr_size_t bi;  /* entry in the block */
+    unsigned layer; /* image round */
     jpip_jpp_writer_t w;
     apr_uint64_t used;
     int len_stop;
     apr_uint64_t nents;
 };
+
+static ent_t *list_push(apr_pool_t *pool, elist_t *l)
+{
+    if (l->tail == NULL || l->tail->n == BLOCK) {
+        blk_t *b = apr_palloc(pool, sizeof(*b));
+        b->next = NULL;
+        b->n = 0;
+        if (l->tail != NULL) {
+            l->tail->next = b;
+        } else {
+            l->head = b;
+        }
+        l->tail = b;
+    }
+    return &l->tail->e[l->tail->n++];
+}
+
+static int phase_list(int phase, unsigned lev)
+{
+    switch (phase) {
+    case PH_META_PRI:
+        return L_META_PRI;
+    case PH_MAIN:
+        return L_MAIN;
+    case PH_TILEHDR:
+        return L_TILEHDR;
+    case PH_IMAGE:
+        return L_IMAGE0 + NLEV - 1 - (int)(lev < NLEV ? lev : NLEV - 1);
+    default:
+        return L_META;
+    }
+}
 
 static apr_uint64_t held(const jpip_plan_t *p, unsigned cls, apr_uint64_t csn, apr_uint64_t id)
 {
@@ -50,7 +107,6 @@ jpip_code_t jpip_plan_create(jpip_plan_t **plan, apr_pool_t *pool, const jpip_in
                              jpip_err_t *err)
 {
     jpip_plan_t *p = apr_pcalloc(pool, sizeof(*p));
-    int i;
 
     p->pool = pool;
     p->ix = ix;
@@ -59,18 +115,15 @@ jpip_code_t jpip_plan_create(jpip_plan_t **plan, apr_pool_t *pool, const jpip_in
     if (p->opts.max_entries == 0) {
         p->opts.max_entries = (apr_uint64_t)1 << 24;
     }
-    for (i = 0; i < PH_END; i++) {
-        p->ph[i] = apr_array_make(pool, i == PH_IMAGE ? 256 : 8, sizeof(ent_t));
-    }
     jpip_plan_rewind(p);
     *plan = p;
     return JPIP_OK;
 }
 
 /* Append an entry for (cls, csn, id) wanting bytes [lo, hi). */
-static jpip_code_t push(jpip_plan_t *p, int phase, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
-                        const jpip_bin_t *bin, apr_uint64_t lo, apr_uint64_t hi, ent_t **out,
-                        jpip_err_t *err)
+static jpip_code_t push(jpip_plan_t *p, int phase, unsigned lev, unsigned cls, apr_uint64_t csn,
+                        apr_uint64_t id, const jpip_bin_t *bin, apr_uint64_t lo, apr_uint64_t hi,
+                        ent_t **out, jpip_err_t *err)
 {
     ent_t *e;
     apr_uint64_t h;
@@ -83,15 +136,25 @@ static jpip_code_t push(jpip_plan_t *p, int phase, unsigned cls, apr_uint64_t cs
     }
     p->nents++;
     h = held(p, cls, csn, id);
-    e = apr_array_push(p->ph[phase]);
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (h == JPIP_MODEL_COMPLETE && phase != PH_META_PRI && phase != PH_META) {
+        /* the client holds the whole bin: nothing of it will be sent, so
+         * it takes no room (a session's plan stays the size of what is
+         * new). Metadata ranges are kept: later ranges are trimmed
+         * against them. */
+        return JPIP_OK;
+    }
+    e = list_push(p->pool, &p->list[phase_list(phase, lev)]);
     memset(e, 0, sizeof(*e));
+    e->lev = (unsigned char)(lev < 255 ? lev : 255);
     e->bin = bin;
     e->id = id;
     e->lo = lo;
     e->hi = hi;
     e->csn = (apr_uint32_t)csn;
     e->cls = (unsigned char)cls;
-    e->seq = p->nents;
     e->done0 = h == JPIP_MODEL_COMPLETE;
     e->pos0 = e->done0 ? bin->len : (h > bin->len ? bin->len : h);
     e->pos = e->pos0;
@@ -107,7 +170,7 @@ jpip_code_t jpip_plan_add_meta(jpip_plan_t *plan, apr_uint64_t id, apr_uint64_t 
 {
     const jpip_bin_t *bin;
     apr_uint64_t hi;
-    int ph, i;
+    int li;
     jpip_code_t rc = jpip_index_bin(plan->ix, JPIP_CLASS_META, 0, id, &bin, err);
 
     if (rc != JPIP_OK) {
@@ -118,28 +181,33 @@ jpip_code_t jpip_plan_add_meta(jpip_plan_t *plan, apr_uint64_t id, apr_uint64_t 
     }
     hi = len > bin->len - off ? bin->len : off + len;
     /* trim against ranges of this bin already planned */
-    for (ph = PH_META_PRI; ph <= PH_META; ph += PH_META - PH_META_PRI) {
-        for (i = 0; i < plan->ph[ph]->nelts; i++) {
-            const ent_t *e = &APR_ARRAY_IDX(plan->ph[ph], i, ent_t);
-            if (e->id != id) {
-                continue;
-            }
-            if (e->lo <= off && off < e->hi) {
-                off = e->hi < hi ? e->hi : hi;
-            }
-            if (off < e->lo && e->lo < hi && hi <= e->hi) {
-                hi = e->lo;
-            }
-            if (e->lo <= off && hi <= e->hi && (off < hi || e->hi == bin->len)) {
-                return JPIP_OK; /* covered */
+    for (li = L_META_PRI; li < L_END; li += L_META - L_META_PRI) {
+        const blk_t *b;
+        apr_size_t i;
+
+        for (b = plan->list[li].head; b != NULL; b = b->next) {
+            for (i = 0; i < b->n; i++) {
+                const ent_t *e = &b->e[i];
+                if (e->id != id) {
+                    continue;
+                }
+                if (e->lo <= off && off < e->hi) {
+                    off = e->hi < hi ? e->hi : hi;
+                }
+                if (off < e->lo && e->lo < hi && hi <= e->hi) {
+                    hi = e->lo;
+                }
+                if (e->lo <= off && hi <= e->hi && (off < hi || e->hi == bin->len)) {
+                    return JPIP_OK; /* covered */
+                }
             }
         }
     }
     if (off >= hi && !(hi == bin->len && off == hi)) {
         return JPIP_OK;
     }
-    return push(plan, priority ? PH_META_PRI : PH_META, JPIP_CLASS_META, 0, id, bin, off, hi, NULL,
-                err);
+    return push(plan, priority ? PH_META_PRI : PH_META, 0, JPIP_CLASS_META, 0, id, bin, off, hi,
+                NULL, err);
 }
 
 static jpip_code_t add_bin(jpip_plan_t *p, int phase, unsigned cls, apr_uint64_t csn,
@@ -151,7 +219,7 @@ static jpip_code_t add_bin(jpip_plan_t *p, int phase, unsigned cls, apr_uint64_t
     if (rc != JPIP_OK) {
         return rc;
     }
-    return push(p, phase, cls, csn, id, bin, 0, bin->len, out, err);
+    return push(p, phase, 0, cls, csn, id, bin, 0, bin->len, out, err);
 }
 
 typedef struct view_ctx_t {
@@ -163,11 +231,10 @@ static jpip_code_t add_precinct(void *vctx, const jpip_view_prec_t *pr, jpip_err
 {
     view_ctx_t *c = vctx;
     ent_t *e;
-    jpip_code_t rc = push(c->p, PH_IMAGE, JPIP_CLASS_PRECINCT, c->v->csn, pr->id, pr->bin, 0,
-                          pr->bin->len, &e, err);
+    jpip_code_t rc = push(c->p, PH_IMAGE, pr->lev, JPIP_CLASS_PRECINCT, c->v->csn, pr->id, pr->bin,
+                          0, pr->bin->len, &e, err);
 
-    if (rc == JPIP_OK) {
-        e->lev = (unsigned char)pr->lev;
+    if (rc == JPIP_OK && e != NULL) {
         e->maxl = c->v->layers;
         if (pr->bin->nbounds > c->p->nlayers) {
             c->p->nlayers = pr->bin->nbounds;
@@ -185,7 +252,7 @@ static jpip_code_t add_tile(jpip_plan_t *plan, const jpip_view_t *view, apr_uint
 
     if (plan->opts.jpt) {
         rc = add_bin(plan, PH_IMAGE, JPIP_CLASS_TILE, view->csn, t, &e, err);
-        if (rc == JPIP_OK && e->bin->nbounds > plan->nlayers) {
+        if (rc == JPIP_OK && e != NULL && e->bin->nbounds > plan->nlayers) {
             plan->nlayers = e->bin->nbounds;
         }
         return rc;
@@ -229,38 +296,31 @@ jpip_code_t jpip_plan_add_view(jpip_plan_t *plan, const jpip_view_t *view, jpip_
         c.v = view;
         rc = jpip_view_precincts(plan->ix, view, add_precinct, &c, err);
     }
-    plan->sorted = 0;
     return rc;
 }
 
 void jpip_plan_rewind(jpip_plan_t *plan)
 {
-    int ph, i;
+    int li;
 
-    for (ph = 0; ph < PH_END; ph++) {
-        for (i = 0; plan->ph[ph] != NULL && i < plan->ph[ph]->nelts; i++) {
-            ent_t *e = &APR_ARRAY_IDX(plan->ph[ph], i, ent_t);
-            e->pos = e->pos0;
-            e->done = e->done0;
+    for (li = 0; li < L_END; li++) {
+        blk_t *b;
+        apr_size_t i;
+
+        for (b = plan->list[li].head; b != NULL; b = b->next) {
+            for (i = 0; i < b->n; i++) {
+                b->e[i].pos = b->e[i].pos0;
+                b->e[i].done = b->e[i].done0;
+            }
         }
     }
-    plan->phase = PH_META_PRI;
+    plan->li = L_META_PRI;
+    plan->blk = NULL;
+    plan->bi = 0;
     plan->layer = 0;
-    plan->idx = 0;
     plan->used = 0;
     plan->len_stop = 0;
     jpip_jpp_writer_init(&plan->w);
-}
-
-/* Lowest resolutions first; otherwise keep the view's order. */
-static int cmp_lev(const void *a, const void *b)
-{
-    const ent_t *x = a, *y = b;
-
-    if (x->lev != y->lev) {
-        return x->lev > y->lev ? -1 : 1;
-    }
-    return x->seq < y->seq ? -1 : (x->seq > y->seq);
 }
 
 /* Number of whole layers (or tile-parts) of e's bin inside [0, end). */
@@ -300,7 +360,8 @@ static int make_msg(jpip_plan_t *p, ent_t *e, apr_uint64_t end, int cuttable, jp
     if (cls == JPIP_CLASS_PRECINCT_EXT) {
         aux = layers_within(p->ix, e, end);
     }
-    hs = jpip_jpp_header_size(&p->w, cls, e->csn, e->id, off, len, aux);
+    /* the header's size matters only against a byte limit */
+    hs = p->opts.has_len ? jpip_jpp_header_size(&p->w, cls, e->csn, e->id, off, len, aux) : 0;
     if (p->opts.has_len && p->used + hs + len > p->opts.len) {
         apr_uint64_t avail = p->opts.len - p->used;
 
@@ -340,37 +401,53 @@ static int make_msg(jpip_plan_t *p, ent_t *e, apr_uint64_t end, int cuttable, jp
     return 1;
 }
 
+/* The entry under the cursor, moving to the next list (and, after the
+ * last image level, to the next layer round) as lists end; NULL at the
+ * end of the plan. */
+static ent_t *cursor(jpip_plan_t *p)
+{
+    for (;;) {
+        if (p->li >= L_END) {
+            return NULL;
+        }
+        if (p->blk == NULL) {
+            p->blk = p->list[p->li].head;
+            p->bi = 0;
+        }
+        while (p->blk != NULL && p->bi >= p->blk->n) {
+            p->blk = p->blk->next;
+            p->bi = 0;
+        }
+        if (p->blk != NULL) {
+            return &p->blk->e[p->bi];
+        }
+        p->li++;
+        /* a layer per round; whole bins went out in the first */
+        if (p->li == L_IMAGE0 + NLEV && !p->opts.whole_bins && ++p->layer < p->nlayers) {
+            p->li = L_IMAGE0;
+        }
+    }
+}
+
 jpip_code_t jpip_plan_next(jpip_plan_t *plan, jpip_msg_t *out, apr_size_t max, apr_size_t *n,
                            jpip_err_t *err)
 {
     apr_size_t got = 0;
+    ent_t *e;
 
-    if (!plan->sorted) {
-        apr_array_header_t *a = plan->ph[PH_IMAGE];
-        qsort(a->elts, (size_t)a->nelts, sizeof(ent_t), cmp_lev);
-        plan->sorted = 1;
-    }
-    while (got < max && plan->phase < PH_END && !plan->len_stop) {
-        apr_array_header_t *a = plan->ph[plan->phase];
-        ent_t *e;
+    (void)err;
+    while (got < max && !plan->len_stop && (e = cursor(plan)) != NULL) {
         apr_uint64_t end;
         int r;
 
-        if (plan->idx >= a->nelts) {
-            plan->idx = 0;
-            if (plan->phase == PH_IMAGE && ++plan->layer < plan->nlayers) {
-                continue;
-            }
-            plan->phase++;
-            continue;
-        }
-        e = &APR_ARRAY_IDX(a, plan->idx, ent_t);
-        if (plan->phase == PH_IMAGE) {
+        if (plan->li >= L_IMAGE0 && plan->li < L_IMAGE0 + NLEV) {
+            const apr_uint64_t *bounds = jpip_index_bounds(plan->ix, e->bin);
+
             if (plan->layer >= e->bin->nbounds || (e->maxl != 0 && plan->layer >= e->maxl)) {
-                plan->idx++;
+                plan->bi++;
                 continue;
             }
-            end = jpip_index_bounds(plan->ix, e->bin)[plan->layer];
+            end = bounds[plan->layer];
             if (plan->opts.whole_bins) {
                 /* every layer the view wants, in one message */
                 apr_uint32_t last = e->bin->nbounds;
@@ -378,7 +455,7 @@ jpip_code_t jpip_plan_next(jpip_plan_t *plan, jpip_msg_t *out, apr_size_t max, a
                 if (e->maxl != 0 && e->maxl < last) {
                     last = e->maxl;
                 }
-                end = jpip_index_bounds(plan->ix, e->bin)[last - 1];
+                end = bounds[last - 1];
             }
         } else {
             end = e->hi;
@@ -390,7 +467,7 @@ jpip_code_t jpip_plan_next(jpip_plan_t *plan, jpip_msg_t *out, apr_size_t max, a
         }
         got += (apr_size_t)r;
         if (!plan->len_stop) {
-            plan->idx++;
+            plan->bi++;
         }
     }
     *n = got;
