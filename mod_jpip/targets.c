@@ -162,6 +162,7 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
     } else {
         rc = build_slot(err);
         if (rc == JPIP_OK) {
+            t0 = apr_time_now(); /* the build itself, not the wait for a slot */
             rc = jpip_ixcache_open(p, dir, t->path, &t->finfo, &lim, &res, err);
             build_slot_release();
             if (rc == JPIP_E_LIMIT) {
