@@ -212,6 +212,7 @@ MaxKeepAliveRequests 0
 KeepAliveTimeout 30
 JPIPSessions %d
 JPIPSessionMemory %dM
+JPIPMaxSessionsPerClient 0
 <Location "/b">
     SetHandler jpip
     JPIPRoot "%s"
