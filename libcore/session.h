@@ -38,7 +38,11 @@ typedef struct jpip_session_t {
     apr_uint64_t seq;     /* requests started (pre-emption: the newest wins) */
     apr_uint64_t busy;    /* seq of the request streaming now, 0 when idle */
     apr_uint64_t preempt; /* seq of the newest request that pre-empts (wait=no) */
-    apr_uint64_t bytes;   /* message bytes sent */
+    /* the low 32 bits of preempt, for a streaming request to poll with an
+     * atomic read between batches without taking the store's lock */
+    volatile apr_uint32_t preempt32;
+    apr_uint32_t pad32;
+    apr_uint64_t bytes; /* message bytes sent */
     apr_uint32_t nchannels;
     apr_uint32_t model_off;               /* offset of the model buffer */
     apr_uint32_t model_cap;               /* bytes of the model buffer */

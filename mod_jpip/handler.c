@@ -14,6 +14,7 @@
 #include <http_protocol.h>
 #include <http_request.h>
 
+#include <apr_atomic.h>
 #include <apr_buckets.h>
 #include <apr_strings.h>
 
@@ -408,12 +409,18 @@ static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
  * may be evicted by another process whenever the store is unlocked, so it
  * is found again by channel id each time the lock is taken. */
 typedef struct chan_t {
-    const char *cid;          /* the channel this request runs on */
-    apr_uint64_t seq;         /* this request's turn in the session */
-    jpip_model_t *model;      /* private copy of the session model, for planning */
-    unsigned stop;            /* EOR reason that ended the stream early, 0 if none */
-    apr_uint64_t sent;        /* message bytes recorded */
-    jpip_model_sent_t *batch; /* scratch: one batch's messages, for the model */
+    const char *cid;     /* the channel this request runs on */
+    apr_uint64_t seq;    /* this request's turn in the session */
+    jpip_model_t *model; /* private copy of the session model, for planning */
+    unsigned stop;       /* EOR reason that ended the stream early, 0 if none */
+    apr_uint64_t sent;   /* message bytes handed to the network, not yet counted */
+    /* messages handed to the network but not yet recorded in the session
+     * model: recorded together once there are flush_at of them (at least
+     * a few batches, and at least half the model's runs, so that merging
+     * them costs O(messages) over the response) and when the response ends */
+    jpip_model_sent_t *pending;
+    apr_size_t npending, flush_at;
+    jpip_session_t *s; /* where the session was found, for the pre-emption poll */
 } chan_t;
 
 static int session_gone(request_rec *r, const char *name, const char *cid)
@@ -525,6 +532,7 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
     ch->seq = ++s->seq;
     if (!req->wait) {
         s->preempt = ch->seq; /* the request streaming now ends with EOR 3 */
+        apr_atomic_set32(&s->preempt32, (apr_uint32_t)ch->seq);
     }
     jpip_store_unlock();
     for (;;) {
@@ -591,50 +599,73 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
         jpip_store_unlock();
         return refuse(r, name, HTTP_INTERNAL_SERVER_ERROR, err.msg);
     }
+    ch->s = s;
     jpip_store_unlock();
+    ch->flush_at = jpip_model_runs(ch->model) / 2;
+    if (ch->flush_at < 4 * BATCH) {
+        ch->flush_at = 4 * BATCH;
+    }
+    ch->pending = apr_palloc(r->pool, sizeof(jpip_model_sent_t) * (ch->flush_at + BATCH));
     return OK;
 }
 
-/* After a batch was handed to the network: record it in the session model
- * and see whether a newer request pre-empts this one. Returns the EOR
+/* Record the pending messages in the session model. Returns the EOR
  * reason to stop with, or 0 to go on. */
-static unsigned channel_batch(chan_t *ch, const jpip_msg_t *msgs, apr_size_t n)
+static unsigned channel_flush(chan_t *ch)
 {
     jpip_session_t *s;
     unsigned stop = 0;
-    apr_size_t i;
     jpip_err_t err;
 
-    for (i = 0; i < n; i++) {
-        ch->batch[i].cls = msgs[i].cls;
-        ch->batch[i].csn = msgs[i].csn;
-        ch->batch[i].id = msgs[i].id;
-        ch->batch[i].off = msgs[i].off;
-        ch->batch[i].len = msgs[i].len;
-        ch->batch[i].complete = msgs[i].complete;
-        ch->sent += msgs[i].hdr_len + msgs[i].len;
-    }
     jpip_store_lock();
     s = jpip_store_find(ch->cid);
     if (s == NULL || s->busy != ch->seq) {
         jpip_store_unlock();
+        ch->npending = 0;
         return JPIP_EOR_SESSION_LIMIT; /* the session was closed meanwhile */
     }
-    /* one pass over the model for the whole batch; a range that does not
+    /* one pass over the model for all of them; a range that does not
      * extend what is held leaves a hole the model cannot express: not
      * recorded, at worst sent again */
-    if (jpip_model_record(jpip_session_model(s), ch->batch, n, &err) != JPIP_OK) {
+    if (jpip_model_record(jpip_session_model(s), ch->pending, ch->npending, &err) != JPIP_OK) {
         /* the model is full: end the session rather than send twice */
         s->closed = 1;
         stop = JPIP_EOR_SESSION_LIMIT;
     }
     s->bytes += ch->sent;
     ch->sent = 0;
+    ch->npending = 0;
     if (stop == 0 && s->preempt > ch->seq) {
         stop = JPIP_EOR_WINDOW_CHANGE; /* pre-empted by a newer request */
     }
     jpip_store_unlock();
     return stop;
+}
+
+/* After a batch was handed to the network: note its messages for the
+ * session model (only what reached the network is ever recorded), and see
+ * whether a newer request pre-empts this one: an atomic read, the lock is
+ * taken only to record. Returns the EOR reason to stop with, or 0. */
+static unsigned channel_batch(chan_t *ch, const jpip_msg_t *msgs, apr_size_t n)
+{
+    apr_size_t i;
+
+    for (i = 0; i < n; i++) {
+        jpip_model_sent_t *p = &ch->pending[ch->npending++];
+
+        p->cls = msgs[i].cls;
+        p->csn = msgs[i].csn;
+        p->id = msgs[i].id;
+        p->off = msgs[i].off;
+        p->len = msgs[i].len;
+        p->complete = msgs[i].complete;
+        ch->sent += msgs[i].hdr_len + msgs[i].len;
+    }
+    if (ch->npending >= ch->flush_at ||
+        (apr_int32_t)(apr_atomic_read32(&ch->s->preempt32) - (apr_uint32_t)ch->seq) > 0) {
+        return channel_flush(ch);
+    }
+    return 0;
 }
 
 /* The request is over: free the channel's session for the next one, and
@@ -728,6 +759,9 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
         apr_brigade_cleanup(o.bb);
         batch_done(&o);
         if (rv != APR_SUCCESS || c->aborted) {
+            if (ch != NULL && ch->npending > 0) {
+                channel_flush(ch); /* the batches before this one did go out */
+            }
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
                           JPIPLOGNO(0011) "jpip(target=%s): client gone after %" APR_UINT64_T_FMT
                                           " messages",
@@ -738,6 +772,10 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
         if (ch != NULL && (ch->stop = channel_batch(ch, msgs, n)) != 0) {
             break;
         }
+    }
+    if (ch != NULL && ch->stop == 0 && ch->npending > 0 &&
+        channel_flush(ch) == JPIP_EOR_SESSION_LIMIT) {
+        ch->stop = JPIP_EOR_SESSION_LIMIT; /* all was sent, but the session is over */
     }
     reason = ch != NULL && ch->stop != 0 ? ch->stop : jpip_serve_eor(resp);
     jpip_store_count(JPIP_STAT_BYTES, jpip_plan_bytes(resp->plan));
@@ -898,7 +936,6 @@ int jpip_handle(request_rec *r)
     }
     memset(&ch, 0, sizeof(ch));
     ch.cid = req.cid;
-    ch.batch = apr_palloc(r->pool, sizeof(jpip_model_sent_t) * BATCH);
     if (req.cnew & JPIP_TRANSPORT_HTTP) {
         /* only http is granted; other transports offered alone get a
          * stateless answer (no JPIP-cnew), as T.808 allows */
