@@ -294,13 +294,16 @@ JPIPMaxSessionsPerClient 0
         self.h.cleanup()
 
 
-def wrk(srv, paths, conc, duration, listfile):
+def wrk(srv, paths, conc, duration, listfile, once=False):
+    """wrk over the paths for duration seconds; once: walk the list exactly
+    once (duration is then a bound)."""
     with open(listfile, "w") as f:
         f.write("\n".join(paths) + "\n")
     threads = min(2, conc)
     r = subprocess.run(["wrk", "-t", str(threads), "-c", str(conc), "-d", "%ds" % max(1, int(round(duration))),
                         "--timeout", "30s", "-s", os.path.join(HERE, "paths.lua"), srv.base,
-                        "--", listfile, str(threads)], capture_output=True, text=True)
+                        "--", listfile, str(threads)] + (["once"] if once else []),
+                       capture_output=True, text=True)
     m = re.search(r"BENCH (.*)", r.stdout)
     if not m:
         raise RuntimeError("wrk: " + r.stdout + r.stderr)
@@ -383,21 +386,27 @@ def throughput(srv, images, work):
             jr.sort(key=lambda v: v["rps"])
             sr.sort(key=lambda v: v["rps"])
             j, s = jr[len(jr) // 2], sr[len(sr) // 2]
-            # sessions: each request a new window for its session
+            # sessions: each request a new window for its session, and
+            # the whole trace of every session walked once (so all steps
+            # weigh as in the trace): as many sessions as take about
+            # DURATION at the stateless rate
+            nsess = int(max(2 * c, min(NSESS, round(DURATION * j["rps"] / len(sess)))))
             sj, ssr = [], []
             for _ in range(REPEAT):
-                jp, stc = session_list(srv, name + ".j2k", sess, NSESS)
-                # never past the end of the list: every request must be new
-                dur = min(DURATION, 0.8 * len(jp) / max(j["rps"], 1.0))
-                v = wrk(srv, jp, c, dur, lst)
-                if v["requests"] > len(jp):
-                    log("session list exhausted (%d > %d)" % (v["requests"], len(jp)))
+                jp, stc = session_list(srv, name + ".j2k", sess, nsess)
+                # wrk runs for its whole -d whatever the script does: a
+                # bound of 3x the time at the stateless rate
+                bound = 3.0 * len(jp) / max(j["rps"], 1.0) + 2
+                v = wrk(srv, jp, c, bound, lst, once=True)
+                if v["requests"] < len(jp):
+                    log("session list not finished (%d < %d)" % (v["requests"], len(jp)))
                 sj.append(v)
-                ssr.append(wrk(srv, stc, c, dur, lst))
+                ssr.append(wrk(srv, stc, c, bound, lst, once=True))
             sj.sort(key=lambda v: v["rps"])
             ssr.sort(key=lambda v: v["rps"])
             sjm, ssm = sj[len(sj) // 2], ssr[len(ssr) // 2]
             r["runs"][c] = {"stateless": j, "static": s, "session": sjm, "static_session": ssm,
+                            "sessions": nsess,
                             "ratio_stateless": j["rps"] / s["rps"],
                             "ratio_session": sjm["rps"] / ssm["rps"]}
             log("%s c=%d: stateless %.0f/s static %.0f/s (%.2f); session %.0f/s static %.0f/s"
