@@ -147,8 +147,8 @@ static jpip_code_t push(jpip_plan_t *p, int phase, unsigned lev, unsigned cls, a
         return JPIP_OK;
     }
     e = list_push(p->pool, &p->list[phase_list(phase, lev)]);
-    memset(e, 0, sizeof(*e));
     e->lev = (unsigned char)(lev < 255 ? lev : 255);
+    e->maxl = 0;
     e->bin = bin;
     e->id = id;
     e->lo = lo;
@@ -495,6 +495,17 @@ jpip_code_t jpip_plan_pieces(const jpip_index_t *ix, const jpip_msg_t *msg, jpip
     const jpip_piece_t *pc = jpip_index_pieces(ix, msg->bin);
     apr_uint64_t at = 0, lo = msg->off, hi = msg->off + msg->len;
     apr_uint32_t i;
+
+    if (msg->bin->npieces == 1 && hi <= pc[0].len) {
+        /* most bins are one range of the file */
+        if (msg->len == 0) {
+            return JPIP_OK;
+        }
+        if (jpip_piece_is_synth(&pc[0])) {
+            return emit(ctx, 0, msg->len, jpip_index_synth(ix, &pc[0]) + lo, err);
+        }
+        return emit(ctx, pc[0].off + lo, msg->len, NULL, err);
+    }
 
     for (i = 0; i < msg->bin->npieces && at < hi; i++) {
         apr_uint64_t s = at, e = at + pc[i].len;
