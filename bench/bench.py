@@ -762,6 +762,7 @@ def plots(outdir, work):
 set output "%s"
 set logscale x 2
 set xtics (1, 8, 64)
+set xrange [0.8:80]
 set xlabel "concurrent connections"
 set ylabel "requests/s"
 set key outside right
