@@ -258,6 +258,8 @@ typedef struct out_t {
     const unsigned char *map; /* the target mapped read-only, or NULL */
     int copy;                 /* HTTP/2: copy file bytes, no file buckets */
     char *gbuf;               /* the gather buffer being filled (GATHER bytes) */
+    apr_bucket *gproto;       /* a heap bucket owning gbuf; slices of it are copies */
+    apr_size_t gstart;        /* gbuf[gstart, gused): copied, not yet in the brigade */
     apr_size_t gused;
     apr_size_t pending; /* bytes copied since the last pass (HTTP/2) */
     apr_status_t rv;    /* first failure passing a brigade down */
@@ -267,20 +269,29 @@ typedef struct out_t {
 #define SMALL_PIECE (16 * 1024) /* pieces below this are copied, not file buckets */
 #define COPY_FLUSH (256 * 1024) /* HTTP/2: pass copies down every so many bytes */
 
-/* Close the gather buffer into a heap bucket; on HTTP/2 streams pass the
- * copies down once enough are pending. */
+/* Put what was copied into the gather buffer since the last slice into the
+ * brigade, as a heap bucket sharing the buffer (a copy of gproto), so that
+ * other buckets can follow it and the rest of the buffer still be filled.
+ * A full buffer is let go (its slices keep it alive). On HTTP/2 streams,
+ * whose buckets another thread frees, a buffer is never shared by two
+ * passes, and the copies are passed down once enough are pending. */
 static void gather_flush(out_t *o)
 {
     if (o->gbuf != NULL) {
-        if (o->gused > 0) {
-            APR_BRIGADE_INSERT_TAIL(
-                o->bb,
-                apr_bucket_heap_create(o->gbuf, o->gused, apr_bucket_free, o->bb->bucket_alloc));
-        } else {
-            apr_bucket_free(o->gbuf);
+        if (o->gused > o->gstart) {
+            apr_bucket *b;
+
+            apr_bucket_copy(o->gproto, &b);
+            b->start = (apr_off_t)o->gstart;
+            b->length = o->gused - o->gstart;
+            APR_BRIGADE_INSERT_TAIL(o->bb, b);
+            o->gstart = o->gused;
         }
-        o->gbuf = NULL;
-        o->gused = 0;
+        if (o->gused == GATHER || o->copy) {
+            apr_bucket_destroy(o->gproto);
+            o->gbuf = NULL;
+            o->gproto = NULL;
+        }
     }
     if (o->copy && o->pending >= COPY_FLUSH && o->rv == APR_SUCCESS) {
         o->rv = ap_pass_brigade(o->r->output_filters, o->bb);
@@ -297,7 +308,19 @@ static void gather_room(out_t *o)
     }
     if (o->gbuf == NULL) {
         o->gbuf = apr_bucket_alloc(GATHER, o->bb->bucket_alloc);
+        o->gproto = apr_bucket_heap_create(o->gbuf, GATHER, apr_bucket_free, o->bb->bucket_alloc);
+        o->gstart = 0;
         o->gused = 0;
+    }
+}
+
+/* The response is over (or abandoned): let the gather buffer go. */
+static void gather_done(out_t *o)
+{
+    if (o->gproto != NULL) {
+        apr_bucket_destroy(o->gproto);
+        o->gproto = NULL;
+        o->gbuf = NULL;
     }
 }
 
@@ -762,6 +785,7 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
             if (ch != NULL && ch->npending > 0) {
                 channel_flush(ch); /* the batches before this one did go out */
             }
+            gather_done(&o);
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
                           JPIPLOGNO(0011) "jpip(target=%s): client gone after %" APR_UINT64_T_FMT
                                           " messages",
@@ -784,6 +808,7 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
                                                    NULL, c->bucket_alloc));
     APR_BRIGADE_INSERT_TAIL(o.bb, apr_bucket_eos_create(c->bucket_alloc));
     rv = ap_pass_brigade(r->output_filters, o.bb);
+    gather_done(&o);
     apr_table_setn(r->notes, "jpip-messages", apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, nmsg));
     apr_table_setn(r->notes, "jpip-bytes",
                    apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, jpip_plan_bytes(resp->plan)));
