@@ -624,7 +624,8 @@ static void emit(emit_t *e, apr_uint64_t first, apr_uint64_t last, apr_uint64_t 
     if (bytes == e->def) {
         return;
     }
-    if (prev != NULL && prev->bytes == bytes && prev->last + 1 == first) {
+    if (prev != NULL && prev->cls == e->cls && prev->csn == e->csn && prev->bytes == bytes &&
+        prev->last + 1 == first) {
         prev->last = last;
         return;
     }
@@ -773,49 +774,36 @@ static int upd_cmp(const void *a, const void *b)
     return x->seq < y->seq ? -1 : (x->seq > y->seq);
 }
 
-/* Append run (cls, csn, first..last, bytes) to out, merging it into the
- * previous run when they touch and hold the same; runs holding the default
- * are not stored. */
-static void put_run(mrec_t *out, apr_size_t *n, apr_uint64_t def, unsigned cls, apr_uint64_t csn,
-                    apr_uint64_t first, apr_uint64_t last, apr_uint64_t bytes)
+/* emit() for a run of (cls, csn): a merge crosses keys. */
+static void emit_key(emit_t *e, unsigned cls, apr_uint64_t csn, apr_uint64_t first,
+                     apr_uint64_t last, apr_uint64_t bytes)
 {
-    mrec_t *prev = *n > 0 ? &out[*n - 1] : NULL;
-
-    if (bytes == def) {
-        return;
-    }
-    if (prev != NULL && prev->cls == cls && prev->csn == csn && prev->bytes == bytes &&
-        prev->last + 1 == first) {
-        prev->last = last;
-        return;
-    }
-    out[*n].cls = cls;
-    out[*n].csn = csn;
-    out[*n].first = first;
-    out[*n].last = last;
-    out[*n].bytes = bytes;
-    out[*n].pad = 0;
-    (*n)++;
+    e->cls = cls;
+    e->csn = csn;
+    emit(e, first, last, bytes);
 }
 
 jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, apr_size_t n,
                               jpip_err_t *err)
 {
     const mrec_t *r = crecs(m);
-    apr_size_t nr = (apr_size_t)m->count, i, j, k, nu = 0, no = 0;
+    apr_size_t nr = (apr_size_t)m->count, i, j, k, nu = 0;
     apr_uint64_t def = def_value(m);
     upd_t *u;
-    mrec_t *out, cur;
+    emit_t e;
+    mrec_t cur;
     int have_cur = 0;
 
     if (n == 0) {
         return JPIP_OK;
     }
     u = malloc(n * sizeof(*u));
-    out = malloc((nr + 2 * n) * sizeof(*out));
-    if (u == NULL || out == NULL) {
+    e.out = malloc((nr + 2 * n) * sizeof(*e.out));
+    e.n = 0;
+    e.def = def;
+    if (u == NULL || e.out == NULL) {
         free(u);
-        free(out);
+        free(e.out);
         return jpip_err_set(err, JPIP_E_NOMEM, "cache model: out of memory");
     }
     for (i = 0; i < n; i++) {
@@ -848,6 +836,7 @@ jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, ap
     k = 0;
     for (i = 0; i < nu; i++) {
         const upd_t *x = &u[i];
+        int kc = 0;
 
         for (;;) {
             if (!have_cur) {
@@ -857,45 +846,44 @@ jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, ap
                 cur = r[k++];
                 have_cur = 1;
             }
-            if (key_cmp(&cur, x->cls, x->csn) < 0 ||
-                (key_cmp(&cur, x->cls, x->csn) == 0 && cur.last < x->id)) {
-                put_run(out, &no, def, cur.cls, cur.csn, cur.first, cur.last, cur.bytes);
+            kc = key_cmp(&cur, x->cls, x->csn);
+            if (kc < 0 || (kc == 0 && cur.last < x->id)) {
+                emit_key(&e, cur.cls, cur.csn, cur.first, cur.last, cur.bytes);
                 have_cur = 0;
                 continue;
             }
             break;
         }
-        if (have_cur && key_cmp(&cur, x->cls, x->csn) == 0 && cur.first <= x->id) {
+        if (have_cur && kc == 0 && cur.first <= x->id) {
             /* x lies inside the current run: split it around x */
             if (cur.first < x->id) {
-                put_run(out, &no, def, cur.cls, cur.csn, cur.first, x->id - 1, cur.bytes);
+                emit_key(&e, cur.cls, cur.csn, cur.first, x->id - 1, cur.bytes);
             }
-            put_run(out, &no, def, x->cls, x->csn, x->id, x->id,
-                    cur.bytes > x->end ? cur.bytes : x->end);
+            emit_key(&e, x->cls, x->csn, x->id, x->id, cur.bytes > x->end ? cur.bytes : x->end);
             if (cur.last > x->id) {
                 cur.first = x->id + 1;
             } else {
                 have_cur = 0;
             }
         } else {
-            put_run(out, &no, def, x->cls, x->csn, x->id, x->id, def > x->end ? def : x->end);
+            emit_key(&e, x->cls, x->csn, x->id, x->id, def > x->end ? def : x->end);
         }
     }
     if (have_cur) {
-        put_run(out, &no, def, cur.cls, cur.csn, cur.first, cur.last, cur.bytes);
+        emit_key(&e, cur.cls, cur.csn, cur.first, cur.last, cur.bytes);
     }
     for (; k < nr; k++) {
-        put_run(out, &no, def, r[k].cls, r[k].csn, r[k].first, r[k].last, r[k].bytes);
+        emit_key(&e, r[k].cls, r[k].csn, r[k].first, r[k].last, r[k].bytes);
     }
     free(u);
-    if (no > m->cap) {
-        free(out);
+    if (e.n > m->cap) {
+        free(e.out);
         return jpip_err_set(err, JPIP_E_LIMIT, "cache model: more than %" APR_UINT64_T_FMT " runs",
                             m->cap);
     }
-    memcpy(recs(m), out, no * sizeof(*out));
-    m->count = no;
-    free(out);
+    memcpy(recs(m), e.out, e.n * sizeof(*e.out));
+    m->count = e.n;
+    free(e.out);
     return JPIP_OK;
 }
 

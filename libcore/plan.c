@@ -13,13 +13,10 @@ typedef struct ent_t {
     apr_uint64_t pos;    /* ... and after the messages produced so far */
     apr_uint32_t csn;
     unsigned char cls;   /* base class (0, 2, 4, 6, 8) */
-    unsigned char lev;   /* precincts: levels below full resolution */
     unsigned char done0; /* the client holds the bin complete already */
     unsigned char done;
     apr_uint32_t maxl; /* precincts: layer limit (0: all) */
 } ent_t;
-
-enum { PH_META_PRI, PH_MAIN, PH_TILEHDR, PH_IMAGE, PH_META, PH_END };
 
 /* Image data is kept in one list per level below full resolution, sent
  * from the most levels down: the lowest resolutions first, each level in
@@ -81,20 +78,10 @@ static ent_t *list_push(apr_pool_t *pool, elist_t *l)
     return &l->tail->e[l->tail->n++];
 }
 
-static int phase_list(int phase, unsigned lev)
+/* The list of image data lev levels below full resolution. */
+static int image_list(unsigned lev)
 {
-    switch (phase) {
-    case PH_META_PRI:
-        return L_META_PRI;
-    case PH_MAIN:
-        return L_MAIN;
-    case PH_TILEHDR:
-        return L_TILEHDR;
-    case PH_IMAGE:
-        return L_IMAGE0 + NLEV - 1 - (int)(lev < NLEV ? lev : NLEV - 1);
-    default:
-        return L_META;
-    }
+    return L_IMAGE0 + NLEV - 1 - (int)(lev < NLEV ? lev : NLEV - 1);
 }
 
 static apr_uint64_t held(const jpip_plan_t *p, unsigned cls, apr_uint64_t csn, apr_uint64_t id)
@@ -120,10 +107,10 @@ jpip_code_t jpip_plan_create(jpip_plan_t **plan, apr_pool_t *pool, const jpip_in
     return JPIP_OK;
 }
 
-/* Append an entry for (cls, csn, id) wanting bytes [lo, hi). */
-static jpip_code_t push(jpip_plan_t *p, int phase, unsigned lev, unsigned cls, apr_uint64_t csn,
-                        apr_uint64_t id, const jpip_bin_t *bin, apr_uint64_t lo, apr_uint64_t hi,
-                        ent_t **out, jpip_err_t *err)
+/* Append an entry for (cls, csn, id) wanting bytes [lo, hi) to list li. */
+static jpip_code_t push(jpip_plan_t *p, int li, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
+                        const jpip_bin_t *bin, apr_uint64_t lo, apr_uint64_t hi, ent_t **out,
+                        jpip_err_t *err)
 {
     ent_t *e;
     apr_uint64_t h;
@@ -139,15 +126,14 @@ static jpip_code_t push(jpip_plan_t *p, int phase, unsigned lev, unsigned cls, a
     if (out != NULL) {
         *out = NULL;
     }
-    if (h == JPIP_MODEL_COMPLETE && phase != PH_META_PRI && phase != PH_META) {
+    if (h == JPIP_MODEL_COMPLETE && li != L_META_PRI && li != L_META) {
         /* the client holds the whole bin: nothing of it will be sent, so
          * it takes no room (a session's plan stays the size of what is
          * new). Metadata ranges are kept: later ranges are trimmed
          * against them. */
         return JPIP_OK;
     }
-    e = list_push(p->pool, &p->list[phase_list(phase, lev)]);
-    e->lev = (unsigned char)(lev < 255 ? lev : 255);
+    e = list_push(p->pool, &p->list[li]);
     e->maxl = 0;
     e->bin = bin;
     e->id = id;
@@ -206,12 +192,12 @@ jpip_code_t jpip_plan_add_meta(jpip_plan_t *plan, apr_uint64_t id, apr_uint64_t 
     if (off >= hi && !(hi == bin->len && off == hi)) {
         return JPIP_OK;
     }
-    return push(plan, priority ? PH_META_PRI : PH_META, 0, JPIP_CLASS_META, 0, id, bin, off, hi,
-                NULL, err);
+    return push(plan, priority ? L_META_PRI : L_META, JPIP_CLASS_META, 0, id, bin, off, hi, NULL,
+                err);
 }
 
-static jpip_code_t add_bin(jpip_plan_t *p, int phase, unsigned cls, apr_uint64_t csn,
-                           apr_uint64_t id, ent_t **out, jpip_err_t *err)
+static jpip_code_t add_bin(jpip_plan_t *p, int li, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
+                           ent_t **out, jpip_err_t *err)
 {
     const jpip_bin_t *bin;
     jpip_code_t rc = jpip_index_bin(p->ix, cls, csn, id, &bin, err);
@@ -219,7 +205,7 @@ static jpip_code_t add_bin(jpip_plan_t *p, int phase, unsigned cls, apr_uint64_t
     if (rc != JPIP_OK) {
         return rc;
     }
-    return push(p, phase, 0, cls, csn, id, bin, 0, bin->len, out, err);
+    return push(p, li, cls, csn, id, bin, 0, bin->len, out, err);
 }
 
 typedef struct view_ctx_t {
@@ -231,8 +217,8 @@ static jpip_code_t add_precinct(void *vctx, const jpip_view_prec_t *pr, jpip_err
 {
     view_ctx_t *c = vctx;
     ent_t *e;
-    jpip_code_t rc = push(c->p, PH_IMAGE, pr->lev, JPIP_CLASS_PRECINCT, c->v->csn, pr->id, pr->bin,
-                          0, pr->bin->len, &e, err);
+    jpip_code_t rc = push(c->p, image_list(pr->lev), JPIP_CLASS_PRECINCT, c->v->csn, pr->id,
+                          pr->bin, 0, pr->bin->len, &e, err);
 
     if (rc == JPIP_OK && e != NULL) {
         e->maxl = c->v->layers;
@@ -251,13 +237,13 @@ static jpip_code_t add_tile(jpip_plan_t *plan, const jpip_view_t *view, apr_uint
     jpip_code_t rc;
 
     if (plan->opts.jpt) {
-        rc = add_bin(plan, PH_IMAGE, JPIP_CLASS_TILE, view->csn, t, &e, err);
+        rc = add_bin(plan, image_list(0), JPIP_CLASS_TILE, view->csn, t, &e, err);
         if (rc == JPIP_OK && e != NULL && e->bin->nbounds > plan->nlayers) {
             plan->nlayers = e->bin->nbounds;
         }
         return rc;
     }
-    return add_bin(plan, PH_TILEHDR, JPIP_CLASS_TILEHDR, view->csn, t, NULL, err);
+    return add_bin(plan, L_TILEHDR, JPIP_CLASS_TILEHDR, view->csn, t, NULL, err);
 }
 
 jpip_code_t jpip_plan_add_view(jpip_plan_t *plan, const jpip_view_t *view, jpip_err_t *err)
@@ -270,7 +256,7 @@ jpip_code_t jpip_plan_add_view(jpip_plan_t *plan, const jpip_view_t *view, jpip_
     if (cs == NULL) {
         return jpip_err_set(err, JPIP_E_NOTFOUND, "no codestream %" APR_UINT64_T_FMT, view->csn);
     }
-    rc = add_bin(plan, PH_MAIN, JPIP_CLASS_MAIN, view->csn, 0, NULL, err);
+    rc = add_bin(plan, L_MAIN, JPIP_CLASS_MAIN, view->csn, 0, NULL, err);
     if (rc != JPIP_OK || !view->has_image) {
         return rc;
     }

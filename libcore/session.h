@@ -34,14 +34,13 @@ typedef struct jpip_session_t {
     apr_uint32_t magic;
     apr_uint32_t size; /* bytes of the whole record */
     apr_time_t created;
-    apr_time_t used;      /* last request */
-    apr_uint64_t seq;     /* requests started (pre-emption: the newest wins) */
-    apr_uint64_t busy;    /* seq of the request streaming now, 0 when idle */
-    apr_uint64_t preempt; /* seq of the newest request that pre-empts (wait=no) */
-    /* the low 32 bits of preempt, for a streaming request to poll with an
-     * atomic read between batches without taking the store's lock */
-    volatile apr_uint32_t preempt32;
-    apr_uint32_t pad32;
+    apr_time_t used;   /* last request */
+    apr_uint64_t seq;  /* requests started (pre-emption: the newest wins) */
+    apr_uint64_t busy; /* seq of the request streaming now, 0 when idle */
+    /* seq of the newest request that pre-empts (wait=no); set with
+     * apr_atomic_set64 so that a streaming request can poll it between
+     * batches with apr_atomic_read64, without the store's lock */
+    volatile apr_uint64_t preempt;
     apr_uint64_t bytes; /* message bytes sent */
     apr_uint32_t nchannels;
     apr_uint32_t model_off;               /* offset of the model buffer */

@@ -554,8 +554,7 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
     }
     ch->seq = ++s->seq;
     if (!req->wait) {
-        s->preempt = ch->seq; /* the request streaming now ends with EOR 3 */
-        apr_atomic_set32(&s->preempt32, (apr_uint32_t)ch->seq);
+        apr_atomic_set64(&s->preempt, ch->seq); /* the one streaming now ends with EOR 3 */
     }
     jpip_store_unlock();
     for (;;) {
@@ -684,8 +683,7 @@ static unsigned channel_batch(chan_t *ch, const jpip_msg_t *msgs, apr_size_t n)
         p->complete = msgs[i].complete;
         ch->sent += msgs[i].hdr_len + msgs[i].len;
     }
-    if (ch->npending >= ch->flush_at ||
-        (apr_int32_t)(apr_atomic_read32(&ch->s->preempt32) - (apr_uint32_t)ch->seq) > 0) {
+    if (ch->npending >= ch->flush_at || apr_atomic_read64(&ch->s->preempt) > ch->seq) {
         return channel_flush(ch);
     }
     return 0;
