@@ -18,6 +18,7 @@ Python 3 standard library only; needs wrk, curl and (for plots) gnuplot.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -219,6 +220,7 @@ JPIPMaxSessionsPerClient 0
     Require all granted
 </Location>
 """ % (NSESS + 24, (NSESS + 24) // 4, os.path.join(work, "archive"))
+        self.archive = os.path.join(work, "archive")
         self.h = Httpd(HTTPD, APXS, MODULE, os.path.join(SRCDIR, "httpd-conf"),
                        extra_conf=extra, servers=2)
         conf = self.h.write_config()
@@ -275,6 +277,29 @@ JPIPMaxSessionsPerClient 0
     def status(self):
         return json.loads(self.get("/jpip-status?json")[2])
 
+    def ready(self, name, timeout=600):
+        """Ask for name until its rendition is in the index cache, then
+        give every process the time to map it (it looks once a second):
+        the timed runs measure the steady state, not the build."""
+        real = os.path.realpath(os.path.join(self.archive, name))
+        f = os.path.join(self.h.root, "run", "jpip-index",
+                         hashlib.sha1(real.encode()).hexdigest() + ".jprd")
+        t0 = time.time()
+        while not os.path.exists(f):
+            if time.time() - t0 > timeout:
+                raise RuntimeError("%s: no rendition after %d s" % (name, timeout))
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+            c.request("GET", "/b/%s?type=jpp-stream&fsiz=64,64" % name)
+            c.getresponse().read()
+            c.close()
+            time.sleep(0.1)
+        time.sleep(1.5)
+        for _ in range(32):
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+            c.request("GET", "/b/%s?type=jpp-stream&fsiz=64,64" % name)
+            c.getresponse().read()
+            c.close()
+
     def children_mem(self):
         rss = pss = 0
         for pid in self.h.children():
@@ -330,6 +355,7 @@ def capture(srv, name, qs, tag):
     session's answers (cnew first, then each step) likewise."""
     stateless, sess = [], []
     sl_bytes = ss_bytes = 0
+    srv.ready(name)
     for i, q in enumerate(qs):
         st, _, body = srv.get("/b/%s?%s" % (name, q))
         if st != 200:

@@ -1584,6 +1584,16 @@ void jpip_index_stats(const jpip_index_t *ix, jpip_index_stats_t *st)
     st->npieces = ix->h->sec[SEC_PIECE].count;
 }
 
+apr_uint64_t jpip_index_bin_no(const jpip_index_t *ix, const jpip_bin_t *bin)
+{
+    return (apr_uint64_t)(bin - ix->bins);
+}
+
+const jpip_bin_t *jpip_index_bin_at(const jpip_index_t *ix, apr_uint64_t n)
+{
+    return &ix->bins[n];
+}
+
 void jpip_index_bin_copy(const jpip_index_t *ix, const jpip_bin_t *bin, const unsigned char *file,
                          unsigned char *out)
 {

@@ -168,6 +168,11 @@ void jpip_index_key(const jpip_index_t *ix, jpip_index_key_t *key);
 jpip_code_t jpip_index_bin(const jpip_index_t *ix, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
                            const jpip_bin_t **bin, jpip_err_t *err);
 
+/* The number of a bin of ix (0 .. jpip_index_nbins - 1), and the bin of
+ * a number (n < jpip_index_nbins). */
+apr_uint64_t jpip_index_bin_no(const jpip_index_t *ix, const jpip_bin_t *bin);
+const jpip_bin_t *jpip_index_bin_at(const jpip_index_t *ix, apr_uint64_t n);
+
 /* Pieces and bounds of a bin. */
 const jpip_piece_t *jpip_index_pieces(const jpip_index_t *ix, const jpip_bin_t *bin);
 const apr_uint64_t *jpip_index_bounds(const jpip_index_t *ix, const jpip_bin_t *bin);

@@ -133,3 +133,84 @@ jpip_code_t jpip_ixcache_open(apr_pool_t *pool, const char *dir, const char *pat
     }
     return JPIP_OK;
 }
+
+/* ---- renditions ---- */
+
+const char *jpip_ixcache_rend_file(apr_pool_t *pool, const char *dir, const char *path)
+{
+    return apr_pstrcat(pool, dir, "/", sha1_hex(pool, path, strlen(path), 40), ".jprd", NULL);
+}
+
+int jpip_ixcache_rend_load(apr_pool_t *pool, const char *dir, const char *path,
+                           const jpip_index_t *ix, jpip_rend_t **rd, apr_file_t **file)
+{
+    apr_file_t *f;
+    apr_finfo_t cf;
+    apr_mmap_t *mm;
+    jpip_err_t err;
+
+    if (dir == NULL || apr_file_open(&f, jpip_ixcache_rend_file(pool, dir, path),
+                                     APR_FOPEN_READ | APR_FOPEN_BINARY | APR_FOPEN_SENDFILE_ENABLED,
+                                     0, pool) != APR_SUCCESS) {
+        return 0;
+    }
+    if (apr_file_info_get(&cf, APR_FINFO_SIZE, f) != APR_SUCCESS || cf.size <= 0 ||
+        (apr_uint64_t)cf.size > (apr_uint64_t)APR_SIZE_MAX ||
+        apr_mmap_create(&mm, f, 0, (apr_size_t)cf.size, APR_MMAP_READ, pool) != APR_SUCCESS) {
+        apr_file_close(f);
+        return 0;
+    }
+    if (jpip_rend_load(rd, pool, ix, mm->mm, mm->size, &err) != JPIP_OK) {
+        apr_mmap_delete(mm);
+        apr_file_close(f);
+        return 0;
+    }
+    if (file != NULL) {
+        *file = f;
+    } else {
+        apr_file_close(f);
+    }
+    return 1;
+}
+
+jpip_code_t jpip_ixcache_rend_store(apr_pool_t *pool, const char *dir, const char *path,
+                                    const jpip_index_t *ix, const unsigned char *file,
+                                    apr_interval_time_t stale_after, volatile apr_uint32_t *cancel,
+                                    jpip_err_t *err)
+{
+    const char *dst = jpip_ixcache_rend_file(pool, dir, path);
+    const char *tmp = apr_pstrcat(pool, dst, ".part", NULL);
+    apr_int32_t flags = APR_FOPEN_CREATE | APR_FOPEN_WRITE | APR_FOPEN_EXCL | APR_FOPEN_BINARY;
+    apr_file_t *f;
+    apr_fileperms_t perms = APR_FPROT_UREAD | APR_FPROT_UWRITE; /* as the index */
+    apr_status_t rv = apr_file_open(&f, tmp, flags, perms, pool);
+    jpip_code_t rc;
+
+    if (APR_STATUS_IS_EEXIST(rv)) {
+        apr_finfo_t fi;
+
+        /* a builder that died leaves its file behind: take it over once
+         * it has not changed for stale_after */
+        if (apr_stat(&fi, tmp, APR_FINFO_MTIME, pool) != APR_SUCCESS ||
+            apr_time_now() - fi.mtime < stale_after) {
+            return jpip_err_set(err, JPIP_E_LIMIT, "another process is building it");
+        }
+        apr_file_remove(tmp, pool);
+        rv = apr_file_open(&f, tmp, flags, perms, pool);
+    }
+    if (rv != APR_SUCCESS) {
+        return jpip_err_set(err, APR_STATUS_IS_EEXIST(rv) ? JPIP_E_LIMIT : JPIP_E_IO,
+                            "cannot create a file in the index cache directory");
+    }
+    rc = jpip_rend_write(ix, file, f, cancel, err);
+    if (apr_file_close(f) != APR_SUCCESS && rc == JPIP_OK) {
+        rc = jpip_err_set(err, JPIP_E_IO, "cannot write the rendition");
+    }
+    if (rc == JPIP_OK && apr_file_rename(tmp, dst, pool) != APR_SUCCESS) {
+        rc = jpip_err_set(err, JPIP_E_IO, "cannot rename the rendition into place");
+    }
+    if (rc != JPIP_OK) {
+        apr_file_remove(tmp, pool);
+    }
+    return rc;
+}

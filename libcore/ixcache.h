@@ -17,6 +17,7 @@
 
 #include "index.h"
 #include "jpip_err.h"
+#include "rendition.h"
 
 typedef enum {
     JPIP_IXC_MAPPED = 0,   /* loaded from a valid cache file */
@@ -53,5 +54,27 @@ int jpip_ixcache_load(apr_pool_t *pool, const char *dir, const char *path, const
 jpip_code_t jpip_ixcache_open(apr_pool_t *pool, const char *dir, const char *path,
                               const apr_finfo_t *finfo, const jpip_index_limits_t *limits,
                               jpip_ixc_result_t *res, jpip_err_t *err);
+
+/* ---- renditions (rendition.h), kept beside the index ---- */
+
+/* The rendition file name for path inside dir. */
+const char *jpip_ixcache_rend_file(apr_pool_t *pool, const char *dir, const char *path);
+
+/* Map the rendition of path made from ix, if there is a valid one.
+ * Returns 1 and sets *rd, or 0. The mapping lives as long as pool. With
+ * file not NULL the file stays open there too (for sendfile: the same
+ * file as the mapping, whatever later replaces it under its name). */
+int jpip_ixcache_rend_load(apr_pool_t *pool, const char *dir, const char *path,
+                           const jpip_index_t *ix, jpip_rend_t **rd, apr_file_t **file);
+
+/* Write the rendition of path (indexed by ix, mapped at file) into dir:
+ * to a temporary name taken exclusively, so that only one process builds
+ * it, then renamed into place. JPIP_E_LIMIT when another builder holds
+ * the temporary name (one left behind for stale_after is taken over) or
+ * *cancel became nonzero; JPIP_E_IO when it cannot be written. */
+jpip_code_t jpip_ixcache_rend_store(apr_pool_t *pool, const char *dir, const char *path,
+                                    const jpip_index_t *ix, const unsigned char *file,
+                                    apr_interval_time_t stale_after, volatile apr_uint32_t *cancel,
+                                    jpip_err_t *err);
 
 #endif /* JPIP_IXCACHE_H */

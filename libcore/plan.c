@@ -375,8 +375,25 @@ static int make_msg(jpip_plan_t *p, ent_t *e, apr_uint64_t end, int cuttable, jp
     m->len = len;
     m->complete = complete;
     m->bin = e->bin;
-    m->hdr_len =
-        (unsigned)jpip_jpp_header(&p->w, cls, e->csn, e->id, off, len, complete, aux, m->hdr);
+    m->rend_off = JPIP_REND_NONE;
+    if (p->opts.rend != NULL && cls == JPIP_CLASS_PRECINCT && off == 0 && complete &&
+        p->w.started && p->w.cls == cls && p->w.csn == e->csn) {
+        /* the rendition holds this very message, header included */
+        apr_uint64_t ro = jpip_rend_offset(p->opts.rend, p->ix, e->bin);
+
+        if (ro != JPIP_REND_NONE) {
+            hs = jpip_jpp_header_size(&p->w, cls, e->csn, e->id, 0, len, 0);
+            if (hs + len <= jpip_rend_size(p->opts.rend) - ro) {
+                m->rend_off = ro;
+            }
+        }
+    }
+    if (m->rend_off != JPIP_REND_NONE) {
+        m->hdr_len = (unsigned)hs; /* the writer's state is unchanged */
+    } else {
+        m->hdr_len =
+            (unsigned)jpip_jpp_header(&p->w, cls, e->csn, e->id, off, len, complete, aux, m->hdr);
+    }
     p->used += m->hdr_len + len;
     if (e->pos < off + len) {
         e->pos = off + len;

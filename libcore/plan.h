@@ -23,6 +23,7 @@
 #include "index.h"
 #include "jpp.h"
 #include "model.h"
+#include "rendition.h"
 #include "view.h"
 
 typedef struct jpip_plan_opts_t {
@@ -34,10 +35,13 @@ typedef struct jpip_plan_opts_t {
     int whole_bins;           /* no layer interleaving: each bin's layers in one message
                                  (fewer, larger messages when nothing will cut the answer) */
     apr_uint64_t max_entries; /* most data-bins one plan may involve (0: 1 << 24) */
+    const jpip_rend_t *rend;  /* the target's rendition, or NULL */
 } jpip_plan_opts_t;
 
 /* One message of the response. Its body is bytes [off, off+len) of the
- * data-bin; jpip_plan_pieces says where they are. */
+ * data-bin; jpip_plan_pieces says where they are. When rend_off is not
+ * JPIP_REND_NONE the whole message, header and body (hdr_len + len bytes),
+ * is that range of the rendition instead, and hdr is not written. */
 typedef struct jpip_msg_t {
     unsigned cls; /* as sent (1 or 5 when extended) */
     apr_uint64_t csn;
@@ -46,6 +50,7 @@ typedef struct jpip_msg_t {
     apr_uint64_t len;
     int complete;          /* the message holds the bin's last byte */
     const jpip_bin_t *bin; /* the bin in the index */
+    apr_uint64_t rend_off;
     unsigned hdr_len;
     unsigned char hdr[JPIP_JPP_HEADER_MAX];
 } jpip_msg_t;

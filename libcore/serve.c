@@ -511,6 +511,8 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
     /* Without a byte limit the whole window goes out: interleaving layers
      * (the best picture for a cut answer) only costs messages then. */
     po.whole_bins = !po.has_len;
+    po.rend = tgt->rend;
+    resp->rend = tgt->rend;
     if (model == NULL) {
         rc = stateless_model(pool, tgt, req, tid_ok, &o, &smodel, &resp->limit, err);
         if (rc != JPIP_OK) {
@@ -606,6 +608,11 @@ jpip_code_t jpip_serve_stream(apr_pool_t *pool, const jpip_response_t *resp, con
             break;
         }
         for (i = 0; i < n && rc == JPIP_OK; i++) {
+            if (msgs[i].rend_off != JPIP_REND_NONE) {
+                rc = write(wctx, jpip_rend_data(resp->rend) + msgs[i].rend_off,
+                           msgs[i].hdr_len + (apr_size_t)msgs[i].len, err);
+                continue;
+            }
             rc = write(wctx, msgs[i].hdr, msgs[i].hdr_len, err);
             if (rc == JPIP_OK) {
                 rc = jpip_plan_pieces(ix, &msgs[i], stream_piece, &c, err);

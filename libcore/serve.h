@@ -38,6 +38,7 @@ typedef struct jpip_serve_target_t {
     const jpip_index_t *ix;
     const jpip_box_layout_t *layout; /* boxes of a JP2-family file; NULL for raw codestreams */
     const char *tid;                 /* the target's current id */
+    const jpip_rend_t *rend;         /* its rendition, or NULL */
 } jpip_serve_target_t;
 
 typedef struct jpip_response_t {
@@ -47,6 +48,7 @@ typedef struct jpip_response_t {
     apr_array_header_t *headers; /* of jpip_header_t: the JPIP-* headers */
     jpip_plan_t *plan;           /* the messages (status 200) */
     int jpt;                     /* JPT-stream */
+    const jpip_rend_t *rend;     /* the rendition messages may come from, or NULL */
     int covers_target;           /* a complete plan leaves the client holding everything */
     const char *limit;           /* status 413: which limit ("bins", "model-items",
                                     "model-runs") */

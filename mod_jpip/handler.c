@@ -29,7 +29,12 @@
 APLOG_USE_MODULE(jpip);
 
 #define DEFAULT_MAX_BODY (64 * 1024)
-#define BATCH 256 /* messages per brigade passed down */
+#define BATCH 256 /* messages planned at a time */
+/* A brigade is passed down once it holds this many bytes or messages (or
+ * the answer is over): runs of rendition messages then go out as a few
+ * large file ranges rather than one per batch. */
+#define HOLD_BYTES (1024 * 1024)
+#define HOLD_MSGS (16 * BATCH)
 
 /* -------------------------------------------------------------- answers */
 
@@ -263,6 +268,14 @@ typedef struct out_t {
     apr_size_t gused;
     apr_size_t pending; /* bytes copied since the last pass (HTTP/2) */
     apr_status_t rv;    /* first failure passing a brigade down */
+    /* the rendition (rendition.h): whole messages as ranges of its file */
+    apr_file_t *rfile;         /* open for the whole response, or NULL */
+    const unsigned char *rmap; /* its mapping */
+    apr_file_t *rfd;           /* this batch's descriptor of it, or NULL */
+    apr_pool_t *rpool;
+    apr_bucket *rproto;
+    apr_bucket *rlast; /* the last rendition bucket put in the brigade */
+    int sendfile;      /* EnableSendfile On: file buckets; else buckets over the mapping */
 } out_t;
 
 #define GATHER (64 * 1024)      /* heap buckets of message headers and small pieces */
@@ -379,6 +392,25 @@ static apr_bucket *batch_proto(out_t *o)
     return o->proto;
 }
 
+/* The same for the rendition file. */
+static apr_bucket *batch_rproto(out_t *o)
+{
+    if (o->rproto == NULL) {
+        apr_finfo_t fi;
+
+        apr_pool_create(&o->rpool, o->r->pool);
+        if (apr_file_dup(&o->rfd, o->rfile, o->rpool) != APR_SUCCESS ||
+            apr_file_info_get(&fi, APR_FINFO_SIZE, o->rfd) != APR_SUCCESS) {
+            apr_pool_destroy(o->rpool);
+            o->rpool = NULL;
+            return NULL;
+        }
+        o->rproto =
+            apr_bucket_file_create(o->rfd, 0, (apr_size_t)fi.size, o->rpool, o->bb->bucket_alloc);
+    }
+    return o->rproto;
+}
+
 /* After the batch was passed down: its file buckets are written or set
  * aside into a filter's pool. */
 static void batch_done(out_t *o)
@@ -390,6 +422,53 @@ static void batch_done(out_t *o)
         o->pool = NULL;
         o->fd = NULL;
     }
+    if (o->rproto != NULL) {
+        apr_bucket_destroy(o->rproto);
+        apr_pool_destroy(o->rpool);
+        o->rproto = NULL;
+        o->rpool = NULL;
+        o->rfd = NULL;
+    }
+    o->rlast = NULL;
+}
+
+/* A whole message taken from the rendition: bytes [off, off+len) of it.
+ * Neighbouring messages, the usual case, grow one bucket: a file bucket
+ * (sendfile) under EnableSendfile On, as httpd's own handler does; else a
+ * transient bucket over the mapping, written with writev straight from the
+ * page cache (the core copies what it must set aside, so nothing points
+ * into the mapping once the request is over). */
+static jpip_code_t put_rend(out_t *o, apr_uint64_t off, apr_uint64_t len, jpip_err_t *err)
+{
+    apr_bucket *b = o->rlast;
+
+    if (o->copy) {
+        return gather(o, o->rmap + off, 0, len, err);
+    }
+    gather_flush(o);
+    if (b != NULL && b == APR_BRIGADE_LAST(o->bb) && (apr_uint64_t)b->start + b->length == off &&
+        b->length + len < ((apr_uint64_t)1 << 30)) {
+        b->length += (apr_size_t)len;
+        return JPIP_OK;
+    }
+    if (!o->sendfile) {
+        /* start is the offset in the rendition: the bucket's data begins
+         * at rmap + start */
+        b = apr_bucket_transient_create((const char *)o->rmap, (apr_size_t)(off + len),
+                                        o->bb->bucket_alloc);
+        b->start = (apr_off_t)off;
+        b->length = (apr_size_t)len;
+    } else {
+        if (batch_rproto(o) == NULL) {
+            return jpip_err_set(err, JPIP_E_IO, "the rendition could not be reopened");
+        }
+        apr_bucket_copy(o->rproto, &b);
+        b->start = (apr_off_t)off;
+        b->length = (apr_size_t)len;
+    }
+    APR_BRIGADE_INSERT_TAIL(o->bb, b);
+    o->rlast = b;
+    return JPIP_OK;
 }
 
 static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
@@ -437,12 +516,15 @@ typedef struct chan_t {
     jpip_model_t *model; /* private copy of the session model, for planning */
     unsigned stop;       /* EOR reason that ended the stream early, 0 if none */
     apr_uint64_t sent;   /* message bytes handed to the network, not yet counted */
-    /* messages handed to the network but not yet recorded in the session
-     * model: recorded together once there are flush_at of them (at least
+    apr_uint64_t unsent; /* ... and of messages planned, not yet handed */
+    /* messages not yet recorded in the session model: pending[0, npassed)
+     * were handed to the network, the rest are in the brigade being
+     * filled. Recorded together once flush_at were handed over (at least
      * a few batches, and at least half the model's runs, so that merging
-     * them costs O(messages) over the response) and when the response ends */
+     * them costs O(messages) over the response) and when the response
+     * ends; only what was handed over is ever recorded. */
     jpip_model_sent_t *pending;
-    apr_size_t npending, flush_at;
+    apr_size_t npending, npassed, flush_at;
     jpip_session_t *s; /* where the session was found, for the pre-emption poll */
 } chan_t;
 
@@ -627,7 +709,7 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
     if (ch->flush_at < 4 * BATCH) {
         ch->flush_at = 4 * BATCH;
     }
-    ch->pending = apr_palloc(r->pool, sizeof(jpip_model_sent_t) * (ch->flush_at + BATCH));
+    ch->pending = apr_palloc(r->pool, sizeof(jpip_model_sent_t) * (ch->flush_at + HOLD_MSGS));
     return OK;
 }
 
@@ -643,20 +725,20 @@ static unsigned channel_flush(chan_t *ch)
     s = jpip_store_find(ch->cid);
     if (s == NULL || s->busy != ch->seq) {
         jpip_store_unlock();
-        ch->npending = 0;
+        ch->npending = ch->npassed = 0;
         return JPIP_EOR_SESSION_LIMIT; /* the session was closed meanwhile */
     }
     /* one pass over the model for all of them; a range that does not
      * extend what is held leaves a hole the model cannot express: not
      * recorded, at worst sent again */
-    if (jpip_model_record(jpip_session_model(s), ch->pending, ch->npending, &err) != JPIP_OK) {
+    if (jpip_model_record(jpip_session_model(s), ch->pending, ch->npassed, &err) != JPIP_OK) {
         /* the model is full: end the session rather than send twice */
         s->closed = 1;
         stop = JPIP_EOR_SESSION_LIMIT;
     }
     s->bytes += ch->sent;
     ch->sent = 0;
-    ch->npending = 0;
+    ch->npending = ch->npassed = 0;
     if (stop == 0 && s->preempt > ch->seq) {
         stop = JPIP_EOR_WINDOW_CHANGE; /* pre-empted by a newer request */
     }
@@ -664,11 +746,8 @@ static unsigned channel_flush(chan_t *ch)
     return stop;
 }
 
-/* After a batch was handed to the network: note its messages for the
- * session model (only what reached the network is ever recorded), and see
- * whether a newer request pre-empts this one: an atomic read, the lock is
- * taken only to record. Returns the EOR reason to stop with, or 0. */
-static unsigned channel_batch(chan_t *ch, const jpip_msg_t *msgs, apr_size_t n)
+/* Note a batch of messages put in the brigade. */
+static void channel_note(chan_t *ch, const jpip_msg_t *msgs, apr_size_t n)
 {
     apr_size_t i;
 
@@ -681,9 +760,20 @@ static unsigned channel_batch(chan_t *ch, const jpip_msg_t *msgs, apr_size_t n)
         p->off = msgs[i].off;
         p->len = msgs[i].len;
         p->complete = msgs[i].complete;
-        ch->sent += msgs[i].hdr_len + msgs[i].len;
+        ch->unsent += msgs[i].hdr_len + msgs[i].len;
     }
-    if (ch->npending >= ch->flush_at || apr_atomic_read64(&ch->s->preempt) > ch->seq) {
+}
+
+/* The brigade was handed to the network: what was noted may now be
+ * recorded. See whether a newer request pre-empts this one: an atomic
+ * read, the lock is taken only to record. Returns the EOR reason to stop
+ * with, or 0. */
+static unsigned channel_passed(chan_t *ch)
+{
+    ch->npassed = ch->npending;
+    ch->sent += ch->unsent;
+    ch->unsent = 0;
+    if (ch->npassed >= ch->flush_at || apr_atomic_read64(&ch->s->preempt) > ch->seq) {
         return channel_flush(ch);
     }
     return 0;
@@ -737,13 +827,13 @@ static apr_uint64_t plan_size(jpip_response_t *resp, jpip_msg_t *msgs, jpip_err_
 
 /* Stream the plan's messages and the EOR. Returns the HTTP status to
  * return from the handler (OK, or an error before anything was sent). */
-static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
+static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile, const char *name,
                        jpip_response_t *resp, jpip_msg_t *msgs, chan_t *ch)
 {
     conn_rec *c = r->connection;
     out_t o;
     apr_size_t n, i;
-    apr_uint64_t nmsg = 0;
+    apr_uint64_t nmsg = 0, nrend = 0, hbytes = 0, hmsgs = 0;
     unsigned char eor[JPIP_JPP_EOR_LEN];
     unsigned reason;
     jpip_err_t err;
@@ -756,32 +846,65 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
     {
         core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
         o.map = cd->enable_mmap == ENABLE_MMAP_OFF ? NULL : tgt->map;
+        o.sendfile = cd->enable_sendfile == ENABLE_SENDFILE_ON;
     }
     o.size = (apr_off_t)tgt->size;
     if (apr_file_open(&o.file, tgt->path,
-                      APR_FOPEN_READ | APR_FOPEN_BINARY | APR_FOPEN_SENDFILE_ENABLED, 0,
-                      r->pool) != APR_SUCCESS) {
+                      APR_FOPEN_READ | APR_FOPEN_BINARY |
+                          (o.sendfile ? APR_FOPEN_SENDFILE_ENABLED : 0),
+                      0, r->pool) != APR_SUCCESS) {
         return refuse(r, name, HTTP_INTERNAL_SERVER_ERROR, "the target cannot be read");
     }
+    if (resp->rend != NULL) {
+        o.rmap = jpip_rend_data(resp->rend);
+        o.rfile = rfile;
+        if (o.map == NULL) {
+            o.sendfile = 1; /* EnableMMAP Off: file buckets */
+        }
+    }
     for (;;) {
-        if (jpip_plan_next(resp->plan, msgs, BATCH, &n, &err) != JPIP_OK || n == 0) {
-            break;
+        int more = jpip_plan_next(resp->plan, msgs, BATCH, &n, &err) == JPIP_OK && n > 0;
+
+        if (!more) {
+            n = 0;
+            if (hmsgs == 0) {
+                break;
+            }
         }
         for (i = 0; i < n && o.rv == APR_SUCCESS; i++) {
+            hbytes += msgs[i].hdr_len + msgs[i].len;
+            if (msgs[i].rend_off != JPIP_REND_NONE) {
+                nrend++;
+                if (put_rend(&o, msgs[i].rend_off, msgs[i].hdr_len + msgs[i].len, &err) !=
+                        JPIP_OK &&
+                    o.rv == APR_SUCCESS) {
+                    o.rv = APR_EGENERAL;
+                }
+                continue;
+            }
             if ((gather(&o, msgs[i].hdr, 0, msgs[i].hdr_len, &err) != JPIP_OK ||
                  jpip_plan_pieces(tgt->ix, &msgs[i], put_piece, &o, &err) != JPIP_OK) &&
                 o.rv == APR_SUCCESS) {
                 o.rv = APR_EGENERAL;
             }
         }
-        gather_flush(&o);
+        if (ch != NULL) {
+            channel_note(ch, msgs, n);
+        }
         nmsg += n;
+        hmsgs += n;
+        if (more && o.rv == APR_SUCCESS && hbytes < HOLD_BYTES && hmsgs < HOLD_MSGS) {
+            continue;
+        }
+        gather_flush(&o);
         rv = o.rv != APR_SUCCESS ? o.rv : ap_pass_brigade(r->output_filters, o.bb);
         apr_brigade_cleanup(o.bb);
         batch_done(&o);
+        hbytes = 0;
+        hmsgs = 0;
         if (rv != APR_SUCCESS || c->aborted) {
-            if (ch != NULL && ch->npending > 0) {
-                channel_flush(ch); /* the batches before this one did go out */
+            if (ch != NULL && ch->npassed > 0) {
+                channel_flush(ch); /* the brigades before this one did go out */
             }
             gather_done(&o);
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
@@ -791,11 +914,11 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
             return OK;
         }
         /* only what was handed to the network is recorded as held */
-        if (ch != NULL && (ch->stop = channel_batch(ch, msgs, n)) != 0) {
+        if ((ch != NULL && (ch->stop = channel_passed(ch)) != 0) || !more) {
             break;
         }
     }
-    if (ch != NULL && ch->stop == 0 && ch->npending > 0 &&
+    if (ch != NULL && ch->stop == 0 && ch->npassed > 0 &&
         channel_flush(ch) == JPIP_EOR_SESSION_LIMIT) {
         ch->stop = JPIP_EOR_SESSION_LIMIT; /* all was sent, but the session is over */
     }
@@ -811,6 +934,8 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, const char *name,
     apr_table_setn(r->notes, "jpip-bytes",
                    apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, jpip_plan_bytes(resp->plan)));
     apr_table_setn(r->notes, "jpip-eor", apr_psprintf(r->pool, "%u", reason));
+    apr_table_setn(r->notes, "jpip-rendition-messages",
+                   apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, nrend));
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
                   JPIPLOGNO(0012) "jpip(target=%s): %" APR_UINT64_T_FMT
                                   " messages, %" APR_UINT64_T_FMT " bytes, EOR %u (%s)",
@@ -822,6 +947,7 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
                    const char *name, const jpip_request_t *req, chan_t *ch)
 {
     jpip_serve_target_t st;
+    const jpip_tgt_rend_t *tr;
     jpip_serve_opts_t so;
     jpip_response_t resp;
     jpip_err_t err;
@@ -837,6 +963,8 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
     st.ix = tgt->ix;
     st.layout = tgt->layout;
     st.tid = tgt->tid;
+    tr = jpip_targets_rendition(r, tgt);
+    st.rend = tr != NULL ? tr->rd : NULL;
     rc = jpip_serve_prepare(r->pool, &st, req, ch != NULL ? ch->model : NULL, &so, &resp, &err);
     if (rc != JPIP_OK) {
         return refuse(r, name, rc == JPIP_E_LIMIT ? HTTP_SERVICE_UNAVAILABLE : http_status_of(rc),
@@ -878,7 +1006,7 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
     if (r->header_only) {
         return OK;
     }
-    return stream_body(r, tgt, name, &resp, msgs, ch);
+    return stream_body(r, tgt, tr != NULL ? tr->file : NULL, name, &resp, msgs, ch);
 }
 
 int jpip_handle(request_rec *r)

@@ -77,6 +77,8 @@ static void *jpip_srv_create(apr_pool_t *p, server_rec *s)
     c->index_memory = -1;
     c->index_time = -1;
     c->index_builds = -1;
+    c->rendition = -1;
+    c->rendition_after = -1;
     return c;
 }
 
@@ -95,6 +97,8 @@ static void *jpip_srv_merge(apr_pool_t *p, void *basev, void *addv)
     c->index_memory = add->index_memory != -1 ? add->index_memory : base->index_memory;
     c->index_time = add->index_time != -1 ? add->index_time : base->index_time;
     c->index_builds = add->index_builds != -1 ? add->index_builds : base->index_builds;
+    c->rendition = add->rendition != -1 ? add->rendition : base->rendition;
+    c->rendition_after = add->rendition_after != -1 ? add->rendition_after : base->rendition_after;
     return c;
 }
 
@@ -327,6 +331,31 @@ static jpip_srv_conf_t *global_conf(cmd_parms *cmd, const char **err)
     return ap_get_module_config(cmd->server->module_config, &jpip_module);
 }
 
+/* Rendition directives are global too: each process keeps one cache of
+ * targets for all virtual hosts. */
+static const char *cmd_rendition(cmd_parms *cmd, void *dconf, int on)
+{
+    const char *err;
+    jpip_srv_conf_t *sc = global_conf(cmd, &err);
+
+    if (err == NULL) {
+        sc->rendition = on;
+    }
+    return err;
+}
+
+static const char *cmd_rendition_after(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err;
+    jpip_srv_conf_t *sc = global_conf(cmd, &err);
+    apr_int64_t v;
+
+    if (err == NULL && parse_count(cmd, arg, 1, 1000000000, &v, &err)) {
+        sc->rendition_after = (int)v;
+    }
+    return err;
+}
+
 static const char *cmd_sessions(cmd_parms *cmd, void *dconf, const char *arg)
 {
     const char *err;
@@ -418,6 +447,12 @@ static const command_rec jpip_cmds[] = {
                   "Seconds indexing one file may take, decimals allowed (default 120)"),
     AP_INIT_TAKE1("JPIPIndexMaxBuilds", cmd_srv_number, NULL, RSRC_CONF,
                   "Files one process may index at the same time (default 2)"),
+    AP_INIT_FLAG("JPIPRendition", cmd_rendition, NULL, RSRC_CONF,
+                 "Keep a ready-to-send copy of each busy target's precinct messages beside "
+                 "its index (default On)"),
+    AP_INIT_TAKE1("JPIPRenditionAfter", cmd_rendition_after, NULL, RSRC_CONF,
+                  "Requests a process serves on a target before it looks for or builds the "
+                  "rendition (default 8)"),
     AP_INIT_TAKE1("JPIPSessions", cmd_sessions, NULL, RSRC_CONF,
                   "JPIP sessions kept at once in shared memory (default 256)"),
     AP_INIT_TAKE1("JPIPSessionMemory", cmd_session_memory, NULL, RSRC_CONF,

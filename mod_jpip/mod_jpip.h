@@ -58,6 +58,8 @@ typedef struct jpip_srv_conf_t {
     apr_int64_t index_memory;         /* JPIPIndexMaxMemory; -1 = unset */
     apr_interval_time_t index_time;   /* JPIPIndexMaxTime; -1 = unset */
     int index_builds;                 /* JPIPIndexMaxBuilds: per process; -1 = unset */
+    int rendition;                    /* JPIPRendition: 0 off, 1 on; -1 = unset */
+    int rendition_after;              /* JPIPRenditionAfter: requests; -1 = unset */
 } jpip_srv_conf_t;
 
 /* Session defaults. */
@@ -68,6 +70,7 @@ typedef struct jpip_srv_conf_t {
 #define JPIP_DEFAULT_INDEX_MEMORY ((apr_int64_t)1 << 30)
 #define JPIP_DEFAULT_INDEX_TIME apr_time_from_sec(120)
 #define JPIP_DEFAULT_INDEX_BUILDS 2
+#define JPIP_DEFAULT_RENDITION_AFTER 8
 
 extern module AP_MODULE_DECLARE_DATA jpip_module;
 
@@ -82,7 +85,17 @@ typedef struct jpip_tgt_t {
     const jpip_index_t *ix;
     const jpip_box_layout_t *layout; /* JP2-family files; NULL for raw codestreams */
     const unsigned char *map;        /* the file mapped read-only, or NULL */
+    const char *rend_path;           /* its rendition file (index cache), or NULL */
+    void *rend;                      /* its rendition once mapped (a jpip_tgt_rend_t *),
+                                        set and read atomically: use
+                                        jpip_targets_rendition */
 } jpip_tgt_t;
+
+/* A target's rendition: mapped, and open for sendfile (the same file). */
+typedef struct jpip_tgt_rend_t {
+    const struct jpip_rend_t *rd;
+    apr_file_t *file;
+} jpip_tgt_rend_t;
 
 /* Create the per-process cache (child_init). */
 apr_status_t jpip_targets_init(apr_pool_t *pchild, server_rec *s);
@@ -93,6 +106,13 @@ apr_status_t jpip_targets_init(apr_pool_t *pchild, server_rec *s);
  * JPEG 2000, a limit, I/O). */
 jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_tgt_t **out,
                              jpip_err_t *err);
+
+/* The target's rendition (rendition.h) if this process has one mapped,
+ * else NULL. Counts the request: once a process has served a target
+ * JPIPRenditionAfter times it looks for the rendition in the index cache
+ * (again at most once a second) and, when there is none, builds it in a
+ * background thread while requests go on without it. */
+const jpip_tgt_rend_t *jpip_targets_rendition(request_rec *r, const jpip_tgt_t *tgt);
 
 /* The handler hooks (handler.c, status.c). */
 int jpip_handle(request_rec *r);

@@ -13,10 +13,12 @@
 #include <http_log.h>
 #include <http_protocol.h>
 
+#include <apr_atomic.h>
 #include <apr_hash.h>
 #include <apr_mmap.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
 
 #include "ixcache.h"
 #include "store.h"
@@ -24,11 +26,15 @@
 APLOG_USE_MODULE(jpip);
 
 typedef struct entry_t {
-    jpip_tgt_t tgt;
+    jpip_tgt_t tgt; /* first: a jpip_tgt_t pointer is the entry's */
     apr_pool_t *pool;
     int refs;
     int stale; /* removed from the table; destroy when refs drops to 0 */
     apr_time_t used;
+    /* the rendition, all under cache.lock */
+    int hits;               /* requests served without one */
+    int rend_busy;          /* a look or a build is under way */
+    apr_time_t rend_looked; /* when this process last looked */
 } entry_t;
 
 static struct {
@@ -38,7 +44,30 @@ static struct {
     int max;
     int building;   /* index builds running in this process */
     int max_builds; /* JPIPIndexMaxBuilds */
+    /* renditions */
+    server_rec *server;
+    int rend_after;               /* JPIPRenditionAfter; 0: JPIPRendition Off */
+    apr_thread_t *builder;        /* the rendition builder thread, or NULL */
+    apr_pool_t *builder_pool;     /* its pool, with an allocator of its own */
+    int builder_running;          /* it has not finished yet */
+    volatile apr_uint32_t cancel; /* the process is ending: builders stop */
 } cache;
+
+/* The process is ending: stop the rendition builder and wait for it,
+ * before the entries it reads are destroyed. */
+static apr_status_t stop_builder(void *data)
+{
+    apr_status_t rv;
+
+    (void)data;
+    apr_atomic_set32(&cache.cancel, 1);
+    if (cache.builder != NULL) {
+        apr_thread_join(&rv, cache.builder);
+        cache.builder = NULL;
+        apr_pool_destroy(cache.builder_pool);
+    }
+    return APR_SUCCESS;
+}
 
 apr_status_t jpip_targets_init(apr_pool_t *pchild, server_rec *s)
 {
@@ -49,7 +78,12 @@ apr_status_t jpip_targets_init(apr_pool_t *pchild, server_rec *s)
     cache.table = apr_hash_make(pchild);
     cache.max = sc->max_targets > 0 ? sc->max_targets : 64;
     cache.max_builds = sc->index_builds > 0 ? sc->index_builds : JPIP_DEFAULT_INDEX_BUILDS;
+    cache.server = s;
+    cache.rend_after = sc->rendition == 0        ? 0
+                       : sc->rendition_after > 0 ? sc->rendition_after
+                                                 : JPIP_DEFAULT_RENDITION_AFTER;
     rv = apr_thread_mutex_create(&cache.lock, APR_THREAD_MUTEX_DEFAULT, pchild);
+    apr_pool_pre_cleanup_register(pchild, NULL, stop_builder);
     return rv;
 }
 
@@ -205,6 +239,9 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
             }
             apr_file_close(f);
         }
+        if (dir != NULL && e->tgt.map != NULL) {
+            e->tgt.rend_path = jpip_ixcache_rend_file(p, dir, t->path);
+        }
     }
     if (rc != JPIP_OK) {
         apr_thread_mutex_lock(cache.lock);
@@ -272,4 +309,133 @@ jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_
     apr_pool_cleanup_register(r->pool, fresh, unref, apr_pool_cleanup_null);
     *out = &fresh->tgt;
     return JPIP_OK;
+}
+
+/* ------------------------------------------------------------ renditions */
+
+#define REND_LOOK_EVERY apr_time_from_sec(1)
+#define REND_STALE apr_time_from_sec(600) /* a builder's file untouched so long was left */
+
+/* Map e's rendition file if there is a valid one. Called with e->rend_busy
+ * set (so by one thread at a time), under cache.lock (the entry's pool
+ * shares the process pool's allocator). */
+static int rend_load(entry_t *e)
+{
+    jpip_rend_t *rd;
+    apr_file_t *f;
+    jpip_tgt_rend_t *tr;
+    const char *dir = apr_pstrndup(e->pool, e->tgt.rend_path,
+                                   (apr_size_t)(strrchr(e->tgt.rend_path, '/') - e->tgt.rend_path));
+
+    if (!jpip_ixcache_rend_load(e->pool, dir, e->tgt.path, e->tgt.ix, &rd, &f)) {
+        return 0;
+    }
+    tr = apr_palloc(e->pool, sizeof(*tr));
+    tr->rd = rd;
+    tr->file = f;
+    apr_atomic_casptr((volatile void **)&e->tgt.rend, tr, NULL);
+    return 1;
+}
+
+static void rend_done(entry_t *e)
+{
+    apr_thread_mutex_lock(cache.lock);
+    e->rend_busy = 0;
+    release(e);
+    apr_thread_mutex_unlock(cache.lock);
+}
+
+static void *APR_THREAD_FUNC rend_build(apr_thread_t *thd, void *data)
+{
+    entry_t *e = data;
+    apr_pool_t *p = apr_thread_pool_get(thd); /* the builder's own allocator */
+    const char *dir;
+    jpip_err_t err;
+    jpip_code_t rc;
+    apr_time_t t0 = apr_time_now();
+
+    dir = apr_pstrndup(p, e->tgt.rend_path,
+                       (apr_size_t)(strrchr(e->tgt.rend_path, '/') - e->tgt.rend_path));
+    rc = jpip_ixcache_rend_store(p, dir, e->tgt.path, e->tgt.ix, e->tgt.map, REND_STALE,
+                                 &cache.cancel, &err);
+    if (rc == JPIP_OK) {
+        apr_finfo_t fi;
+        int ok;
+
+        apr_thread_mutex_lock(cache.lock);
+        ok = rend_load(e);
+        apr_thread_mutex_unlock(cache.lock);
+        ap_log_error(APLOG_MARK, ok ? APLOG_INFO : APLOG_WARNING, 0, cache.server,
+                     JPIPLOGNO(0014) "jpip(file=%s): rendition built in %.1f ms (%s bytes)%s",
+                     e->tgt.path, (apr_time_now() - t0) / 1000.0,
+                     apr_stat(&fi, e->tgt.rend_path, APR_FINFO_SIZE, p) == APR_SUCCESS
+                         ? apr_off_t_toa(p, fi.size)
+                         : "?",
+                     ok ? "" : ", but it could not be mapped");
+    } else if (!apr_atomic_read32(&cache.cancel) &&
+               strcmp(err.msg, "another process is building it") != 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cache.server,
+                     JPIPLOGNO(0015) "jpip(file=%s): no rendition: %s; responses are made "
+                                     "from the file",
+                     e->tgt.path, err.msg);
+    }
+    rend_done(e);
+    apr_thread_mutex_lock(cache.lock);
+    cache.builder_running = 0;
+    apr_thread_mutex_unlock(cache.lock);
+    apr_thread_exit(thd, APR_SUCCESS);
+    return NULL;
+}
+
+const jpip_tgt_rend_t *jpip_targets_rendition(request_rec *r, const jpip_tgt_t *tgt)
+{
+    entry_t *e = (entry_t *)(void *)tgt;
+    void *rd = apr_atomic_casptr((volatile void **)&e->tgt.rend, NULL, NULL);
+    apr_time_t now;
+    int build = 0;
+
+    if (rd != NULL || cache.rend_after == 0 || tgt->rend_path == NULL) {
+        return rd;
+    }
+    now = apr_time_now();
+    apr_thread_mutex_lock(cache.lock);
+    if (e->hits < cache.rend_after) {
+        e->hits++;
+    }
+    if (e->rend_busy || e->hits < cache.rend_after || now - e->rend_looked < REND_LOOK_EVERY) {
+        apr_thread_mutex_unlock(cache.lock);
+        return NULL;
+    }
+    e->rend_busy = 1;
+    e->rend_looked = now;
+    e->refs++; /* held by the look or the builder */
+    if (!rend_load(e) && !cache.builder_running && !apr_atomic_read32(&cache.cancel)) {
+        apr_status_t rv = APR_SUCCESS;
+
+        if (cache.builder != NULL) {
+            apr_thread_join(&rv, cache.builder); /* it has finished */
+            cache.builder = NULL;
+            apr_pool_destroy(cache.builder_pool);
+        }
+        rv = apr_pool_create_unmanaged_ex(&cache.builder_pool, NULL, NULL);
+        if (rv == APR_SUCCESS) {
+            rv = apr_thread_create(&cache.builder, NULL, rend_build, e, cache.builder_pool);
+            if (rv != APR_SUCCESS) {
+                apr_pool_destroy(cache.builder_pool);
+            }
+        }
+        if (rv == APR_SUCCESS) {
+            cache.builder_running = 1;
+            build = 1;
+        } else {
+            cache.builder = NULL;
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r,
+                          JPIPLOGNO(0016) "jpip: cannot start a thread to build a rendition");
+        }
+    }
+    apr_thread_mutex_unlock(cache.lock);
+    if (!build) {
+        rend_done(e);
+    }
+    return apr_atomic_casptr((volatile void **)&e->tgt.rend, NULL, NULL);
 }

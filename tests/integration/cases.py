@@ -5,9 +5,13 @@ Environment (set by tests/integration/Makefile.am): HTTPD, APXS, JPIP_MODULE,
 JPIP_SAMPLES, JPIP_SRCDIR.
 """
 
+import concurrent.futures
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -239,6 +243,97 @@ def case_protocol_errors(h):
         expect(st == status and word in body, "%s: %d %r" % (q, st, body[:120]))
 
 
+REND_QUERIES = ("type=jpp-stream&fsiz=256,192",
+                "type=jpp-stream&fsiz=1024,768&roff=300,200&rsiz=400,300",
+                "type=jpp-stream&fsiz=512,384&layers=2",
+                "type=jpp-stream&fsiz=1024,768&len=30000",
+                "type=jpp-stream&fsiz=1024,768")
+
+
+def rend_file(h, name):
+    real = os.path.realpath(os.path.join(h.archive, name))
+    return os.path.join(h.root, "run", "jpip-index",
+                        hashlib.sha1(real.encode()).hexdigest() + ".jprd")
+
+
+def rend_log(h):
+    """(pid, rendition messages, messages, request line) per answer."""
+    rows = []
+    with open(os.path.join(h.logs, "rend.log")) as f:
+        for line in f:
+            pid, nr, nm, rest = line.rstrip("\n").split(" ", 3)
+            if nr != "-":
+                rows.append((int(pid), int(nr), int(nm), rest))
+    return rows
+
+
+def rendition_case(h, name, damaged):
+    """A fresh copy of a sample: answers before its rendition exists, then
+    the rendition is built once (one process, in the background), every
+    process serves from it, and every answer stays byte for byte the
+    same, over HTTP/1.1 and HTTP/2."""
+    src = os.path.join(h.archive, "sample.j2k")
+    if not os.path.exists(src):
+        raise Skip("sample.j2k not in the archive")
+    shutil.copyfile(src, os.path.join(h.archive, name))
+    os.chmod(os.path.join(h.archive, name), 0o644)
+    rf = rend_file(h, name)
+    if damaged:
+        # left over, damaged: refused when mapped, then rebuilt
+        os.makedirs(os.path.dirname(rf), exist_ok=True)
+        with open(rf, "wb") as f:
+            f.write(b"JPIPRND1" + b"\xff" * 4000)
+    before = {}
+    for q in REND_QUERIES:
+        st, _, body = h.get("/jpip/%s?%s" % (name, q))
+        expect(st == 200, "%s: status %d" % (q, st))
+        before[q] = body
+    # each process builds or maps it after JPIPRenditionAfter requests
+    deadline = time.time() + 60
+    built = []
+    while time.time() < deadline:
+        built = [ln for ln in h.error_log().splitlines()
+                 if "rendition built" in ln and name in ln]
+        if built:
+            break
+        h.get("/jpip/%s?type=jpp-stream&fsiz=64,48" % name)
+        time.sleep(0.05)
+    expect(len(built) == 1, "rendition built %d times: %r" % (len(built), built))
+    expect(os.path.getsize(rf) > os.path.getsize(src), "rendition file %s too small" % rf)
+    time.sleep(1.2)  # a process looks for it at most once a second
+    for _ in range(3):
+        for q in REND_QUERIES:
+            st, _, body = h.get("/jpip/%s?%s" % (name, q))
+            expect(st == 200 and body == before[q],
+                   "%s: the answer changed once the rendition was there" % q)
+    url = "http://127.0.0.1:%d/jpip/%s?%s" % (h.port, name, REND_QUERIES[4])
+    r = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "-", url],
+                       capture_output=True)
+    expect(r.returncode != 0 or r.stdout == before[REND_QUERIES[4]],
+           "HTTP/2 answer differs with the rendition")
+    # concurrent rounds reach every process; each maps the rendition
+    # (after JPIPRenditionAfter requests and within a second)
+    path = "/jpip/%s?%s" % (name, REND_QUERIES[4])
+    used = set()
+    deadline = time.time() + 20
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        while len(used) < len(h.children()) and time.time() < deadline:
+            for st, _, body in pool.map(lambda _: h.get(path), range(32)):
+                expect(st == 200 and body == before[REND_QUERIES[4]],
+                       "concurrent answers changed with the rendition")
+            rows = [x for x in rend_log(h) if x[3].startswith("GET " + path + " ")]
+            used = {pid for pid, nr, nm, _ in rows if nr > nm // 2}
+    expect(len(used) >= 2, "answers from the rendition came from %d process(es)" % len(used))
+
+
+def case_rendition(h):
+    rendition_case(h, "rend-copy.j2k", damaged=False)
+
+
+def case_rendition_damaged(h):
+    rendition_case(h, "rend-damaged.j2k", damaged=True)
+
+
 def case_error_log_clean(h):
     bad = h.bad_log_lines()
     expect(not bad, "error log has:\n  " + "\n  ".join(bad[:10]))
@@ -252,6 +347,9 @@ Protocols h2c http/1.1
     JPIPRoot "{archive}"
     JPIPContentLength Always
 </Location>
+LogFormat "%P %{{jpip-rendition-messages}}n %{{jpip-messages}}n %r" jpiprend
+CustomLog "{root}/logs/rend.log" jpiprend
+JPIPRenditionAfter 4
 <Location "/jpipcors">
     SetHandler jpip
     JPIPRoot "{archive}"
@@ -273,6 +371,9 @@ Protocols h2c http/1.1
         for name, fn in [
             ("httpd runs the event MPM with two or more children", case_children),
             ("plain page from the DocumentRoot", case_plain_page),
+            ("renditions: built once, used by every process, answers unchanged",
+             case_rendition),
+            ("renditions: a damaged one is refused and rebuilt", case_rendition_damaged),
             ("existing target by path answers a JPP-stream", case_existing_target),
             ("existing target by target= answers a JPP-stream", case_target_field),
             ("missing target answers 404", case_missing_404),

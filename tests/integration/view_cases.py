@@ -352,7 +352,10 @@ def main():
     conf = sorted(glob.glob(os.path.join(data, "conformance", "*.j*")))
     h = Httpd(os.environ["HTTPD"], os.environ["APXS"], os.environ["JPIP_MODULE"],
               os.path.join(os.environ["JPIP_SRCDIR"], "..", "..", "httpd-conf"),
-              samples=os.environ.get("JPIP_SAMPLES"), extra_files=conf, servers=2)
+              samples=os.environ.get("JPIP_SAMPLES"), extra_files=conf, servers=2,
+              # renditions from the first request on: most windows below
+              # are then answered from them, and checked as any other
+              extra_conf="\nJPIPRenditionAfter 1\n")
     run = Runner()
     try:
         h.start()
