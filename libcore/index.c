@@ -1589,6 +1589,12 @@ apr_uint64_t jpip_index_bin_no(const jpip_index_t *ix, const jpip_bin_t *bin)
     return (apr_uint64_t)(bin - ix->bins);
 }
 
+const jpip_bin_t *jpip_index_prec_bin(const jpip_index_t *ix, const jpip_ix_tc_t *tc,
+                                      apr_uint64_t s)
+{
+    return s < tc->nprec ? &ix->bins[tc->prec_bin + s] : NULL;
+}
+
 const jpip_bin_t *jpip_index_bin_at(const jpip_index_t *ix, apr_uint64_t n)
 {
     return &ix->bins[n];

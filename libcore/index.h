@@ -173,6 +173,11 @@ jpip_code_t jpip_index_bin(const jpip_index_t *ix, unsigned cls, apr_uint64_t cs
 apr_uint64_t jpip_index_bin_no(const jpip_index_t *ix, const jpip_bin_t *bin);
 const jpip_bin_t *jpip_index_bin_at(const jpip_index_t *ix, apr_uint64_t n);
 
+/* Precinct s of a tile-component (what jpip_index_bin finds for its
+ * in-class id, without taking the id apart), or NULL if there is none. */
+const jpip_bin_t *jpip_index_prec_bin(const jpip_index_t *ix, const jpip_ix_tc_t *tc,
+                                      apr_uint64_t s);
+
 /* Pieces and bounds of a bin. */
 const jpip_piece_t *jpip_index_pieces(const jpip_index_t *ix, const jpip_bin_t *bin);
 const apr_uint64_t *jpip_index_bounds(const jpip_index_t *ix, const jpip_bin_t *bin);

@@ -60,6 +60,10 @@ struct jpip_plan_t {
     apr_uint64_t used;
     int len_stop;
     apr_uint64_t nents;
+    /* the rendition, looked up once */
+    const apr_uint64_t *rtab; /* by bin number, or NULL */
+    const jpip_bin_t *bins0;  /* bin number 0 */
+    apr_uint64_t rsize;
 };
 
 static ent_t *list_push(apr_pool_t *pool, elist_t *l)
@@ -101,6 +105,11 @@ jpip_code_t jpip_plan_create(jpip_plan_t **plan, apr_pool_t *pool, const jpip_in
     p->opts = *opts;
     if (p->opts.max_entries == 0) {
         p->opts.max_entries = (apr_uint64_t)1 << 24;
+    }
+    if (opts->rend != NULL && jpip_index_nbins(ix) > 0) {
+        p->rtab = jpip_rend_table(opts->rend);
+        p->bins0 = jpip_index_bin_at(ix, 0);
+        p->rsize = jpip_rend_size(opts->rend);
     }
     jpip_plan_rewind(p);
     *plan = p;
@@ -376,14 +385,14 @@ static int make_msg(jpip_plan_t *p, ent_t *e, apr_uint64_t end, int cuttable, jp
     m->complete = complete;
     m->bin = e->bin;
     m->rend_off = JPIP_REND_NONE;
-    if (p->opts.rend != NULL && cls == JPIP_CLASS_PRECINCT && off == 0 && complete &&
-        p->w.started && p->w.cls == cls && p->w.csn == e->csn) {
+    if (p->rtab != NULL && cls == JPIP_CLASS_PRECINCT && off == 0 && complete && p->w.started &&
+        p->w.cls == cls && p->w.csn == e->csn) {
         /* the rendition holds this very message, header included */
-        apr_uint64_t ro = jpip_rend_offset(p->opts.rend, p->ix, e->bin);
+        apr_uint64_t ro = p->rtab[e->bin - p->bins0];
 
         if (ro != JPIP_REND_NONE) {
             hs = jpip_jpp_header_size(&p->w, cls, e->csn, e->id, 0, len, 0);
-            if (hs + len <= jpip_rend_size(p->opts.rend) - ro) {
+            if (hs + len <= p->rsize - ro) {
                 m->rend_off = ro;
             }
         }

@@ -255,9 +255,9 @@ jpip_code_t jpip_rend_load(jpip_rend_t **rd, apr_pool_t *pool, const jpip_index_
     return JPIP_OK;
 }
 
-apr_uint64_t jpip_rend_offset(const jpip_rend_t *rd, const jpip_index_t *ix, const jpip_bin_t *bin)
+const apr_uint64_t *jpip_rend_table(const jpip_rend_t *rd)
 {
-    return rd->table[jpip_index_bin_no(ix, bin)];
+    return rd->table;
 }
 
 const unsigned char *jpip_rend_data(const jpip_rend_t *rd)

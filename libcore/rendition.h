@@ -52,11 +52,12 @@ jpip_code_t jpip_rend_write(const jpip_index_t *ix, const unsigned char *file, a
 jpip_code_t jpip_rend_load(jpip_rend_t **rd, apr_pool_t *pool, const jpip_index_t *ix,
                            const void *data, apr_size_t size, jpip_err_t *err);
 
-/* Offset in the rendition of the message of bin (a bin of the index the
- * rendition was loaded against), or JPIP_REND_NONE. The message is
- * hdr + bin->len bytes long, where hdr is what jpip_jpp_header_size gives
- * for it; callers check that it fits with jpip_rend_size. */
-apr_uint64_t jpip_rend_offset(const jpip_rend_t *rd, const jpip_index_t *ix, const jpip_bin_t *bin);
+/* Its table: the offset of the message of bin number n (see
+ * jpip_index_bin_no) is table[n], or JPIP_REND_NONE. The message is
+ * hdr + len bytes long, where hdr is what jpip_jpp_header_size gives for
+ * it after another precinct message of its codestream and len the bin's
+ * length; users check that it fits in jpip_rend_size. */
+const apr_uint64_t *jpip_rend_table(const jpip_rend_t *rd);
 
 /* The rendition's bytes and size. */
 const unsigned char *jpip_rend_data(const jpip_rend_t *rd);

@@ -259,6 +259,7 @@ static jpip_code_t visit_res(const jpip_index_t *ix, const jpip_view_t *v, const
                              void *ctx, jpip_err_t *err)
 {
     jpip_ix_res_t res;
+    const jpip_ix_tc_t *itc;
     apr_uint64_t i0, i1, j0, j1, i, j, nt = jpip_siz_ntiles(&cs->siz);
     unsigned ppx = tccp->ppx[r], ppy = tccp->ppy[r];
     jpip_code_t rc = jpip_index_res(ix, cs, t, c, r, &res, err);
@@ -283,6 +284,7 @@ static jpip_code_t visit_res(const jpip_index_t *ix, const jpip_view_t *v, const
     if (j1 > res.grid.nph) {
         j1 = res.grid.nph;
     }
+    itc = jpip_index_tc(ix, cs, t, c); /* found by jpip_index_res */
     for (j = j0; j < j1; j++) {
         for (i = i0; i < i1; i++) {
             jpip_view_prec_t p;
@@ -293,9 +295,9 @@ static jpip_code_t visit_res(const jpip_index_t *ix, const jpip_view_t *v, const
             p.r = r;
             p.lev = nl - r;
             p.id = t + (c + s * cs->siz.csiz) * nt;
-            rc = jpip_index_bin(ix, JPIP_CLASS_PRECINCT, v->csn, p.id, &p.bin, err);
-            if (rc != JPIP_OK) {
-                return rc;
+            p.bin = jpip_index_prec_bin(ix, itc, s);
+            if (p.bin == NULL) {
+                return jpip_err_set(err, JPIP_E_NOTFOUND, "no precinct %" APR_UINT64_T_FMT, p.id);
             }
             rc = fn(ctx, &p, err);
             if (rc != JPIP_OK) {
