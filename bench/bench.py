@@ -662,6 +662,7 @@ def scaling(srv, images, work):
         # cold start on this size (file cached): first request after a change
         os.utime(path)
         first = curl_times(srv, [paths[0]])[0][0]
+        srv.ready(name + ".j2k")  # the changed file gets a new rendition
         jr, sr = [], []
         for _ in range(REPEAT):
             jr.append(wrk(srv, paths, 8, DURATION, lst))
