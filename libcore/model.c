@@ -783,13 +783,70 @@ static void emit_key(emit_t *e, unsigned cls, apr_uint64_t csn, apr_uint64_t fir
     emit(e, first, last, bytes);
 }
 
+struct jpip_model_batch_t {
+    upd_t *u;
+    apr_size_t n;
+};
+
+jpip_code_t jpip_model_batch_make(jpip_model_batch_t **batch, const jpip_model_sent_t *sent,
+                                  apr_size_t n, jpip_err_t *err)
+{
+    jpip_model_batch_t *b = malloc(sizeof(*b));
+    apr_size_t i;
+
+    *batch = NULL;
+    if (b == NULL || (b->u = malloc((n > 0 ? n : 1) * sizeof(*b->u))) == NULL) {
+        free(b);
+        return jpip_err_set(err, JPIP_E_NOMEM, "cache model: out of memory");
+    }
+    b->n = n;
+    for (i = 0; i < n; i++) {
+        upd_t *x = &b->u[i];
+
+        x->cls = norm_class(sent[i].cls);
+        x->csn = norm_csn(x->cls, sent[i].csn);
+        x->id = sent[i].id;
+        x->off = sent[i].off;
+        x->end = sent[i].complete ? JPIP_MODEL_COMPLETE : sent[i].off + sent[i].len;
+        x->seq = i;
+    }
+    /* by bin, and within a bin in the order the messages were sent */
+    qsort(b->u, n, sizeof(*b->u), upd_cmp);
+    *batch = b;
+    return JPIP_OK;
+}
+
+void jpip_model_batch_free(jpip_model_batch_t *b)
+{
+    if (b != NULL) {
+        free(b->u);
+        free(b);
+    }
+}
+
 jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, apr_size_t n,
                               jpip_err_t *err)
 {
+    jpip_model_batch_t *b;
+    jpip_code_t rc;
+
+    if (n == 0) {
+        return JPIP_OK;
+    }
+    rc = jpip_model_batch_make(&b, sent, n, err);
+    if (rc == JPIP_OK) {
+        rc = jpip_model_record_batch(m, b, err);
+        jpip_model_batch_free(b);
+    }
+    return rc;
+}
+
+jpip_code_t jpip_model_record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err)
+{
     const mrec_t *r = crecs(m);
-    apr_size_t nr = (apr_size_t)m->count, i, j, k, nu = 0;
+    apr_size_t nr = (apr_size_t)m->count, n = b->n, i, j, k, nu = 0;
     apr_uint64_t def = def_value(m);
-    upd_t *u;
+    upd_t *u = b->u;
     emit_t e;
     mrec_t cur;
     int have_cur = 0;
@@ -797,25 +854,13 @@ jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, ap
     if (n == 0) {
         return JPIP_OK;
     }
-    u = malloc(n * sizeof(*u));
     e.out = malloc((nr + 2 * n) * sizeof(*e.out));
     e.n = 0;
     e.def = def;
-    if (u == NULL || e.out == NULL) {
-        free(u);
-        free(e.out);
+    if (e.out == NULL) {
         return jpip_err_set(err, JPIP_E_NOMEM, "cache model: out of memory");
     }
-    for (i = 0; i < n; i++) {
-        u[i].cls = norm_class(sent[i].cls);
-        u[i].csn = norm_csn(u[i].cls, sent[i].csn);
-        u[i].id = sent[i].id;
-        u[i].off = sent[i].off;
-        u[i].end = sent[i].complete ? JPIP_MODEL_COMPLETE : sent[i].off + sent[i].len;
-        u[i].seq = i;
-    }
-    /* by bin, and within a bin in the order the messages were sent */
-    qsort(u, n, sizeof(*u), upd_cmp);
+    b->n = 0; /* the updates are folded in place below: a batch is used once */
     /* fold each bin's messages into one new held value, from what it held */
     for (i = 0; i < n; i = j) {
         apr_uint64_t held = jpip_model_held(m, u[i].cls, u[i].csn, u[i].id), v = held;
@@ -875,7 +920,6 @@ jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, ap
     for (; k < nr; k++) {
         emit_key(&e, r[k].cls, r[k].csn, r[k].first, r[k].last, r[k].bytes);
     }
-    free(u);
     if (e.n > m->cap) {
         free(e.out);
         return jpip_err_set(err, JPIP_E_LIMIT, "cache model: more than %" APR_UINT64_T_FMT " runs",

@@ -170,6 +170,17 @@ typedef struct jpip_model_sent_t {
 jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, apr_size_t n,
                               jpip_err_t *err);
 
+/* The same in two steps, so that the costly part can run outside a lock:
+ * jpip_model_batch_make copies and sorts the messages (O(n log n), no model
+ * needed), jpip_model_record_batch merges them into m (O(runs + n)). A
+ * batch is recorded once, then freed with jpip_model_batch_free (NULL is
+ * fine). */
+typedef struct jpip_model_batch_t jpip_model_batch_t;
+jpip_code_t jpip_model_batch_make(jpip_model_batch_t **b, const jpip_model_sent_t *sent,
+                                  apr_size_t n, jpip_err_t *err);
+jpip_code_t jpip_model_record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err);
+void jpip_model_batch_free(jpip_model_batch_t *b);
+
 /* held = max(held, bytes) for ids first..last (first <= last). */
 jpip_code_t jpip_model_add_range(jpip_model_t *m, unsigned cls, apr_uint64_t csn,
                                  apr_uint64_t first, apr_uint64_t last, apr_uint64_t bytes,

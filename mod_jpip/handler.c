@@ -720,18 +720,22 @@ static unsigned channel_flush(chan_t *ch)
     jpip_session_t *s;
     unsigned stop = 0;
     jpip_err_t err;
+    jpip_model_batch_t *b = NULL;
+    /* sorted before the lock is taken: only the merge holds it */
+    jpip_code_t rc = jpip_model_batch_make(&b, ch->pending, ch->npassed, &err);
 
     jpip_store_lock();
     s = jpip_store_find(ch->cid);
     if (s == NULL || s->busy != ch->seq) {
         jpip_store_unlock();
+        jpip_model_batch_free(b);
         ch->npending = ch->npassed = 0;
         return JPIP_EOR_SESSION_LIMIT; /* the session was closed meanwhile */
     }
     /* one pass over the model for all of them; a range that does not
      * extend what is held leaves a hole the model cannot express: not
      * recorded, at worst sent again */
-    if (jpip_model_record(jpip_session_model(s), ch->pending, ch->npassed, &err) != JPIP_OK) {
+    if (rc != JPIP_OK || jpip_model_record_batch(jpip_session_model(s), b, &err) != JPIP_OK) {
         /* the model is full: end the session rather than send twice */
         s->closed = 1;
         stop = JPIP_EOR_SESSION_LIMIT;
@@ -743,6 +747,7 @@ static unsigned channel_flush(chan_t *ch)
         stop = JPIP_EOR_WINDOW_CHANGE; /* pre-empted by a newer request */
     }
     jpip_store_unlock();
+    jpip_model_batch_free(b);
     return stop;
 }
 

@@ -267,7 +267,7 @@ def rend_log(h):
     return rows
 
 
-def rendition_case(h, name, damaged):
+def rendition_case(h, name, damaged, need_procs=1):
     """A fresh copy of a sample: answers before its rendition exists, then
     the rendition is built once (one process, in the background), every
     process serves from it, and every answer stays byte for byte the
@@ -311,19 +311,24 @@ def rendition_case(h, name, damaged):
                        capture_output=True)
     expect(r.returncode != 0 or r.stdout == before[REND_QUERIES[4]],
            "HTTP/2 answer differs with the rendition")
-    # concurrent rounds reach every process; each maps the rendition
-    # (after JPIPRenditionAfter requests and within a second)
+    # concurrent rounds: with prefork, overlapping requests are served by
+    # different processes, and each maps the rendition (after
+    # JPIPRenditionAfter requests, and within a second)
     path = "/jpip/%s?%s" % (name, REND_QUERIES[4])
     used = set()
-    deadline = time.time() + 20
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        while len(used) < len(h.children()) and time.time() < deadline:
+    deadline = time.time() + (30 if need_procs > 1 else 0)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        while True:
             for st, _, body in pool.map(lambda _: h.get(path), range(32)):
                 expect(st == 200 and body == before[REND_QUERIES[4]],
                        "concurrent answers changed with the rendition")
             rows = [x for x in rend_log(h) if x[3].startswith("GET " + path + " ")]
             used = {pid for pid, nr, nm, _ in rows if nr > nm // 2}
-    expect(len(used) >= 2, "answers from the rendition came from %d process(es)" % len(used))
+            if len(used) >= need_procs or time.time() > deadline:
+                break
+            time.sleep(0.2)
+    expect(len(used) >= need_procs, "answers from the rendition came from %d process(es), "
+           "want %d" % (len(used), need_procs))
 
 
 def case_rendition(h):
@@ -334,22 +339,45 @@ def case_rendition_damaged(h):
     rendition_case(h, "rend-damaged.j2k", damaged=True)
 
 
+REND_CONF = """
+LogFormat "%P %{{jpip-rendition-messages}}n %{{jpip-messages}}n %r" jpiprend
+CustomLog "{root}/logs/rend.log" jpiprend
+JPIPRenditionAfter 4
+"""
+
+
+def rendition_prefork(run):
+    """Prefork with two processes: each maps the rendition one of them built."""
+    h = Httpd(env("HTTPD"), env("APXS"), env("JPIP_MODULE"), confdir(),
+              samples=env("JPIP_SAMPLES"), servers=2, mpm="prefork", extra_conf=REND_CONF)
+    try:
+        h.start()
+    except Exception as e:  # noqa: BLE001
+        run.case("prefork: start httpd", lambda: expect(False, str(e)))
+        h.cleanup()
+        return
+    try:
+        run.case("prefork: a rendition built by one process is used by the others",
+                 rendition_case, h, "rend-prefork.j2k", False, 2)
+    finally:
+        h.stop()
+    run.case("prefork: error log has no [error]/[crit]/exit signal lines", case_error_log_clean, h)
+    h.cleanup()
+
+
 def case_error_log_clean(h):
     bad = h.bad_log_lines()
     expect(not bad, "error log has:\n  " + "\n  ".join(bad[:10]))
 
 
 def main():
-    extra = """
+    extra = REND_CONF + """
 Protocols h2c http/1.1
 <Location "/jpipcl">
     SetHandler jpip
     JPIPRoot "{archive}"
     JPIPContentLength Always
 </Location>
-LogFormat "%P %{{jpip-rendition-messages}}n %{{jpip-messages}}n %r" jpiprend
-CustomLog "{root}/logs/rend.log" jpiprend
-JPIPRenditionAfter 4
 <Location "/jpipcors">
     SetHandler jpip
     JPIPRoot "{archive}"
@@ -371,7 +399,7 @@ JPIPRenditionAfter 4
         for name, fn in [
             ("httpd runs the event MPM with two or more children", case_children),
             ("plain page from the DocumentRoot", case_plain_page),
-            ("renditions: built once, used by every process, answers unchanged",
+            ("renditions: built once in the background, answers unchanged",
              case_rendition),
             ("renditions: a damaged one is refused and rebuilt", case_rendition_damaged),
             ("existing target by path answers a JPP-stream", case_existing_target),
@@ -398,6 +426,7 @@ JPIPRenditionAfter 4
         h.stop()
     run.case("error log has no [error]/[crit]/exit signal lines", case_error_log_clean, h)
     h.cleanup()
+    rendition_prefork(run)
     return run.summary()
 
 
