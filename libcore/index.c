@@ -1600,6 +1600,12 @@ const jpip_bin_t *jpip_index_bin_at(const jpip_index_t *ix, apr_uint64_t n)
     return &ix->bins[n];
 }
 
+const unsigned char *jpip_index_piece_bytes(const jpip_index_t *ix, const jpip_piece_t *p,
+                                            const unsigned char *file)
+{
+    return jpip_piece_is_synth(p) ? jpip_index_synth(ix, p) : file + p->off;
+}
+
 void jpip_index_bin_copy(const jpip_index_t *ix, const jpip_bin_t *bin, const unsigned char *file,
                          unsigned char *out)
 {
@@ -1607,9 +1613,7 @@ void jpip_index_bin_copy(const jpip_index_t *ix, const jpip_bin_t *bin, const un
     apr_uint32_t i;
 
     for (i = 0; i < bin->npieces; i++) {
-        const unsigned char *src =
-            jpip_piece_is_synth(&pc[i]) ? jpip_index_synth(ix, &pc[i]) : file + pc[i].off;
-        memcpy(out, src, (apr_size_t)pc[i].len);
+        memcpy(out, jpip_index_piece_bytes(ix, &pc[i], file), (apr_size_t)pc[i].len);
         out += pc[i].len;
     }
 }

@@ -182,6 +182,11 @@ const jpip_bin_t *jpip_index_prec_bin(const jpip_index_t *ix, const jpip_ix_tc_t
 const jpip_piece_t *jpip_index_pieces(const jpip_index_t *ix, const jpip_bin_t *bin);
 const apr_uint64_t *jpip_index_bounds(const jpip_index_t *ix, const jpip_bin_t *bin);
 
+/* The bytes of piece p of a bin: in file (the whole target in memory)
+ * or, for a synthesised piece, in the index. */
+const unsigned char *jpip_index_piece_bytes(const jpip_index_t *ix, const jpip_piece_t *p,
+                                            const unsigned char *file);
+
 /* Copy the bin->len bytes of bin into out: file pieces from file (the
  * whole target in memory, e.g. mapped), synthesised ones from the index. */
 void jpip_index_bin_copy(const jpip_index_t *ix, const jpip_bin_t *bin, const unsigned char *file,

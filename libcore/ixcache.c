@@ -41,22 +41,35 @@ const char *jpip_ixcache_file(apr_pool_t *pool, const char *dir, const char *pat
     return apr_pstrcat(pool, dir, "/", sha1_hex(pool, path, strlen(path), 40), ".jpix", NULL);
 }
 
+/* Open a cache file and map the whole of it read-only (in pool).
+ * Returns 0 when it is missing, empty or cannot be mapped. */
+static int map_file(apr_pool_t *pool, const char *file, apr_int32_t flags, apr_file_t **f,
+                    apr_mmap_t **mm)
+{
+    apr_finfo_t cf;
+
+    if (apr_file_open(f, file, APR_FOPEN_READ | APR_FOPEN_BINARY | flags, 0, pool) != APR_SUCCESS) {
+        return 0;
+    }
+    if (apr_file_info_get(&cf, APR_FINFO_SIZE, *f) != APR_SUCCESS || cf.size <= 0 ||
+        (apr_uint64_t)cf.size > (apr_uint64_t)APR_SIZE_MAX ||
+        apr_mmap_create(mm, *f, 0, (apr_size_t)cf.size, APR_MMAP_READ, pool) != APR_SUCCESS) {
+        apr_file_close(*f);
+        return 0;
+    }
+    return 1;
+}
+
 /* Map a cache file and accept it if it indexes exactly this source. */
 static int try_load(apr_pool_t *pool, const char *file, const char *path, const apr_finfo_t *finfo,
                     jpip_index_t **ix)
 {
     apr_file_t *f;
-    apr_finfo_t cf;
     apr_mmap_t *mm;
     jpip_index_key_t key;
     jpip_err_t err;
 
-    if (apr_file_open(&f, file, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, pool) != APR_SUCCESS) {
-        return 0;
-    }
-    if (apr_file_info_get(&cf, APR_FINFO_SIZE, f) != APR_SUCCESS || cf.size <= 0 ||
-        apr_mmap_create(&mm, f, 0, (apr_size_t)cf.size, APR_MMAP_READ, pool) != APR_SUCCESS) {
-        apr_file_close(f);
+    if (!map_file(pool, file, 0, &f, &mm)) {
         return 0;
     }
     apr_file_close(f); /* the mapping stays valid */
@@ -145,19 +158,11 @@ int jpip_ixcache_rend_load(apr_pool_t *pool, const char *dir, const char *path,
                            const jpip_index_t *ix, jpip_rend_t **rd, apr_file_t **file)
 {
     apr_file_t *f;
-    apr_finfo_t cf;
     apr_mmap_t *mm;
     jpip_err_t err;
 
-    if (dir == NULL || apr_file_open(&f, jpip_ixcache_rend_file(pool, dir, path),
-                                     APR_FOPEN_READ | APR_FOPEN_BINARY | APR_FOPEN_SENDFILE_ENABLED,
-                                     0, pool) != APR_SUCCESS) {
-        return 0;
-    }
-    if (apr_file_info_get(&cf, APR_FINFO_SIZE, f) != APR_SUCCESS || cf.size <= 0 ||
-        (apr_uint64_t)cf.size > (apr_uint64_t)APR_SIZE_MAX ||
-        apr_mmap_create(&mm, f, 0, (apr_size_t)cf.size, APR_MMAP_READ, pool) != APR_SUCCESS) {
-        apr_file_close(f);
+    if (dir == NULL || !map_file(pool, jpip_ixcache_rend_file(pool, dir, path),
+                                 APR_FOPEN_SENDFILE_ENABLED, &f, &mm)) {
         return 0;
     }
     if (jpip_rend_load(rd, pool, ix, mm->mm, mm->size, &err) != JPIP_OK) {

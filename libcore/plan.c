@@ -391,7 +391,9 @@ static int make_msg(jpip_plan_t *p, ent_t *e, apr_uint64_t end, int cuttable, jp
         apr_uint64_t ro = p->rtab[e->bin - p->bins0];
 
         if (ro != JPIP_REND_NONE) {
-            hs = jpip_jpp_header_size(&p->w, cls, e->csn, e->id, 0, len, 0);
+            if (!p->opts.has_len) { /* else it was sized above, uncut */
+                hs = jpip_jpp_header_size(&p->w, cls, e->csn, e->id, 0, len, 0);
+            }
             if (hs + len <= p->rsize - ro) {
                 m->rend_off = ro;
             }

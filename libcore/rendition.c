@@ -54,7 +54,8 @@ static jpip_code_t visit(const jpip_index_t *ix, visit_fn fn, void *ctx,
                     return jpip_err_set(err, JPIP_E_LIMIT, "cancelled");
                 }
                 for (c = 0; c < cs->siz.csiz; c++) {
-                    const jpip_tccp_t *tccp = jpip_index_tccp(ix, jpip_index_tc(ix, cs, t, c));
+                    const jpip_ix_tc_t *tc = jpip_index_tc(ix, cs, t, c);
+                    const jpip_tccp_t *tccp = jpip_index_tccp(ix, tc);
                     jpip_ix_res_t res;
                     apr_uint64_t s, n;
                     jpip_code_t rc;
@@ -68,13 +69,10 @@ static jpip_code_t visit(const jpip_index_t *ix, visit_fn fn, void *ctx,
                     }
                     n = res.grid.npw * res.grid.nph;
                     for (s = res.s0; s < res.s0 + n; s++) {
-                        apr_uint64_t id = t + (c + s * cs->siz.csiz) * nt;
-                        const jpip_bin_t *bin;
+                        const jpip_bin_t *bin = jpip_index_prec_bin(ix, tc, s);
 
-                        rc = jpip_index_bin(ix, JPIP_CLASS_PRECINCT, csn, id, &bin, err);
-                        if (rc == JPIP_OK) {
-                            rc = fn(ctx, csn, id, bin, err);
-                        }
+                        rc = bin == NULL ? jpip_err_set(err, JPIP_E_FORMAT, "a precinct is missing")
+                                         : fn(ctx, csn, t + (c + s * cs->siz.csiz) * nt, bin, err);
                         if (rc != JPIP_OK) {
                             return rc;
                         }
@@ -141,9 +139,8 @@ static jpip_code_t emit(void *vctx, apr_uint64_t csn, apr_uint64_t id, const jpi
     jpip_code_t rc = put(wr->f, h, msg_header(csn, id, bin, h), err);
 
     for (i = 0; i < bin->npieces && rc == JPIP_OK; i++) {
-        const unsigned char *src =
-            jpip_piece_is_synth(&pc[i]) ? jpip_index_synth(wr->ix, &pc[i]) : wr->file + pc[i].off;
-        rc = put(wr->f, src, (apr_size_t)pc[i].len, err);
+        rc = put(wr->f, jpip_index_piece_bytes(wr->ix, &pc[i], wr->file), (apr_size_t)pc[i].len,
+                 err);
     }
     return rc;
 }

@@ -252,14 +252,19 @@ static const char *target_name(request_rec *r, const jpip_dir_conf_t *conf,
 
 /* ------------------------------------------------------------- response */
 
+/* A file the response sends ranges of as file buckets. */
+typedef struct ofile_t {
+    apr_file_t *file;  /* open for the whole response */
+    apr_off_t size;    /* its length */
+    apr_file_t *fd;    /* this batch's descriptor, or NULL */
+    apr_pool_t *pool;  /* this batch's pool, or NULL */
+    apr_bucket *proto; /* a file bucket over fd that every range copies, or NULL */
+} ofile_t;
+
 typedef struct out_t {
     request_rec *r;
     apr_bucket_brigade *bb;
-    apr_file_t *file;         /* the target, open for the whole response */
-    apr_off_t size;           /* its length */
-    apr_file_t *fd;           /* this batch's descriptor, or NULL */
-    apr_pool_t *pool;         /* this batch's pool, or NULL */
-    apr_bucket *proto;        /* a file bucket over fd that every piece copies, or NULL */
+    ofile_t tf;               /* the target */
     const unsigned char *map; /* the target mapped read-only, or NULL */
     int copy;                 /* HTTP/2: copy file bytes, no file buckets */
     char *gbuf;               /* the gather buffer being filled (GATHER bytes) */
@@ -268,14 +273,11 @@ typedef struct out_t {
     apr_size_t gused;
     apr_size_t pending; /* bytes copied since the last pass (HTTP/2) */
     apr_status_t rv;    /* first failure passing a brigade down */
-    /* the rendition (rendition.h): whole messages as ranges of its file */
-    apr_file_t *rfile;         /* open for the whole response, or NULL */
+    /* the rendition (rendition.h): whole messages as ranges of it */
+    ofile_t rf;                /* its file (rf.file NULL: none) */
     const unsigned char *rmap; /* its mapping */
-    apr_file_t *rfd;           /* this batch's descriptor of it, or NULL */
-    apr_pool_t *rpool;
-    apr_bucket *rproto;
-    apr_bucket *rlast; /* the last rendition bucket put in the brigade */
-    int sendfile;      /* EnableSendfile On: file buckets; else buckets over the mapping */
+    apr_bucket *rlast;         /* the last rendition bucket put in the brigade */
+    int sendfile;              /* EnableSendfile On: file buckets; else buckets over the mapping */
 } out_t;
 
 #define GATHER (64 * 1024)      /* heap buckets of message headers and small pieces */
@@ -359,8 +361,8 @@ static jpip_code_t gather(out_t *o, const void *data, apr_uint64_t off, apr_uint
             apr_off_t pos = (apr_off_t)off;
             apr_size_t got = 0;
 
-            if (apr_file_seek(o->file, APR_SET, &pos) != APR_SUCCESS ||
-                apr_file_read_full(o->file, o->gbuf + o->gused, n, &got) != APR_SUCCESS) {
+            if (apr_file_seek(o->tf.file, APR_SET, &pos) != APR_SUCCESS ||
+                apr_file_read_full(o->tf.file, o->gbuf + o->gused, n, &got) != APR_SUCCESS) {
                 return jpip_err_set(err, JPIP_E_IO, "the target could not be read");
             }
             off += n;
@@ -372,63 +374,43 @@ static jpip_code_t gather(out_t *o, const void *data, apr_uint64_t off, apr_uint
     return JPIP_OK;
 }
 
-/* The batch's file bucket, made when its first large piece needs it. Each
+/* The batch's file bucket over f, made when its first range needs it. Each
  * batch's file buckets get their own descriptor in their own pool: a filter
  * that sets them aside (HTTP/2's beam, the core's deferred writes) takes
  * that descriptor over and closes it when done, which must not close the
  * one later batches use. */
-static apr_bucket *batch_proto(out_t *o)
+static apr_bucket *batch_proto(out_t *o, ofile_t *f)
 {
-    if (o->proto == NULL) {
-        apr_pool_create(&o->pool, o->r->pool);
-        if (apr_file_dup(&o->fd, o->file, o->pool) != APR_SUCCESS) {
-            apr_pool_destroy(o->pool);
-            o->pool = NULL;
+    if (f->proto == NULL) {
+        apr_pool_create(&f->pool, o->r->pool);
+        if (apr_file_dup(&f->fd, f->file, f->pool) != APR_SUCCESS) {
+            apr_pool_destroy(f->pool);
+            f->pool = NULL;
             return NULL;
         }
-        o->proto =
-            apr_bucket_file_create(o->fd, 0, (apr_size_t)o->size, o->pool, o->bb->bucket_alloc);
+        f->proto =
+            apr_bucket_file_create(f->fd, 0, (apr_size_t)f->size, f->pool, o->bb->bucket_alloc);
     }
-    return o->proto;
-}
-
-/* The same for the rendition file. */
-static apr_bucket *batch_rproto(out_t *o)
-{
-    if (o->rproto == NULL) {
-        apr_finfo_t fi;
-
-        apr_pool_create(&o->rpool, o->r->pool);
-        if (apr_file_dup(&o->rfd, o->rfile, o->rpool) != APR_SUCCESS ||
-            apr_file_info_get(&fi, APR_FINFO_SIZE, o->rfd) != APR_SUCCESS) {
-            apr_pool_destroy(o->rpool);
-            o->rpool = NULL;
-            return NULL;
-        }
-        o->rproto =
-            apr_bucket_file_create(o->rfd, 0, (apr_size_t)fi.size, o->rpool, o->bb->bucket_alloc);
-    }
-    return o->rproto;
+    return f->proto;
 }
 
 /* After the batch was passed down: its file buckets are written or set
  * aside into a filter's pool. */
+static void batch_file_done(ofile_t *f)
+{
+    if (f->proto != NULL) {
+        apr_bucket_destroy(f->proto);
+        apr_pool_destroy(f->pool);
+        f->proto = NULL;
+        f->pool = NULL;
+        f->fd = NULL;
+    }
+}
+
 static void batch_done(out_t *o)
 {
-    if (o->proto != NULL) {
-        apr_bucket_destroy(o->proto);
-        apr_pool_destroy(o->pool);
-        o->proto = NULL;
-        o->pool = NULL;
-        o->fd = NULL;
-    }
-    if (o->rproto != NULL) {
-        apr_bucket_destroy(o->rproto);
-        apr_pool_destroy(o->rpool);
-        o->rproto = NULL;
-        o->rpool = NULL;
-        o->rfd = NULL;
-    }
+    batch_file_done(&o->tf);
+    batch_file_done(&o->rf);
     o->rlast = NULL;
 }
 
@@ -459,10 +441,10 @@ static jpip_code_t put_rend(out_t *o, apr_uint64_t off, apr_uint64_t len, jpip_e
         b->start = (apr_off_t)off;
         b->length = (apr_size_t)len;
     } else {
-        if (batch_rproto(o) == NULL) {
+        if (batch_proto(o, &o->rf) == NULL) {
             return jpip_err_set(err, JPIP_E_IO, "the rendition could not be reopened");
         }
-        apr_bucket_copy(o->rproto, &b);
+        apr_bucket_copy(o->rf.proto, &b);
         b->start = (apr_off_t)off;
         b->length = (apr_size_t)len;
     }
@@ -491,11 +473,11 @@ static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
     /* zero copy for large pieces. The copies share the file bucket's data:
      * when a filter sets one aside (moving the descriptor into its own
      * pool) all of them follow. */
-    if (batch_proto(o) == NULL) {
+    if (batch_proto(o, &o->tf) == NULL) {
         return jpip_err_set(err, JPIP_E_IO, "the target could not be reopened");
     }
     gather_flush(o);
-    apr_bucket_copy(o->proto, &b);
+    apr_bucket_copy(o->tf.proto, &b);
     b->start = (apr_off_t)off;
     b->length = (apr_size_t)len;
     APR_BRIGADE_INSERT_TAIL(o->bb, b);
@@ -853,8 +835,8 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
         o.map = cd->enable_mmap == ENABLE_MMAP_OFF ? NULL : tgt->map;
         o.sendfile = cd->enable_sendfile == ENABLE_SENDFILE_ON;
     }
-    o.size = (apr_off_t)tgt->size;
-    if (apr_file_open(&o.file, tgt->path,
+    o.tf.size = (apr_off_t)tgt->size;
+    if (apr_file_open(&o.tf.file, tgt->path,
                       APR_FOPEN_READ | APR_FOPEN_BINARY |
                           (o.sendfile ? APR_FOPEN_SENDFILE_ENABLED : 0),
                       0, r->pool) != APR_SUCCESS) {
@@ -862,7 +844,8 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
     }
     if (resp->rend != NULL) {
         o.rmap = jpip_rend_data(resp->rend);
-        o.rfile = rfile;
+        o.rf.file = rfile;
+        o.rf.size = (apr_off_t)jpip_rend_size(resp->rend);
         if (o.map == NULL) {
             o.sendfile = 1; /* EnableMMAP Off: file buckets */
         }

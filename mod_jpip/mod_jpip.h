@@ -85,7 +85,6 @@ typedef struct jpip_tgt_t {
     const jpip_index_t *ix;
     const jpip_box_layout_t *layout; /* JP2-family files; NULL for raw codestreams */
     const unsigned char *map;        /* the file mapped read-only, or NULL */
-    const char *rend_path;           /* its rendition file (index cache), or NULL */
     void *rend;                      /* its rendition once mapped (a jpip_tgt_rend_t *),
                                         set and read atomically: use
                                         jpip_targets_rendition */

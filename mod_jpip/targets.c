@@ -32,6 +32,7 @@ typedef struct entry_t {
     int stale; /* removed from the table; destroy when refs drops to 0 */
     apr_time_t used;
     /* the rendition, all under cache.lock */
+    const char *rend_dir;   /* the index cache it is kept in, or NULL: none */
     int hits;               /* requests served without one */
     int rend_busy;          /* a look or a build is under way */
     apr_time_t rend_looked; /* when this process last looked */
@@ -240,7 +241,7 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
             apr_file_close(f);
         }
         if (dir != NULL && e->tgt.map != NULL) {
-            e->tgt.rend_path = jpip_ixcache_rend_file(p, dir, t->path);
+            e->rend_dir = apr_pstrdup(p, dir);
         }
     }
     if (rc != JPIP_OK) {
@@ -324,10 +325,8 @@ static int rend_load(entry_t *e)
     jpip_rend_t *rd;
     apr_file_t *f;
     jpip_tgt_rend_t *tr;
-    const char *dir = apr_pstrndup(e->pool, e->tgt.rend_path,
-                                   (apr_size_t)(strrchr(e->tgt.rend_path, '/') - e->tgt.rend_path));
 
-    if (!jpip_ixcache_rend_load(e->pool, dir, e->tgt.path, e->tgt.ix, &rd, &f)) {
+    if (!jpip_ixcache_rend_load(e->pool, e->rend_dir, e->tgt.path, e->tgt.ix, &rd, &f)) {
         return 0;
     }
     tr = apr_palloc(e->pool, sizeof(*tr));
@@ -349,29 +348,32 @@ static void *APR_THREAD_FUNC rend_build(apr_thread_t *thd, void *data)
 {
     entry_t *e = data;
     apr_pool_t *p = apr_thread_pool_get(thd); /* the builder's own allocator */
-    const char *dir;
     jpip_err_t err;
     jpip_code_t rc;
     apr_time_t t0 = apr_time_now();
 
-    dir = apr_pstrndup(p, e->tgt.rend_path,
-                       (apr_size_t)(strrchr(e->tgt.rend_path, '/') - e->tgt.rend_path));
-    rc = jpip_ixcache_rend_store(p, dir, e->tgt.path, e->tgt.ix, e->tgt.map, REND_STALE,
+    rc = jpip_ixcache_rend_store(p, e->rend_dir, e->tgt.path, e->tgt.ix, e->tgt.map, REND_STALE,
                                  &cache.cancel, &err);
     if (rc == JPIP_OK) {
-        apr_finfo_t fi;
         int ok;
 
         apr_thread_mutex_lock(cache.lock);
         ok = rend_load(e);
         apr_thread_mutex_unlock(cache.lock);
-        ap_log_error(APLOG_MARK, ok ? APLOG_INFO : APLOG_WARNING, 0, cache.server,
-                     JPIPLOGNO(0014) "jpip(file=%s): rendition built in %.1f ms (%s bytes)%s",
-                     e->tgt.path, (apr_time_now() - t0) / 1000.0,
-                     apr_stat(&fi, e->tgt.rend_path, APR_FINFO_SIZE, p) == APR_SUCCESS
-                         ? apr_off_t_toa(p, fi.size)
-                         : "?",
-                     ok ? "" : ", but it could not be mapped");
+        if (ok) {
+            const jpip_tgt_rend_t *tr = e->tgt.rend; /* set by this thread */
+
+            ap_log_error(
+                APLOG_MARK, APLOG_INFO, 0, cache.server,
+                JPIPLOGNO(0014) "jpip(file=%s): rendition built in %.1f ms (%" APR_UINT64_T_FMT
+                                " bytes)",
+                e->tgt.path, (apr_time_now() - t0) / 1000.0, jpip_rend_size(tr->rd));
+        } else {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cache.server,
+                         JPIPLOGNO(0014) "jpip(file=%s): rendition built in %.1f ms, but it "
+                                         "could not be mapped",
+                         e->tgt.path, (apr_time_now() - t0) / 1000.0);
+        }
     } else if (!apr_atomic_read32(&cache.cancel) &&
                strcmp(err.msg, "another process is building it") != 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cache.server,
@@ -396,7 +398,7 @@ const jpip_tgt_rend_t *jpip_targets_rendition(request_rec *r, const jpip_tgt_t *
     apr_time_t now;
     int build = 0;
 
-    if (rd != NULL || cache.rend_after == 0 || tgt->rend_path == NULL) {
+    if (rd != NULL || cache.rend_after == 0 || e->rend_dir == NULL) {
         return rd;
     }
     now = apr_time_now();
