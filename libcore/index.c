@@ -77,6 +77,7 @@ struct jpip_index_t {
     const apr_uint64_t *bounds;
     const unsigned char *synth;
     jpip_ix_summary_t *sums; /* per codestream, computed at load */
+    int last_bound_len;      /* every bin's last bound is its length (checked at load) */
 };
 
 void jpip_index_limits_default(jpip_index_limits_t *l)
@@ -1239,11 +1240,12 @@ static jpip_code_t check_pieces(const jpip_index_t *ix, jpip_err_t *err)
     return JPIP_OK;
 }
 
-static jpip_code_t check_bins(const jpip_index_t *ix, jpip_err_t *err)
+static jpip_code_t check_bins(jpip_index_t *ix, jpip_err_t *err)
 {
     apr_uint64_t nb = ix->h->sec[SEC_BIN].count, np = ix->h->sec[SEC_PIECE].count;
     apr_uint64_t nd = ix->h->sec[SEC_BOUND].count, i, k;
 
+    ix->last_bound_len = 1;
     for (i = 0; i < nb; i++) {
         const jpip_bin_t *b = &ix->bins[i];
         apr_uint64_t sum = 0, prev = 0;
@@ -1270,6 +1272,9 @@ static jpip_code_t check_bins(const jpip_index_t *ix, jpip_err_t *err)
                 return bad(err, "bin boundaries out of order");
             }
             prev = v;
+        }
+        if (b->nbounds > 0 && prev != b->len) {
+            ix->last_bound_len = 0;
         }
     }
     return JPIP_OK;
@@ -1477,6 +1482,11 @@ const jpip_piece_t *jpip_index_pieces(const jpip_index_t *ix, const jpip_bin_t *
 const apr_uint64_t *jpip_index_bounds(const jpip_index_t *ix, const jpip_bin_t *bin)
 {
     return &ix->bounds[bin->bound0];
+}
+
+int jpip_index_last_bound_is_len(const jpip_index_t *ix)
+{
+    return ix->last_bound_len;
 }
 
 const unsigned char *jpip_index_synth(const jpip_index_t *ix, const jpip_piece_t *p)

@@ -182,6 +182,10 @@ const jpip_bin_t *jpip_index_prec_bin(const jpip_index_t *ix, const jpip_ix_tc_t
 const jpip_piece_t *jpip_index_pieces(const jpip_index_t *ix, const jpip_bin_t *bin);
 const apr_uint64_t *jpip_index_bounds(const jpip_index_t *ix, const jpip_bin_t *bin);
 
+/* Whether the last bound of every bin (that has bounds) is its length, so
+ * that all of a bin's layers end at bin->len without reading its bounds. */
+int jpip_index_last_bound_is_len(const jpip_index_t *ix);
+
 /* The bytes of piece p of a bin: in file (the whole target in memory)
  * or, for a synthesised piece, in the index. */
 const unsigned char *jpip_index_piece_bytes(const jpip_index_t *ix, const jpip_piece_t *p,

@@ -576,14 +576,13 @@ void jpip_model_run(const jpip_model_t *m, apr_size_t i, jpip_model_run_t *run)
     run->bytes = r->bytes;
 }
 
-apr_uint64_t jpip_model_held(const jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t id)
+/* The first run of (cls, csn) (normalised) not entirely before id, or the
+ * first run of a later key, or count. */
+static apr_size_t find_run(const jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t id)
 {
     const mrec_t *r = crecs(m);
     apr_size_t lo = 0, hi = (apr_size_t)m->count;
 
-    cls = norm_class(cls);
-    csn = norm_csn(cls, csn);
-    /* first run not entirely before id */
     while (lo < hi) {
         apr_size_t mid = lo + (hi - lo) / 2;
         int k = key_cmp(&r[mid], cls, csn);
@@ -593,10 +592,57 @@ apr_uint64_t jpip_model_held(const jpip_model_t *m, unsigned cls, apr_uint64_t c
             hi = mid;
         }
     }
-    if (lo < m->count && key_cmp(&r[lo], cls, csn) == 0 && r[lo].first <= id) {
-        return r[lo].bytes;
+    return lo;
+}
+
+apr_uint64_t jpip_model_held(const jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t id)
+{
+    const mrec_t *r = crecs(m);
+    apr_size_t i;
+
+    cls = norm_class(cls);
+    csn = norm_csn(cls, csn);
+    i = find_run(m, cls, csn, id);
+    if (i < m->count && key_cmp(&r[i], cls, csn) == 0 && r[i].first <= id) {
+        return r[i].bytes;
     }
     return def_value(m);
+}
+
+void jpip_model_held_row(const jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
+                         apr_uint64_t step, apr_size_t n, apr_uint64_t *held)
+{
+    const mrec_t *r = crecs(m);
+    apr_uint64_t def = def_value(m);
+    apr_size_t i, k = 0;
+
+    cls = norm_class(cls);
+    csn = norm_csn(cls, csn);
+    i = find_run(m, cls, csn, id);
+    /* the ids ascend, and so do the runs: one walk over both */
+    while (k < n) {
+        apr_uint64_t x = id + k * step;
+
+        while (i < m->count && key_cmp(&r[i], cls, csn) == 0 && r[i].last < x) {
+            i++;
+        }
+        if (i == m->count || key_cmp(&r[i], cls, csn) != 0) {
+            break; /* no run at or after x */
+        }
+        if (r[i].first <= x) {
+            held[k++] = r[i].bytes;
+        } else {
+            /* the ids before this run hold the default */
+            apr_uint64_t next = step == 0 ? n : (r[i].first - id + step - 1) / step;
+
+            while (k < n && k < next) {
+                held[k++] = def;
+            }
+        }
+    }
+    while (k < n) {
+        held[k++] = def;
+    }
 }
 
 enum { OP_MAX, OP_MIN };

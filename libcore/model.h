@@ -146,6 +146,12 @@ void jpip_model_run(const jpip_model_t *m, apr_size_t i, jpip_model_run_t *run);
 apr_uint64_t jpip_model_held(const jpip_model_t *m, unsigned cls, apr_uint64_t csn,
                              apr_uint64_t id);
 
+/* jpip_model_held of the n bins (cls, csn, id + k * step), k < n, into
+ * held[k]: one search and one walk over the runs they span, not a search
+ * per bin. */
+void jpip_model_held_row(const jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
+                         apr_uint64_t step, apr_size_t n, apr_uint64_t *held);
+
 /* Record that the client holds the first upto bytes of the bin (the whole
  * bin if complete); held bytes never decrease here. JPIP_E_LIMIT (model
  * unchanged) when the runs would exceed the capacity. */

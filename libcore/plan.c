@@ -11,11 +11,17 @@ typedef struct ent_t {
     apr_uint64_t lo, hi; /* the bytes wanted */
     apr_uint64_t pos0;   /* bytes the client holds before the response */
     apr_uint64_t pos;    /* ... and after the messages produced so far */
+    apr_uint64_t blen;   /* the bin's length and number of bounds, copied */
+    apr_uint32_t nb;     /* here so that producing messages reads the entries in order only */
     apr_uint32_t csn;
     unsigned char cls;   /* base class (0, 2, 4, 6, 8) */
     unsigned char done0; /* the client holds the bin complete already */
     unsigned char done;
     apr_uint32_t maxl; /* precincts: layer limit (0: all) */
+    /* a run: n > 1 neighbouring precincts sent whole from the rendition
+     * (bins bin .. bin+n-1, ids id, id+step, ...), k of them produced */
+    apr_uint32_t n, k;
+    apr_uint64_t step;
 } ent_t;
 
 /* Image data is kept in one list per level below full resolution, sent
@@ -63,7 +69,9 @@ struct jpip_plan_t {
     /* the rendition, looked up once */
     const apr_uint64_t *rtab; /* by bin number, or NULL */
     const jpip_bin_t *bins0;  /* bin number 0 */
-    apr_uint64_t rsize;
+    int rows;                 /* rows wanted whole may become runs */
+    unsigned rows_nb;         /* ... when their layer limit is none or at least this */
+    int last_bound_len;       /* jpip_index_last_bound_is_len */
 };
 
 static ent_t *list_push(apr_pool_t *pool, elist_t *l)
@@ -103,35 +111,43 @@ jpip_code_t jpip_plan_create(jpip_plan_t **plan, apr_pool_t *pool, const jpip_in
     p->ix = ix;
     p->model = model;
     p->opts = *opts;
+    p->last_bound_len = jpip_index_last_bound_is_len(ix);
     if (p->opts.max_entries == 0) {
         p->opts.max_entries = (apr_uint64_t)1 << 24;
     }
     if (opts->rend != NULL && jpip_index_nbins(ix) > 0) {
         p->rtab = jpip_rend_table(opts->rend);
         p->bins0 = jpip_index_bin_at(ix, 0);
-        p->rsize = jpip_rend_size(opts->rend);
+        /* runs are whole bins of the base class with no Aux, all their
+         * layers in one message */
+        p->rows = jpip_rend_rows(opts->rend, &p->rows_nb) && opts->whole_bins && !opts->jpt &&
+                  !opts->extended;
     }
     jpip_plan_rewind(p);
     *plan = p;
     return JPIP_OK;
 }
 
-/* Append an entry for (cls, csn, id) wanting bytes [lo, hi) to list li. */
-static jpip_code_t push(jpip_plan_t *p, int li, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
-                        const jpip_bin_t *bin, apr_uint64_t lo, apr_uint64_t hi, ent_t **out,
-                        jpip_err_t *err)
+static jpip_code_t too_many(const jpip_plan_t *p, jpip_err_t *err)
+{
+    return jpip_err_set(err, JPIP_E_LIMIT,
+                        "the view involves more than %" APR_UINT64_T_FMT
+                        " data-bins (ask for a smaller region or resolution)",
+                        p->opts.max_entries);
+}
+
+/* Append an entry for (cls, csn, id) wanting bytes [lo, hi) to list li,
+ * of which the client holds h bytes. */
+static jpip_code_t push_held(jpip_plan_t *p, int li, unsigned cls, apr_uint64_t csn,
+                             apr_uint64_t id, const jpip_bin_t *bin, apr_uint64_t lo,
+                             apr_uint64_t hi, apr_uint64_t h, ent_t **out, jpip_err_t *err)
 {
     ent_t *e;
-    apr_uint64_t h;
 
     if (p->nents >= p->opts.max_entries) {
-        return jpip_err_set(err, JPIP_E_LIMIT,
-                            "the view involves more than %" APR_UINT64_T_FMT
-                            " data-bins (ask for a smaller region or resolution)",
-                            p->opts.max_entries);
+        return too_many(p, err);
     }
     p->nents++;
-    h = held(p, cls, csn, id);
     if (out != NULL) {
         *out = NULL;
     }
@@ -144,20 +160,31 @@ static jpip_code_t push(jpip_plan_t *p, int li, unsigned cls, apr_uint64_t csn, 
     }
     e = list_push(p->pool, &p->list[li]);
     e->maxl = 0;
+    e->n = 1;
+    e->k = 0;
     e->bin = bin;
+    e->blen = bin->len;
+    e->nb = bin->nbounds;
     e->id = id;
     e->lo = lo;
     e->hi = hi;
     e->csn = (apr_uint32_t)csn;
     e->cls = (unsigned char)cls;
     e->done0 = h == JPIP_MODEL_COMPLETE;
-    e->pos0 = e->done0 ? bin->len : (h > bin->len ? bin->len : h);
+    e->pos0 = e->done0 ? e->blen : (h > e->blen ? e->blen : h);
     e->pos = e->pos0;
     e->done = e->done0;
     if (out != NULL) {
         *out = e;
     }
     return JPIP_OK;
+}
+
+static jpip_code_t push(jpip_plan_t *p, int li, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
+                        const jpip_bin_t *bin, apr_uint64_t lo, apr_uint64_t hi, ent_t **out,
+                        jpip_err_t *err)
+{
+    return push_held(p, li, cls, csn, id, bin, lo, hi, held(p, cls, csn, id), out, err);
 }
 
 jpip_code_t jpip_plan_add_meta(jpip_plan_t *plan, apr_uint64_t id, apr_uint64_t off,
@@ -222,17 +249,75 @@ typedef struct view_ctx_t {
     const jpip_view_t *v;
 } view_ctx_t;
 
-static jpip_code_t add_precinct(void *vctx, const jpip_view_prec_t *pr, jpip_err_t *err)
+/* Precincts k .. k+n-1 of a row that the client lacks entirely, as one
+ * run entry. */
+static jpip_code_t add_run(view_ctx_t *c, const jpip_view_row_t *row, apr_uint32_t k,
+                           apr_uint32_t n, jpip_err_t *err)
+{
+    jpip_plan_t *p = c->p;
+    ent_t *e;
+    jpip_code_t rc;
+
+    if (n > p->opts.max_entries - p->nents) {
+        return too_many(p, err);
+    }
+    p->nents += n - 1; /* push_held counts the first */
+    rc = push_held(p, image_list(row->lev), JPIP_CLASS_PRECINCT, c->v->csn, row->id + k * row->step,
+                   row->bin + k, 0, row->bin[k].len, 0, &e, err);
+    if (rc == JPIP_OK) {
+        e->n = n;
+        e->step = row->step;
+        if (p->rows_nb > p->nlayers) {
+            p->nlayers = p->rows_nb;
+        }
+    }
+    return rc;
+}
+
+/* A row of precincts: what the client lacks entirely goes in runs of
+ * neighbours when the rendition can send them whole, the rest in an entry
+ * per precinct. What the client holds is found with one walk over its
+ * model per row. */
+static jpip_code_t add_row(void *vctx, const jpip_view_row_t *row, jpip_err_t *err)
 {
     view_ctx_t *c = vctx;
-    ent_t *e;
-    jpip_code_t rc = push(c->p, image_list(pr->lev), JPIP_CLASS_PRECINCT, c->v->csn, pr->id,
-                          pr->bin, 0, pr->bin->len, &e, err);
+    jpip_plan_t *p = c->p;
+    unsigned maxl = c->v->layers;
+    int runs = p->rows && (maxl == 0 || maxl >= p->rows_nb);
+    apr_uint64_t h[64];
+    apr_uint32_t k0, k, n;
+    jpip_code_t rc = JPIP_OK;
 
-    if (rc == JPIP_OK && e != NULL) {
-        e->maxl = c->v->layers;
-        if (pr->bin->nbounds > c->p->nlayers) {
-            c->p->nlayers = pr->bin->nbounds;
+    for (k0 = 0; k0 < row->n && rc == JPIP_OK; k0 += n) {
+        n = row->n - k0 < 64 ? row->n - k0 : 64;
+        if (p->model != NULL) {
+            jpip_model_held_row(p->model, JPIP_CLASS_PRECINCT, c->v->csn, row->id + k0 * row->step,
+                                row->step, n, h);
+        } else {
+            memset(h, 0, n * sizeof(h[0]));
+        }
+        for (k = 0; k < n && rc == JPIP_OK;) {
+            apr_uint32_t e = k + 1;
+            ent_t *ent;
+
+            while (runs && h[k] == 0 && e < n && h[e] == 0) {
+                e++;
+            }
+            if (e - k > 1) {
+                rc = add_run(c, row, k0 + k, e - k, err);
+                k = e;
+                continue;
+            }
+            rc = push_held(p, image_list(row->lev), JPIP_CLASS_PRECINCT, c->v->csn,
+                           row->id + (k0 + k) * row->step, row->bin + k0 + k, 0,
+                           row->bin[k0 + k].len, h[k], &ent, err);
+            if (rc == JPIP_OK && ent != NULL) {
+                ent->maxl = maxl;
+                if (ent->nb > p->nlayers) {
+                    p->nlayers = ent->nb;
+                }
+            }
+            k++;
         }
     }
     return rc;
@@ -247,8 +332,8 @@ static jpip_code_t add_tile(jpip_plan_t *plan, const jpip_view_t *view, apr_uint
 
     if (plan->opts.jpt) {
         rc = add_bin(plan, image_list(0), JPIP_CLASS_TILE, view->csn, t, &e, err);
-        if (rc == JPIP_OK && e != NULL && e->bin->nbounds > plan->nlayers) {
-            plan->nlayers = e->bin->nbounds;
+        if (rc == JPIP_OK && e != NULL && e->nb > plan->nlayers) {
+            plan->nlayers = e->nb;
         }
         return rc;
     }
@@ -289,7 +374,7 @@ jpip_code_t jpip_plan_add_view(jpip_plan_t *plan, const jpip_view_t *view, jpip_
 
         c.p = plan;
         c.v = view;
-        rc = jpip_view_precincts(plan->ix, view, add_precinct, &c, err);
+        rc = jpip_view_rows(plan->ix, view, add_row, &c, err);
     }
     return rc;
 }
@@ -306,6 +391,7 @@ void jpip_plan_rewind(jpip_plan_t *plan)
             for (i = 0; i < b->n; i++) {
                 b->e[i].pos = b->e[i].pos0;
                 b->e[i].done = b->e[i].done0;
+                b->e[i].k = 0;
             }
         }
     }
@@ -324,10 +410,42 @@ static apr_uint64_t layers_within(const jpip_index_t *ix, const ent_t *e, apr_ui
     const apr_uint64_t *b = jpip_index_bounds(ix, e->bin);
     apr_uint64_t n = 0;
 
-    while (n < e->bin->nbounds && b[n] <= end) {
+    while (n < e->nb && b[n] <= end) {
         n++;
     }
     return n;
+}
+
+/* Whether the writer follows a precinct message of e's codestream: the
+ * state in which the rendition's messages are what it would write. */
+static int in_precinct_state(const jpip_plan_t *p, const ent_t *e)
+{
+    return p->w.started && p->w.cls == JPIP_CLASS_PRECINCT && p->w.csn == e->csn;
+}
+
+/* The messages of bins k .. k+cnt-1 of run e, as one range of the
+ * rendition (the writer is in precinct state for e's codestream, so each
+ * is the rendition's message, and they lie back to back). */
+static void make_run(jpip_plan_t *p, ent_t *e, apr_uint32_t cnt, jpip_msg_t *m)
+{
+    const jpip_bin_t *first = e->bin + e->k, *last = first + cnt - 1;
+    apr_uint64_t lo = p->rtab[first - p->bins0];
+    apr_uint64_t hi = p->rtab[last - p->bins0] +
+                      jpip_rend_msg_size(e->csn, e->id + (e->k + cnt - 1) * e->step, last);
+
+    m->cls = JPIP_CLASS_PRECINCT;
+    m->csn = e->csn;
+    m->id = e->id + e->k * e->step;
+    m->off = 0;
+    m->len = hi - lo;
+    m->complete = 1;
+    m->bin = first;
+    m->rend_off = lo;
+    m->count = cnt;
+    m->step = e->step;
+    m->hdr_len = 0;
+    p->used += hi - lo;
+    e->k += cnt;
 }
 
 /* Make the message for bytes [e->pos, end) of e's bin, cut to the byte
@@ -341,14 +459,14 @@ static int make_msg(jpip_plan_t *p, ent_t *e, apr_uint64_t end, int cuttable, jp
     apr_size_t hs;
     apr_uint64_t aux = 0;
 
-    if (e->done || (off >= end && end != e->bin->len)) {
+    if (e->done || (off >= end && end != e->blen)) {
         return 0;
     }
     if (off > end) {
         off = end;
     }
     len = end - off;
-    complete = end == e->bin->len;
+    complete = end == e->blen;
     if (p->opts.extended && (cls == JPIP_CLASS_PRECINCT || cls == JPIP_CLASS_TILE)) {
         cls++;
     }
@@ -384,19 +502,20 @@ static int make_msg(jpip_plan_t *p, ent_t *e, apr_uint64_t end, int cuttable, jp
     m->len = len;
     m->complete = complete;
     m->bin = e->bin;
+    m->count = 1;
+    m->step = 0;
     m->rend_off = JPIP_REND_NONE;
-    if (p->rtab != NULL && cls == JPIP_CLASS_PRECINCT && off == 0 && complete && p->w.started &&
-        p->w.cls == cls && p->w.csn == e->csn) {
-        /* the rendition holds this very message, header included */
+    if (p->rtab != NULL && cls == JPIP_CLASS_PRECINCT && off == 0 && complete &&
+        in_precinct_state(p, e)) {
+        /* the rendition holds this very message, header included (its
+         * place in the file was checked when it was loaded) */
         apr_uint64_t ro = p->rtab[e->bin - p->bins0];
 
         if (ro != JPIP_REND_NONE) {
             if (!p->opts.has_len) { /* else it was sized above, uncut */
                 hs = jpip_jpp_header_size(&p->w, cls, e->csn, e->id, 0, len, 0);
             }
-            if (hs + len <= p->rsize - ro) {
-                m->rend_off = ro;
-            }
+            m->rend_off = ro;
         }
     }
     if (m->rend_off != JPIP_REND_NONE) {
@@ -443,10 +562,30 @@ static ent_t *cursor(jpip_plan_t *p)
     }
 }
 
+/* The next message of run e: its first bin alone when the writer is not
+ * yet in precinct state (made like any other whole bin, which puts it in
+ * that state), else as many of the rest as room allows. */
+static void run_next(jpip_plan_t *p, ent_t *e, apr_size_t room, jpip_msg_t *m)
+{
+    if (!in_precinct_state(p, e)) {
+        ent_t one = *e;
+
+        one.bin = e->bin + e->k;
+        one.id = e->id + e->k * e->step;
+        one.blen = one.hi = one.bin->len;
+        one.nb = one.bin->nbounds;
+        one.n = 1;
+        make_msg(p, &one, one.blen, 0, m); /* never cut: no len with runs */
+        e->k++;
+        return;
+    }
+    make_run(p, e, e->n - e->k < room ? e->n - e->k : (apr_uint32_t)room, m);
+}
+
 jpip_code_t jpip_plan_next(jpip_plan_t *plan, jpip_msg_t *out, apr_size_t max, apr_size_t *n,
                            jpip_err_t *err)
 {
-    apr_size_t got = 0;
+    apr_size_t got = 0, nrec = 0;
     ent_t *e;
 
     (void)err;
@@ -454,37 +593,44 @@ jpip_code_t jpip_plan_next(jpip_plan_t *plan, jpip_msg_t *out, apr_size_t max, a
         apr_uint64_t end;
         int r;
 
+        if (e->n > 1) {
+            run_next(plan, e, max - got, &out[nrec]);
+            got += out[nrec++].count;
+            if (e->k == e->n) {
+                plan->bi++;
+            }
+            continue;
+        }
         if (plan->li >= L_IMAGE0 && plan->li < L_IMAGE0 + NLEV) {
-            const apr_uint64_t *bounds = jpip_index_bounds(plan->ix, e->bin);
+            apr_uint32_t last = plan->layer + 1;
 
-            if (plan->layer >= e->bin->nbounds || (e->maxl != 0 && plan->layer >= e->maxl)) {
+            if (plan->layer >= e->nb || (e->maxl != 0 && plan->layer >= e->maxl)) {
                 plan->bi++;
                 continue;
             }
-            end = bounds[plan->layer];
             if (plan->opts.whole_bins) {
                 /* every layer the view wants, in one message */
-                apr_uint32_t last = e->bin->nbounds;
-
-                if (e->maxl != 0 && e->maxl < last) {
-                    last = e->maxl;
-                }
-                end = bounds[last - 1];
+                last = e->maxl != 0 && e->maxl < e->nb ? e->maxl : e->nb;
             }
+            /* all of the bin: its length, no need to read its bounds */
+            end = last == e->nb && plan->last_bound_len
+                      ? e->blen
+                      : jpip_index_bounds(plan->ix, e->bin)[last - 1];
         } else {
             end = e->hi;
         }
-        r = make_msg(plan, e, end, 1, &out[got]);
+        r = make_msg(plan, e, end, 1, &out[nrec]);
         if (r < 0) {
             plan->len_stop = 1;
             break;
         }
         got += (apr_size_t)r;
+        nrec += (apr_size_t)r;
         if (!plan->len_stop) {
             plan->bi++;
         }
     }
-    *n = got;
+    *n = nrec;
     return JPIP_OK;
 }
 

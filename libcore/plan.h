@@ -41,7 +41,12 @@ typedef struct jpip_plan_opts_t {
 /* One message of the response. Its body is bytes [off, off+len) of the
  * data-bin; jpip_plan_pieces says where they are. When rend_off is not
  * JPIP_REND_NONE the whole message, header and body (hdr_len + len bytes),
- * is that range of the rendition instead, and hdr is not written. */
+ * is that range of the rendition instead, and hdr is not written.
+ *
+ * A run (count > 1, always from the rendition) stands for count whole-bin
+ * precinct messages back to back: those of bins bin, bin + 1, ... with
+ * ids id, id + step, ...; hdr_len is 0 and len the bytes of all of them,
+ * headers included. */
 typedef struct jpip_msg_t {
     unsigned cls; /* as sent (1 or 5 when extended) */
     apr_uint64_t csn;
@@ -51,6 +56,8 @@ typedef struct jpip_msg_t {
     int complete;          /* the message holds the bin's last byte */
     const jpip_bin_t *bin; /* the bin in the index */
     apr_uint64_t rend_off;
+    apr_uint32_t count; /* messages this one stands for: 1, or a run */
+    apr_uint64_t step;  /* a run: between the ids of neighbours */
     unsigned hdr_len;
     unsigned char hdr[JPIP_JPP_HEADER_MAX];
 } jpip_msg_t;
@@ -78,8 +85,9 @@ jpip_code_t jpip_plan_add_view(jpip_plan_t *plan, const jpip_view_t *view, jpip_
 /* Start again from the first message (after a dry run). */
 void jpip_plan_rewind(jpip_plan_t *plan);
 
-/* Produce up to max next messages into out; *n is how many (0 at the end).
- * Stops early when len is exhausted. */
+/* Produce up to max next messages into out; *n is how many records of
+ * out were filled (0 at the end), standing for at most max messages in
+ * all (the sum of their counts). Stops early when len is exhausted. */
 jpip_code_t jpip_plan_next(jpip_plan_t *plan, jpip_msg_t *out, apr_size_t max, apr_size_t *n,
                            jpip_err_t *err);
 

@@ -28,6 +28,8 @@ struct jpip_rend_t {
     const unsigned char *base;
     apr_uint64_t size;
     const apr_uint64_t *table;
+    int rows;        /* jpip_rend_rows */
+    unsigned max_nb; /* most bounds of a precinct bin */
 };
 
 /* Calls fn for every precinct bin of ix, in rendition order (see the
@@ -84,17 +86,33 @@ static jpip_code_t visit(const jpip_index_t *ix, visit_fn fn, void *ctx,
     return JPIP_OK;
 }
 
-/* The header of the whole-bin message of (csn, id) after another
- * precinct message of csn. Returns its length. */
+/* The writer's state after another precinct message of csn: the state
+ * in which the rendition's messages are what the plan would write. */
+static void after_precinct(jpip_jpp_writer_t *w, apr_uint64_t csn)
+{
+    memset(w, 0, sizeof(*w));
+    w->started = 1;
+    w->cls = JPIP_CLASS_PRECINCT;
+    w->csn = csn;
+}
+
+/* The header of the whole-bin message of (csn, id) in that state. Returns
+ * its length. */
 static apr_size_t msg_header(apr_uint64_t csn, apr_uint64_t id, const jpip_bin_t *bin,
                              unsigned char *out)
 {
     jpip_jpp_writer_t w;
 
-    w.started = 1;
-    w.cls = JPIP_CLASS_PRECINCT;
-    w.csn = csn;
+    after_precinct(&w, csn);
     return jpip_jpp_header(&w, JPIP_CLASS_PRECINCT, csn, id, 0, bin->len, 1, 0, out);
+}
+
+apr_uint64_t jpip_rend_msg_size(apr_uint64_t csn, apr_uint64_t id, const jpip_bin_t *bin)
+{
+    jpip_jpp_writer_t w;
+
+    after_precinct(&w, csn);
+    return jpip_jpp_header_size(&w, JPIP_CLASS_PRECINCT, csn, id, 0, bin->len, 0) + bin->len;
 }
 
 typedef struct layout_t {
@@ -107,11 +125,40 @@ static jpip_code_t place(void *vctx, apr_uint64_t csn, apr_uint64_t id, const jp
                          jpip_err_t *err)
 {
     layout_t *l = vctx;
-    unsigned char h[JPIP_JPP_HEADER_MAX];
 
     (void)err;
     l->table[jpip_index_bin_no(l->ix, bin)] = l->at;
-    l->at += msg_header(csn, id, bin, h) + bin->len;
+    l->at += jpip_rend_msg_size(csn, id, bin);
+    return JPIP_OK;
+}
+
+/* The loader's walk: every message must be where the layout puts it. */
+typedef struct check_t {
+    const jpip_index_t *ix;
+    jpip_rend_t *rd;
+    apr_uint64_t at, n;
+} check_t;
+
+static jpip_code_t check_place(void *vctx, apr_uint64_t csn, apr_uint64_t id, const jpip_bin_t *bin,
+                               jpip_err_t *err)
+{
+    check_t *k = vctx;
+
+    if (k->rd->table[jpip_index_bin_no(k->ix, bin)] != k->at) {
+        return jpip_err_set(err, JPIP_E_FORMAT, "rendition: a message is not where it belongs");
+    }
+    k->at += jpip_rend_msg_size(csn, id, bin);
+    if (k->at > k->rd->size) {
+        return jpip_err_set(err, JPIP_E_FORMAT, "rendition: a message lies outside the file");
+    }
+    k->n++;
+    /* the plan's message for all of the bin's layers is this one */
+    if (bin->nbounds == 0 || jpip_index_bounds(k->ix, bin)[bin->nbounds - 1] != bin->len) {
+        k->rd->rows = 0;
+    }
+    if (bin->nbounds > k->rd->max_nb) {
+        k->rd->max_nb = bin->nbounds;
+    }
     return JPIP_OK;
 }
 
@@ -216,6 +263,8 @@ jpip_code_t jpip_rend_load(jpip_rend_t **rd, apr_pool_t *pool, const jpip_index_
     jpip_rend_t *r;
     apr_size_t ixsize;
     apr_uint64_t nbins = jpip_index_nbins(ix), i;
+    check_t k;
+    jpip_code_t rc;
 
     if (size < sizeof(*h) || ((apr_uintptr_t)data & 7) != 0) {
         return bad(err, "too short");
@@ -234,19 +283,29 @@ jpip_code_t jpip_rend_load(jpip_rend_t **rd, apr_pool_t *pool, const jpip_index_
         h->data_off != h->table_off + nbins * sizeof(apr_uint64_t) || h->data_off > size) {
         return bad(err, "sizes do not add up");
     }
-    r = apr_palloc(pool, sizeof(*r));
+    r = apr_pcalloc(pool, sizeof(*r));
     r->base = data;
     r->size = size;
     r->table = (const apr_uint64_t *)((const unsigned char *)data + h->table_off);
-    /* every message must lie in the data area (its header, at least 3
-     * bytes, is checked where it is used) */
+    r->rows = 1;
+    /* walk the layout the writer made: every precinct message where it
+     * belongs, back to back up to the end of the file, no other entry */
+    k.ix = ix;
+    k.rd = r;
+    k.at = h->data_off;
+    k.n = 0;
+    rc = visit(ix, check_place, &k, NULL, err);
+    if (rc != JPIP_OK) {
+        return rc;
+    }
+    if (k.at != size) {
+        return bad(err, "the messages do not fill the file");
+    }
     for (i = 0; i < nbins; i++) {
-        apr_uint64_t off = r->table[i], len = jpip_index_bin_at(ix, i)->len;
-
-        if (off != JPIP_REND_NONE &&
-            (off < h->data_off || off > size || len > size - off || size - off - len < 3)) {
-            return bad(err, "a message lies outside the file");
-        }
+        k.n -= r->table[i] != JPIP_REND_NONE;
+    }
+    if (k.n != 0) {
+        return bad(err, "the table has entries for bins that are not precincts");
     }
     *rd = r;
     return JPIP_OK;
@@ -265,4 +324,10 @@ const unsigned char *jpip_rend_data(const jpip_rend_t *rd)
 apr_uint64_t jpip_rend_size(const jpip_rend_t *rd)
 {
     return rd->size;
+}
+
+int jpip_rend_rows(const jpip_rend_t *rd, unsigned *max_nb)
+{
+    *max_nb = rd->max_nb;
+    return rd->rows;
 }

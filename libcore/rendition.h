@@ -18,11 +18,17 @@
  * a response sends each run as one range of the rendition file (sendfile)
  * with no header made and no byte copied.
  *
+ * Every precinct bin has its message, so the messages of a row of
+ * neighbouring precincts (one resolution of a tile-component) are one
+ * range, whose ends the table gives: a view's rows go out with no work
+ * per precinct.
+ *
  * The file: a header (magic, version, byte-order marker, the source key
  * and the size of the index it was made from), a table with one 64-bit
  * entry per data-bin of the index (the offset of the bin's message, or
  * JPIP_REND_NONE), then the messages. jpip_rend_load checks the header
- * against the index and every table entry against the file size, so an
+ * against the index and walks the layout, checking that every message is
+ * where the writer puts it, back to back to the end of the file, so an
  * untrusted file can make a response wrong but never read out of bounds.
  */
 #ifndef JPIP_RENDITION_H
@@ -54,10 +60,17 @@ jpip_code_t jpip_rend_load(jpip_rend_t **rd, apr_pool_t *pool, const jpip_index_
 
 /* Its table: the offset of the message of bin number n (see
  * jpip_index_bin_no) is table[n], or JPIP_REND_NONE. The message is
- * hdr + len bytes long, where hdr is what jpip_jpp_header_size gives for
- * it after another precinct message of its codestream and len the bin's
- * length; users check that it fits in jpip_rend_size. */
+ * jpip_rend_msg_size bytes long: its header as jpip_jpp_header_size gives
+ * it after another precinct message of its codestream, and the bin. The
+ * loader checked that each lies in the file. */
 const apr_uint64_t *jpip_rend_table(const jpip_rend_t *rd);
+apr_uint64_t jpip_rend_msg_size(apr_uint64_t csn, apr_uint64_t id, const jpip_bin_t *bin);
+
+/* Whether every precinct bin's message is the one message a plan makes
+ * for all of its layers (the bin has bounds, the last at its length), so
+ * that a row wanted whole may be sent as one range; and the most bounds
+ * (layers) of any precinct bin. */
+int jpip_rend_rows(const jpip_rend_t *rd, unsigned *max_nb);
 
 /* The rendition's bytes and size. */
 const unsigned char *jpip_rend_data(const jpip_rend_t *rd);

@@ -255,12 +255,12 @@ static span_t reach_down(span_t s, unsigned m)
  * units) meets need. */
 static jpip_code_t visit_res(const jpip_index_t *ix, const jpip_view_t *v, const jpip_ix_cs_t *cs,
                              apr_uint32_t t, unsigned c, unsigned r, unsigned nl,
-                             const jpip_tccp_t *tccp, span_t nx, span_t ny, jpip_view_prec_fn fn,
+                             const jpip_tccp_t *tccp, span_t nx, span_t ny, jpip_view_row_fn fn,
                              void *ctx, jpip_err_t *err)
 {
     jpip_ix_res_t res;
     const jpip_ix_tc_t *itc;
-    apr_uint64_t i0, i1, j0, j1, i, j, nt = jpip_siz_ntiles(&cs->siz);
+    apr_uint64_t i0, i1, j0, j1, j, nt = jpip_siz_ntiles(&cs->siz);
     unsigned ppx = tccp->ppx[r], ppy = tccp->ppy[r];
     jpip_code_t rc = jpip_index_res(ix, cs, t, c, r, &res, err);
 
@@ -285,24 +285,28 @@ static jpip_code_t visit_res(const jpip_index_t *ix, const jpip_view_t *v, const
         j1 = res.grid.nph;
     }
     itc = jpip_index_tc(ix, cs, t, c); /* found by jpip_index_res */
+    if (i1 <= i0) {
+        return JPIP_OK;
+    }
     for (j = j0; j < j1; j++) {
-        for (i = i0; i < i1; i++) {
-            jpip_view_prec_t p;
-            apr_uint64_t s = res.s0 + j * res.grid.npw + i;
+        jpip_view_row_t row;
+        apr_uint64_t s = res.s0 + j * res.grid.npw + i0;
 
-            p.t = t;
-            p.c = c;
-            p.r = r;
-            p.lev = nl - r;
-            p.id = t + (c + s * cs->siz.csiz) * nt;
-            p.bin = jpip_index_prec_bin(ix, itc, s);
-            if (p.bin == NULL) {
-                return jpip_err_set(err, JPIP_E_NOTFOUND, "no precinct %" APR_UINT64_T_FMT, p.id);
-            }
-            rc = fn(ctx, &p, err);
-            if (rc != JPIP_OK) {
-                return rc;
-            }
+        row.t = t;
+        row.c = c;
+        row.r = r;
+        row.lev = nl - r;
+        row.id = t + (c + s * cs->siz.csiz) * nt;
+        row.step = (apr_uint64_t)cs->siz.csiz * nt;
+        row.n = (apr_uint32_t)(i1 - i0);
+        row.bin = jpip_index_prec_bin(ix, itc, s);
+        /* the whole row lies in the tile-component's precincts */
+        if (row.bin == NULL || jpip_index_prec_bin(ix, itc, s + row.n - 1) == NULL) {
+            return jpip_err_set(err, JPIP_E_NOTFOUND, "no precinct %" APR_UINT64_T_FMT, row.id);
+        }
+        rc = fn(ctx, &row, err);
+        if (rc != JPIP_OK) {
+            return rc;
         }
     }
     return JPIP_OK;
@@ -310,7 +314,7 @@ static jpip_code_t visit_res(const jpip_index_t *ix, const jpip_view_t *v, const
 
 static jpip_code_t visit_tilecomp(const jpip_index_t *ix, const jpip_view_t *v,
                                   const jpip_ix_cs_t *cs, apr_uint32_t t, unsigned c,
-                                  const jpip_rect_t *tile, jpip_view_prec_fn fn, void *ctx,
+                                  const jpip_rect_t *tile, jpip_view_row_fn fn, void *ctx,
                                   jpip_err_t *err)
 {
     const jpip_comp_t *comp = &jpip_index_comps(ix, cs)[c];
@@ -386,8 +390,8 @@ void jpip_view_tiles(const jpip_index_t *ix, const jpip_view_t *v, jpip_view_til
     tr->ntx = cs->siz.ntx;
 }
 
-jpip_code_t jpip_view_precincts(const jpip_index_t *ix, const jpip_view_t *v, jpip_view_prec_fn fn,
-                                void *ctx, jpip_err_t *err)
+jpip_code_t jpip_view_rows(const jpip_index_t *ix, const jpip_view_t *v, jpip_view_row_fn fn,
+                           void *ctx, jpip_err_t *err)
 {
     const jpip_ix_cs_t *cs = jpip_index_cs(ix, v->csn);
     apr_uint32_t nt, t, tx0, tx1, ty0, ty1, tx, ty;

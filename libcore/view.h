@@ -8,8 +8,8 @@
  * transform triple when needed) and the layer limit, with a flag for each
  * field whose served value differs from the request (JPIP-* headers).
  *
- * jpip_view_precincts then visits every precinct data-bin the window
- * needs: for each tile meeting the region, each served component, each
+ * jpip_view_rows then visits every precinct data-bin the window needs,
+ * a row of neighbours at a time: for each tile meeting the region, each served component, each
  * resolution up to the one chosen, the precincts whose samples contribute
  * to the region during wavelet synthesis (the region is grown by the
  * filter's reach at each level, so edges decode exactly).
@@ -64,22 +64,29 @@ typedef struct jpip_view_tiles_t {
 } jpip_view_tiles_t;
 void jpip_view_tiles(const jpip_index_t *ix, const jpip_view_t *v, jpip_view_tiles_t *tr);
 
-/* One precinct bin the view needs. lev counts resolution levels from the
- * top of its tile-component (0 = full resolution), so that sorting by lev
- * descending gives the lowest resolutions first across tile-components
- * with different numbers of levels. */
-typedef struct jpip_view_prec_t {
+/* A row of precinct bins the view needs: n neighbours in one row of one
+ * resolution of a tile-component, left to right. lev counts resolution
+ * levels from the top of its tile-component (0 = full resolution), so
+ * that sorting by lev descending gives the lowest resolutions first
+ * across tile-components with different numbers of levels. The k-th
+ * precinct of the row has in-class id id + k * step (I = t + (c +
+ * s*Csiz)*Nt, so step = Csiz*Nt) and bin bin + k (the bins of a
+ * tile-component are consecutive in the index). */
+typedef struct jpip_view_row_t {
     apr_uint32_t t;
     unsigned c, r, lev;
-    apr_uint64_t id; /* in-class id I = t + (c + s*Csiz)*Nt */
+    apr_uint64_t id;
+    apr_uint64_t step;
+    apr_uint32_t n;
     const jpip_bin_t *bin;
-} jpip_view_prec_t;
+} jpip_view_row_t;
 
-typedef jpip_code_t (*jpip_view_prec_fn)(void *ctx, const jpip_view_prec_t *p, jpip_err_t *err);
+typedef jpip_code_t (*jpip_view_row_fn)(void *ctx, const jpip_view_row_t *row, jpip_err_t *err);
 
-/* Visit the precinct bins of the view (tile by tile, component by
- * component, resolution 0 upwards, precincts in raster order). */
-jpip_code_t jpip_view_precincts(const jpip_index_t *ix, const jpip_view_t *v, jpip_view_prec_fn fn,
-                                void *ctx, jpip_err_t *err);
+/* Visit the precinct bins of the view, row by row (tile by tile,
+ * component by component, resolution 0 upwards, rows top down): a visit
+ * per row, not per precinct, so that callers may take a row whole. */
+jpip_code_t jpip_view_rows(const jpip_index_t *ix, const jpip_view_t *v, jpip_view_row_fn fn,
+                           void *ctx, jpip_err_t *err);
 
 #endif /* JPIP_VIEW_H */

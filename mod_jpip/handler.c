@@ -592,6 +592,19 @@ static int channel_open(request_rec *r, const jpip_dir_conf_t *conf, const jpip_
     return OK;
 }
 
+/* Give the channel's session back for the next request. */
+static void channel_release(chan_t *ch)
+{
+    jpip_session_t *s;
+
+    jpip_store_lock();
+    s = jpip_store_find(ch->cid);
+    if (s != NULL && s->busy == ch->seq) {
+        s->busy = 0;
+    }
+    jpip_store_unlock();
+}
+
 /* Wait for this request's turn on the channel's session (pre-empting the
  * request streaming now unless wait=yes), then apply the request's model
  * and need fields to the session model and take a private copy of it for
@@ -607,9 +620,19 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
     jpip_model_spec_t *model = NULL, *need = NULL;
     jpip_channel_t *c;
     jpip_err_t err;
-    apr_size_t size;
+    apr_size_t size, len;
     void *buf;
 
+    /* the fields are parsed before the lock is taken */
+    if ((req->model != NULL &&
+         jpip_model_parse(r->pool, req->model, 0, max_items, &model, &err) != JPIP_OK) ||
+        (req->need != NULL &&
+         jpip_model_parse(r->pool, req->need, 1, max_items, &need, &err) != JPIP_OK)) {
+        return refuse(r, name, http_status_of(err.code),
+                      err.code == JPIP_E_LIMIT
+                          ? apr_psprintf(r->pool, "%s (JPIPMaxModelItems)", err.msg)
+                          : err.msg);
+    }
     jpip_store_lock();
     s = jpip_store_find(ch->cid);
     if (s == NULL) {
@@ -620,14 +643,7 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
     if (!req->wait) {
         apr_atomic_set64(&s->preempt, ch->seq); /* the one streaming now ends with EOR 3 */
     }
-    jpip_store_unlock();
     for (;;) {
-        jpip_store_lock();
-        s = jpip_store_find(ch->cid);
-        if (s == NULL) {
-            jpip_store_unlock();
-            return session_gone(r, name, ch->cid);
-        }
         c = jpip_session_channel(s, ch->cid);
         if (s->busy == 0 && (req->qid < 0 || c->next_qid < 0 || req->qid <= c->next_qid ||
                              apr_time_now() > deadline - WAIT_MAX + apr_time_from_sec(2))) {
@@ -646,6 +662,12 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
                           "the channel stayed busy: try again later");
         }
         apr_sleep(WAIT_STEP);
+        jpip_store_lock();
+        s = jpip_store_find(ch->cid);
+        if (s == NULL) {
+            jpip_store_unlock();
+            return session_gone(r, name, ch->cid);
+        }
     }
     s->busy = ch->seq;
     if (req->qid >= 0) {
@@ -658,17 +680,6 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
         apr_table_setn(r->headers_out, "JPIP-tid", tgt->tid);
     }
     jpip_serve_resolver(tgt->ix, &res);
-    if ((req->model != NULL &&
-         jpip_model_parse(r->pool, req->model, 0, max_items, &model, &err) != JPIP_OK) ||
-        (req->need != NULL &&
-         jpip_model_parse(r->pool, req->need, 1, max_items, &need, &err) != JPIP_OK)) {
-        s->busy = 0;
-        jpip_store_unlock();
-        return refuse(r, name, http_status_of(err.code),
-                      err.code == JPIP_E_LIMIT
-                          ? apr_psprintf(r->pool, "%s (JPIPMaxModelItems)", err.msg)
-                          : err.msg);
-    }
     /* declared holdings (and, for need, what the client lacks) persist in
      * the session; a field that does not fit the model is ignored */
     if (model != NULL) {
@@ -677,21 +688,23 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
     if (need != NULL) {
         jpip_model_apply(jpip_session_model(s), need, &res, &err);
     }
+    /* a private copy for planning: copied under the lock, checked after */
+    len = jpip_model_size(jpip_session_model(s));
     size = jpip_model_bytes_for(jpip_model_runs(jpip_session_model(s)) + 1);
     buf = apr_palloc(r->pool, size);
-    if (jpip_model_load(buf, size, jpip_session_model(s), jpip_model_size(jpip_session_model(s)),
-                        &ch->model, &err) != JPIP_OK) {
-        s->busy = 0;
-        jpip_store_unlock();
-        return refuse(r, name, HTTP_INTERNAL_SERVER_ERROR, err.msg);
-    }
+    memcpy(buf, jpip_session_model(s), len);
     ch->s = s;
     jpip_store_unlock();
+    if (jpip_model_load(buf, size, buf, len, &ch->model, &err) != JPIP_OK) {
+        channel_release(ch);
+        return refuse(r, name, HTTP_INTERNAL_SERVER_ERROR, err.msg);
+    }
     ch->flush_at = jpip_model_runs(ch->model) / 2;
     if (ch->flush_at < 4 * BATCH) {
         ch->flush_at = 4 * BATCH;
     }
-    ch->pending = apr_palloc(r->pool, sizeof(jpip_model_sent_t) * (ch->flush_at + HOLD_MSGS));
+    ch->pending =
+        apr_palloc(r->pool, sizeof(jpip_model_sent_t) * (ch->flush_at + HOLD_MSGS + BATCH));
     return OK;
 }
 
@@ -733,20 +746,24 @@ static unsigned channel_flush(chan_t *ch)
     return stop;
 }
 
-/* Note a batch of messages put in the brigade. */
+/* Note a batch of messages put in the brigade (a run as the whole-bin
+ * messages it stands for). */
 static void channel_note(chan_t *ch, const jpip_msg_t *msgs, apr_size_t n)
 {
     apr_size_t i;
+    apr_uint32_t k;
 
     for (i = 0; i < n; i++) {
-        jpip_model_sent_t *p = &ch->pending[ch->npending++];
+        for (k = 0; k < msgs[i].count; k++) {
+            jpip_model_sent_t *p = &ch->pending[ch->npending++];
 
-        p->cls = msgs[i].cls;
-        p->csn = msgs[i].csn;
-        p->id = msgs[i].id;
-        p->off = msgs[i].off;
-        p->len = msgs[i].len;
-        p->complete = msgs[i].complete;
+            p->cls = msgs[i].cls;
+            p->csn = msgs[i].csn;
+            p->id = msgs[i].id + k * msgs[i].step;
+            p->off = msgs[i].off;
+            p->len = msgs[i].count > 1 ? msgs[i].bin[k].len : msgs[i].len;
+            p->complete = msgs[i].complete;
+        }
         ch->unsent += msgs[i].hdr_len + msgs[i].len;
     }
 }
@@ -819,7 +836,7 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
 {
     conn_rec *c = r->connection;
     out_t o;
-    apr_size_t n, i;
+    apr_size_t n, i, nb;
     apr_uint64_t nmsg = 0, nrend = 0, hbytes = 0, hmsgs = 0;
     unsigned char eor[JPIP_JPP_EOR_LEN];
     unsigned reason;
@@ -859,10 +876,13 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
                 break;
             }
         }
+        for (i = 0, nb = 0; i < n; i++) {
+            nb += msgs[i].count;
+        }
         for (i = 0; i < n && o.rv == APR_SUCCESS; i++) {
             hbytes += msgs[i].hdr_len + msgs[i].len;
             if (msgs[i].rend_off != JPIP_REND_NONE) {
-                nrend++;
+                nrend += msgs[i].count;
                 if (put_rend(&o, msgs[i].rend_off, msgs[i].hdr_len + msgs[i].len, &err) !=
                         JPIP_OK &&
                     o.rv == APR_SUCCESS) {
@@ -879,8 +899,8 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
         if (ch != NULL) {
             channel_note(ch, msgs, n);
         }
-        nmsg += n;
-        hmsgs += n;
+        nmsg += nb;
+        hmsgs += nb;
         if (more && o.rv == APR_SUCCESS && hbytes < HOLD_BYTES && hmsgs < HOLD_MSGS) {
             continue;
         }

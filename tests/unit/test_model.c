@@ -350,6 +350,55 @@ static jpip_code_t record_one_by_one(jpip_model_t *m, const jpip_model_sent_t *s
 /* Batches of messages, recorded in one pass, give the same model as the
  * same messages added one by one: runs split, merged, new ranges, holes
  * skipped, extended classes folded, several messages of one bin. */
+/* jpip_model_held_row against a search per bin: rows of ids with
+ * various steps over models with sparse runs of other classes and
+ * codestreams around them, and inverted models. */
+START_TEST(held_row_matches_held)
+{
+    apr_uint64_t x = 424242;
+    int inv, it;
+
+    for (inv = 0; inv < 2; inv++) {
+        for (it = 0; it < 300; it++) {
+            jpip_model_t *m = new_model(4096, inv);
+            jpip_err_t err;
+            int j, q;
+
+            for (j = 0; j < 40; j++) {
+                apr_uint64_t id, len;
+                unsigned cls;
+
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                id = x % 300;
+                cls = (x >> 20) % 3 == 0 ? 2 : 0;
+                len = (x >> 24) % 3 == 0 ? 0 : 1 + (x >> 26) % 50;
+                /* 0 bytes of a bin: a run that holds nothing */
+                ck_assert_int_eq(
+                    jpip_model_add(m, cls, (x >> 30) % 2, id, len, (x >> 40) % 5 == 0, &err),
+                    JPIP_OK);
+            }
+            for (q = 0; q < 50; q++) {
+                apr_uint64_t id, step, k, held[30];
+                apr_size_t n;
+
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                id = x % 320;
+                step = 1 + (x >> 12) % 12;
+                n = (apr_size_t)((x >> 20) % 30);
+                jpip_model_held_row(m, 0, (x >> 40) % 2, id, step, n, held);
+                for (k = 0; k < n; k++) {
+                    ck_assert_uint_eq(held[k], jpip_model_held(m, 0, (x >> 40) % 2, id + k * step));
+                }
+            }
+        }
+    }
+}
+END_TEST
+
 START_TEST(record_batch_matches_adds)
 {
     enum { IDS = 300, BATCH = 64 };
@@ -826,6 +875,7 @@ static Suite *model_suite(void)
     tcase_add_test(tc, held_and_add);
     tcase_add_test(tc, million_ids_one_run);
     tcase_add_test(tc, random_against_reference);
+    tcase_add_test(tc, held_row_matches_held);
     tcase_add_test(tc, record_batch_matches_adds);
     tcase_add_test(tc, record_batch_all_or_nothing);
     tcase_add_test(tc, apply_model_items);

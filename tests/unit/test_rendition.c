@@ -91,9 +91,10 @@ static jpip_code_t buf_write(void *ctx, const void *data, apr_size_t len, jpip_e
 }
 
 /* The body of the answer to q, with or without the rendition; *from_rend
- * counts the messages that came from it. */
+ * counts the messages that came from it, *nrun the runs (rows of
+ * neighbouring precincts sent as one range) among them. */
 static tu_buf_t serve(target_t *t, const char *q, int use_rend, apr_uint64_t *from_rend,
-                      apr_uint64_t *nmsg)
+                      apr_uint64_t *nmsg, apr_uint64_t *nrun)
 {
     apr_array_header_t *f = NULL;
     jpip_request_t req;
@@ -116,13 +117,15 @@ static tu_buf_t serve(target_t *t, const char *q, int use_rend, apr_uint64_t *fr
                   q, err.msg);
     ck_assert_int_eq(resp.status, 200);
     /* count first (a dry run), then stream from the start */
-    *from_rend = *nmsg = 0;
+    *from_rend = *nmsg = *nrun = 0;
     do {
         ck_assert_int_eq(jpip_plan_next(resp.plan, msgs, 16, &n, &err), JPIP_OK);
         for (i = 0; i < n; i++) {
-            *from_rend += msgs[i].rend_off != JPIP_REND_NONE;
+            ck_assert_uint_ge(msgs[i].count, 1);
+            *from_rend += msgs[i].rend_off != JPIP_REND_NONE ? msgs[i].count : 0;
+            *nmsg += msgs[i].count;
+            *nrun += msgs[i].count > 1;
         }
-        *nmsg += n;
     } while (n > 0);
     jpip_plan_rewind(resp.plan);
     ck_assert_msg(jpip_serve_stream(pool, &resp, t->ix, t->src, buf_write, &b, &err) == JPIP_OK,
@@ -131,18 +134,23 @@ static tu_buf_t serve(target_t *t, const char *q, int use_rend, apr_uint64_t *fr
 }
 
 /* Every query answers the same with and without the rendition. Returns
- * the share of messages that came from it over all queries. */
-static double same_answers(target_t *t, const char *what, const char *const *qs, size_t nq)
+ * the share of messages that came from it over all queries, and in *runs
+ * how many runs there were. */
+static double same_answers(target_t *t, const char *what, const char *const *qs, size_t nq,
+                           apr_uint64_t *runs)
 {
     apr_uint64_t used = 0, total = 0;
     size_t i;
 
+    *runs = 0;
     for (i = 0; i < nq; i++) {
-        apr_uint64_t r0, n0, r1, n1;
-        tu_buf_t a = serve(t, qs[i], 0, &r0, &n0);
-        tu_buf_t b = serve(t, qs[i], 1, &r1, &n1);
+        apr_uint64_t r0, n0, r1, n1, u0, u1;
+        tu_buf_t a = serve(t, qs[i], 0, &r0, &n0, &u0);
+        tu_buf_t b = serve(t, qs[i], 1, &r1, &n1, &u1);
 
         ck_assert_uint_eq(r0, 0);
+        ck_assert_uint_eq(u0, 0);
+        *runs += u1;
         ck_assert_uint_eq(n0, n1);
         ck_assert_msg(a.n == b.n && memcmp(a.p, b.p, a.n) == 0,
                       "%s: %s: the answer differs with the rendition (%zu vs %zu bytes)", what,
@@ -175,6 +183,8 @@ START_TEST(answers_unchanged)
         "type=jpp-stream&fsiz=400,300&len=5000",
         "type=jpp-stream&fsiz=400,300&model=P0,P1:7,P2",
         "type=jpp-stream&fsiz=400,300&model=Hm",
+        "type=jpp-stream&fsiz=400,300&model=P5,P9",
+        "type=jpp-stream&fsiz=400,300&layers=50",
         "type=jpp-stream&fsiz=400,300&metareq=[*]",
         "type=jpt-stream&fsiz=400,300",
     };
@@ -183,11 +193,17 @@ START_TEST(answers_unchanged)
     for (i = 0; i < sizeof(gen) / sizeof(gen[0]); i++) {
         target_t t;
         double share;
+        apr_uint64_t runs;
 
         open_target(&t, generate(gen[i].name, gen[i].w, gen[i].h, gen[i].nc, gen[i].opts));
-        share = same_answers(&t, gen[i].name, qs, sizeof(qs) / sizeof(qs[0]));
+        share = same_answers(&t, gen[i].name, qs, sizeof(qs) / sizeof(qs[0]), &runs);
         ck_assert_msg(share > 0.5, "%s: only %.2f of the messages came from the rendition",
                       gen[i].name, share);
+        /* precinct partitions put several precincts in a row: rows go out
+         * as runs */
+        if (strstr(gen[i].opts, "-c ") != NULL) {
+            ck_assert_msg(runs > 0, "%s: no run of neighbouring precincts", gen[i].name);
+        }
     }
 }
 END_TEST
@@ -195,17 +211,22 @@ END_TEST
 START_TEST(extended_and_partial_bins_not_from_rendition)
 {
     target_t t;
-    apr_uint64_t r, n;
+    apr_uint64_t r, n, u;
 
     open_target(&t, generate("ext", 200, 150, 3, "-n 3 -r 20,5 -c [32,32] -p RPCL"));
     /* extended classes carry Aux, which the rendition does not */
-    serve(&t, "type=jpp-stream;ptype=ext&fsiz=200,150", 1, &r, &n);
+    serve(&t, "type=jpp-stream;ptype=ext&fsiz=200,150", 1, &r, &n, &u);
     ck_assert_uint_gt(n, 10);
     ck_assert_uint_eq(r, 0);
     /* layer by layer: every message but a bin's last starts inside it */
-    serve(&t, "type=jpp-stream&fsiz=200,150&len=100000000", 1, &r, &n);
+    serve(&t, "type=jpp-stream&fsiz=200,150&len=100000000", 1, &r, &n, &u);
     ck_assert_uint_gt(n, 10);
     ck_assert_uint_lt(r, n / 2);
+    ck_assert_uint_eq(u, 0);
+    /* fewer layers than the bins have: no runs, each bin cut */
+    serve(&t, "type=jpp-stream&fsiz=200,150&layers=1", 1, &r, &n, &u);
+    ck_assert_uint_gt(n, 10);
+    ck_assert_uint_eq(u, 0);
 }
 END_TEST
 
@@ -244,7 +265,41 @@ START_TEST(foreign_or_damaged_refused)
     }
     ck_assert_uint_lt(i, nbins);
     ck_assert_int_eq(jpip_rend_load(&rd, pool, a.ix, copy, a.rsize, &err), JPIP_E_FORMAT);
-    ck_assert_ptr_nonnull(strstr(err.msg, "outside"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "not where it belongs"));
+    /* two messages swapped: each inside the file, neither in its place */
+    copy = apr_pmemdup(pool, a.rdata, a.rsize);
+    {
+        apr_uint64_t first = nbins, v0 = 0, v1 = 0;
+
+        for (i = 0; i < nbins; i++) {
+            apr_uint64_t v;
+
+            memcpy(&v, copy + 72 + 8 * i, 8);
+            if (v == JPIP_REND_NONE) {
+                continue;
+            }
+            if (first == nbins) {
+                first = i;
+                v0 = v;
+            } else {
+                v1 = v;
+                memcpy(copy + 72 + 8 * i, &v0, 8);
+                memcpy(copy + 72 + 8 * first, &v1, 8);
+                break;
+            }
+        }
+        ck_assert_uint_lt(i, nbins);
+    }
+    ck_assert_int_eq(jpip_rend_load(&rd, pool, a.ix, copy, a.rsize, &err), JPIP_E_FORMAT);
+    /* an entry for a bin that is not a precinct (bin 0 is the main header
+     * or a metadata-bin) */
+    copy = apr_pmemdup(pool, a.rdata, a.rsize);
+    {
+        apr_uint64_t v = 72 + 8 * nbins;
+
+        memcpy(copy + 72, &v, 8);
+    }
+    ck_assert_int_eq(jpip_rend_load(&rd, pool, a.ix, copy, a.rsize, &err), JPIP_E_FORMAT);
     /* the good one still loads */
     ck_assert_int_eq(jpip_rend_load(&rd, pool, a.ix, a.rdata, a.rsize, &err), JPIP_OK);
 }
