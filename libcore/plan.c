@@ -423,7 +423,7 @@ static int in_precinct_state(const jpip_plan_t *p, const ent_t *e)
     return p->w.started && p->w.cls == JPIP_CLASS_PRECINCT && p->w.csn == e->csn;
 }
 
-/* The messages of bins k .. k+cnt-1 of run e, as one range of the
+/* The messages of bins k .. k+cnt-1 (cnt > 1) of run e, as one range of the
  * rendition (the writer is in precinct state for e's codestream, so each
  * is the rendition's message, and they lie back to back). */
 static void make_run(jpip_plan_t *p, ent_t *e, apr_uint32_t cnt, jpip_msg_t *m)
@@ -562,12 +562,12 @@ static ent_t *cursor(jpip_plan_t *p)
     }
 }
 
-/* The next message of run e: its first bin alone when the writer is not
- * yet in precinct state (made like any other whole bin, which puts it in
- * that state), else as many of the rest as room allows. */
+/* The next message of run e: a bin alone when the writer is not yet in
+ * precinct state (made like any other whole bin, which puts it in that
+ * state) or when only one fits, else as many of the rest as room allows. */
 static void run_next(jpip_plan_t *p, ent_t *e, apr_size_t room, jpip_msg_t *m)
 {
-    if (!in_precinct_state(p, e)) {
+    if (!in_precinct_state(p, e) || room == 1 || e->n - e->k == 1) {
         ent_t one = *e;
 
         one.bin = e->bin + e->k;

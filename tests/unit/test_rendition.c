@@ -122,6 +122,14 @@ static tu_buf_t serve(target_t *t, const char *q, int use_rend, apr_uint64_t *fr
         ck_assert_int_eq(jpip_plan_next(resp.plan, msgs, 16, &n, &err), JPIP_OK);
         for (i = 0; i < n; i++) {
             ck_assert_uint_ge(msgs[i].count, 1);
+            /* a single message's body lies in its bin; a run's records
+             * its bytes, headers included */
+            if (msgs[i].count == 1) {
+                ck_assert_uint_le(msgs[i].off + msgs[i].len, msgs[i].bin->len);
+            } else {
+                ck_assert_uint_eq(msgs[i].hdr_len, 0);
+                ck_assert_uint_gt(msgs[i].len, msgs[i].bin[msgs[i].count - 1].len);
+            }
             *from_rend += msgs[i].rend_off != JPIP_REND_NONE ? msgs[i].count : 0;
             *nmsg += msgs[i].count;
             *nrun += msgs[i].count > 1;
