@@ -3,11 +3,18 @@
 
 #include "piece.h"
 
+#include <fcntl.h>
 #include <string.h>
 
+#include <apr_portable.h>
 #include <apr_strings.h>
 
 #define SRC_WINDOW (256 * 1024)
+/* Reading on densely (packet headers one after another), ask the kernel
+ * to read this far ahead, this much at a time: the disk works while the
+ * headers are decoded instead of waiting for each window. */
+#define SRC_AHEAD (32 * 1024 * 1024)
+#define SRC_AHEAD_STEP (8 * 1024 * 1024)
 
 struct jpip_src_t {
     apr_file_t *file;         /* NULL for memory sources */
@@ -17,6 +24,7 @@ struct jpip_src_t {
     apr_uint64_t win_off; /* file offset of win[0] */
     apr_size_t win_len;   /* valid bytes in win */
     apr_uint64_t bytes_read;
+    apr_uint64_t ahead; /* read ahead up to here (0: not reading densely) */
     /* fragmented view over base (JPX fragment tables) */
     jpip_src_t *base;
     jpip_piece_t *frags;      /* file ranges in base */
@@ -166,6 +174,36 @@ apr_uint64_t jpip_src_bytes_read(const jpip_src_t *src)
     return src->base != NULL ? src->base->bytes_read : src->bytes_read;
 }
 
+/* The next window starts at off, want bytes. When it follows the last one
+ * closely (dense reading, not skipping from header to header on PLT or
+ * tile-part lengths), have the kernel read ahead of it. */
+static void read_ahead(jpip_src_t *src, apr_uint64_t off, apr_size_t want)
+{
+#if defined(POSIX_FADV_WILLNEED)
+    apr_os_file_t fd;
+    apr_uint64_t end = src->win_off + src->win_len;
+
+    if (src->win_len == 0 || off < src->win_off || off - end >= SRC_WINDOW) {
+        src->ahead = 0;
+        return;
+    }
+    if (src->ahead < off + want) {
+        src->ahead = off + want;
+    }
+    if (src->ahead >= off + SRC_AHEAD - SRC_AHEAD_STEP || src->ahead >= src->size ||
+        apr_os_file_get(&fd, src->file) != APR_SUCCESS) {
+        return;
+    }
+    /* a hint: nothing to check */
+    (void)posix_fadvise(fd, (off_t)src->ahead, SRC_AHEAD_STEP, POSIX_FADV_WILLNEED);
+    src->ahead += SRC_AHEAD_STEP;
+#else
+    (void)src;
+    (void)off;
+    (void)want;
+#endif
+}
+
 /* Fill the window so that it starts at off and holds at least len bytes. */
 static jpip_code_t fill_window(jpip_src_t *src, apr_uint64_t off, apr_size_t len, jpip_err_t *err)
 {
@@ -177,6 +215,7 @@ static jpip_code_t fill_window(jpip_src_t *src, apr_uint64_t off, apr_size_t len
     if (want > src->size - off) {
         want = (apr_size_t)(src->size - off);
     }
+    read_ahead(src, off, want);
     rv = apr_file_seek(src->file, APR_SET, &pos);
     if (rv != APR_SUCCESS) {
         return jpip_err_set(err, JPIP_E_IO, "seek to offset %" APR_UINT64_T_FMT " failed", off);
