@@ -264,15 +264,14 @@ static jpip_code_t add_run(view_ctx_t *c, const jpip_view_row_t *row, apr_uint32
     p->nents += n - 1; /* push_held counts the first */
     rc = push_held(p, image_list(row->lev), JPIP_CLASS_PRECINCT, c->v->csn, row->id + k * row->step,
                    row->bin + k, 0, row->bin[k].len, 0, &e, err);
-    if (rc == JPIP_OK) {
+    if (rc == JPIP_OK) { /* runs come only with whole bins: no layer rounds to count */
         e->n = n;
         e->step = row->step;
-        if (p->rows_nb > p->nlayers) {
-            p->nlayers = p->rows_nb;
-        }
     }
     return rc;
 }
+
+#define ROW_CHUNK 64 /* precincts of a row looked up in the model at a time */
 
 /* A row of precincts: what the client lacks entirely goes in runs of
  * neighbours when the rendition can send them whole, the rest in an entry
@@ -284,12 +283,12 @@ static jpip_code_t add_row(void *vctx, const jpip_view_row_t *row, jpip_err_t *e
     jpip_plan_t *p = c->p;
     unsigned maxl = c->v->layers;
     int runs = p->rows && (maxl == 0 || maxl >= p->rows_nb);
-    apr_uint64_t h[64];
+    apr_uint64_t h[ROW_CHUNK];
     apr_uint32_t k0, k, n;
     jpip_code_t rc = JPIP_OK;
 
     for (k0 = 0; k0 < row->n && rc == JPIP_OK; k0 += n) {
-        n = row->n - k0 < 64 ? row->n - k0 : 64;
+        n = row->n - k0 < ROW_CHUNK ? row->n - k0 : ROW_CHUNK;
         if (p->model != NULL) {
             jpip_model_held_row(p->model, JPIP_CLASS_PRECINCT, c->v->csn, row->id + k0 * row->step,
                                 row->step, n, h);

@@ -876,10 +876,8 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
                 break;
             }
         }
-        for (i = 0, nb = 0; i < n; i++) {
+        for (i = 0, nb = 0; i < n && o.rv == APR_SUCCESS; i++) {
             nb += msgs[i].count;
-        }
-        for (i = 0; i < n && o.rv == APR_SUCCESS; i++) {
             hbytes += msgs[i].hdr_len + msgs[i].len;
             if (msgs[i].rend_off != JPIP_REND_NONE) {
                 nrend += msgs[i].count;
