@@ -801,23 +801,68 @@ jpip_code_t jpip_model_cut_range(jpip_model_t *m, unsigned cls, apr_uint64_t csn
 typedef struct upd_t {
     unsigned cls;
     apr_uint64_t csn, id, off, end; /* end: COMPLETE for a complete message */
-    apr_size_t seq;                 /* position in the batch */
 } upd_t;
 
-static int upd_cmp(const void *a, const void *b)
+/* x's bin comes before y's */
+static int upd_before(const upd_t *x, const upd_t *y)
 {
-    const upd_t *x = a, *y = b;
-
     if (x->cls != y->cls) {
-        return x->cls < y->cls ? -1 : 1;
+        return x->cls < y->cls;
     }
     if (x->csn != y->csn) {
-        return x->csn < y->csn ? -1 : 1;
+        return x->csn < y->csn;
     }
-    if (x->id != y->id) {
-        return x->id < y->id ? -1 : 1;
+    return x->id < y->id;
+}
+
+/* The end of the ascending stretch of u[0, n) that starts at i. */
+static apr_size_t stretch_end(const upd_t *u, apr_size_t i, apr_size_t n)
+{
+    for (i++; i < n && !upd_before(&u[i], &u[i - 1]); i++) {
     }
-    return x->seq < y->seq ? -1 : (x->seq > y->seq);
+    return i;
+}
+
+/* Sort u by bin, keeping the order of a bin's messages (a stable sort).
+ * Messages come in ascending stretches (the bins of a row, of a
+ * resolution), so a natural merge sort costs O(n log stretches): nothing
+ * when they are in order already. Returns the sorted array: u or tmp. */
+static upd_t *sort_updates(upd_t *u, upd_t *tmp, apr_size_t n)
+{
+    if (n < 2) {
+        return u;
+    }
+    for (;;) {
+        apr_size_t i = 0, o = 0, merges = 0;
+
+        while (i < n) {
+            apr_size_t a = i, ae = stretch_end(u, i, n), b = ae, be;
+
+            if (ae == n) {
+                if (merges == 0) {
+                    return u; /* one stretch: sorted */
+                }
+                memcpy(tmp + o, u + a, (n - a) * sizeof(*u));
+                break;
+            }
+            be = stretch_end(u, b, n);
+            /* merge; on equal bins the earlier stretch goes first */
+            while (a < ae && b < be) {
+                tmp[o++] = upd_before(&u[b], &u[a]) ? u[b++] : u[a++];
+            }
+            memcpy(tmp + o, u + a, (ae - a) * sizeof(*u));
+            o += ae - a;
+            memcpy(tmp + o, u + b, (be - b) * sizeof(*u));
+            o += be - b;
+            merges++;
+            i = be;
+        }
+        {
+            upd_t *t = u;
+            u = tmp;
+            tmp = t;
+        }
+    }
 }
 
 /* emit() for a run of (cls, csn): a merge crosses keys. */
@@ -830,7 +875,8 @@ static void emit_key(emit_t *e, unsigned cls, apr_uint64_t csn, apr_uint64_t fir
 }
 
 struct jpip_model_batch_t {
-    upd_t *u;
+    upd_t *u; /* sorted: points into buf */
+    upd_t *buf;
     apr_size_t n;
 };
 
@@ -841,23 +887,23 @@ jpip_code_t jpip_model_batch_make(jpip_model_batch_t **batch, const jpip_model_s
     apr_size_t i;
 
     *batch = NULL;
-    if (b == NULL || (b->u = malloc((n > 0 ? n : 1) * sizeof(*b->u))) == NULL) {
+    /* room for the messages and a merge buffer as large */
+    if (b == NULL || (b->buf = malloc((n > 0 ? 2 * n : 1) * sizeof(*b->buf))) == NULL) {
         free(b);
         return jpip_err_set(err, JPIP_E_NOMEM, "cache model: out of memory");
     }
     b->n = n;
     for (i = 0; i < n; i++) {
-        upd_t *x = &b->u[i];
+        upd_t *x = &b->buf[i];
 
         x->cls = norm_class(sent[i].cls);
         x->csn = norm_csn(x->cls, sent[i].csn);
         x->id = sent[i].id;
         x->off = sent[i].off;
         x->end = sent[i].complete ? JPIP_MODEL_COMPLETE : sent[i].off + sent[i].len;
-        x->seq = i;
     }
     /* by bin, and within a bin in the order the messages were sent */
-    qsort(b->u, n, sizeof(*b->u), upd_cmp);
+    b->u = sort_updates(b->buf, b->buf + n, n);
     *batch = b;
     return JPIP_OK;
 }
@@ -865,7 +911,7 @@ jpip_code_t jpip_model_batch_make(jpip_model_batch_t **batch, const jpip_model_s
 void jpip_model_batch_free(jpip_model_batch_t *b)
 {
     if (b != NULL) {
-        free(b->u);
+        free(b->buf);
         free(b);
     }
 }
@@ -907,9 +953,20 @@ jpip_code_t jpip_model_record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip
         return jpip_err_set(err, JPIP_E_NOMEM, "cache model: out of memory");
     }
     b->n = 0; /* the updates are folded in place below: a batch is used once */
-    /* fold each bin's messages into one new held value, from what it held */
-    for (i = 0; i < n; i = j) {
-        apr_uint64_t held = jpip_model_held(m, u[i].cls, u[i].csn, u[i].id), v = held;
+    /* fold each bin's messages into one new held value, from what it held
+     * (the bins ascend, and so do the runs: one walk over both) */
+    for (i = 0, k = 0; i < n; i = j) {
+        apr_uint64_t held = def, v;
+        int kc = 0;
+
+        while (k < nr && ((kc = key_cmp(&r[k], u[i].cls, u[i].csn)) < 0 ||
+                          (kc == 0 && r[k].last < u[i].id))) {
+            k++;
+        }
+        if (k < nr && kc == 0 && r[k].first <= u[i].id) {
+            held = r[k].bytes;
+        }
+        v = held;
 
         for (j = i; j < n && u[j].cls == u[i].cls && u[j].csn == u[i].csn && u[j].id == u[i].id;
              j++) {

@@ -167,7 +167,8 @@ typedef struct jpip_model_sent_t {
 } jpip_model_sent_t;
 
 /* Record the messages of a response (or one batch of it) in m, in one pass
- * over the model: O(runs + n log n), not a search and shift per message.
+ * over the model: O(runs + n log s) for n messages that come in s
+ * ascending stretches, not a search and shift per message.
  * Same outcome as jpip_model_add(m, cls, csn, id, off + len, complete) for
  * each message in order, except that a range which would leave a hole
  * (off beyond what is held) is skipped, since the model cannot express it.
@@ -176,9 +177,9 @@ typedef struct jpip_model_sent_t {
 jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, apr_size_t n,
                               jpip_err_t *err);
 
-/* The same in two steps, so that the costly part can run outside a lock:
- * jpip_model_batch_make copies and sorts the messages (O(n log n), no model
- * needed), jpip_model_record_batch merges them into m (O(runs + n)). A
+/* The same in two steps: jpip_model_batch_make copies and sorts the
+ * messages (O(n log s), no model needed), jpip_model_record_batch merges
+ * them into m (O(runs + n)). A
  * batch is recorded once, then freed with jpip_model_batch_free (NULL is
  * fine). */
 typedef struct jpip_model_batch_t jpip_model_batch_t;

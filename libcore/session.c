@@ -44,6 +44,7 @@ jpip_code_t jpip_session_init(void *buf, apr_size_t size, const char *target, co
     apr_cpystrn(s->tid, tid, sizeof(s->tid));
     rc = jpip_model_init((char *)s + s->model_off, s->model_cap, 0, &m, err);
     if (rc == JPIP_OK) {
+        s->model_bytes = jpip_model_size(m);
         *out = s;
     }
     return rc;

@@ -6,7 +6,9 @@
  * model.h buffer). It is made to live in a slot of shared memory (every
  * httpd process sees it) and, later, as a value in an external session
  * cache (memcached, redis through httpd's socache). Callers serialise
- * access; nothing here locks.
+ * access; nothing here locks. The request that owns a session (busy) may
+ * change its model without the store's lock: nobody else touches the
+ * model, or removes the record, while busy is set.
  */
 #ifndef JPIP_SESSION_H
 #define JPIP_SESSION_H
@@ -41,11 +43,14 @@ typedef struct jpip_session_t {
      * apr_atomic_set64 so that a streaming request can poll it between
      * batches with apr_atomic_read64, without the store's lock */
     volatile apr_uint64_t preempt;
-    apr_uint64_t bytes; /* message bytes sent */
+    apr_uint64_t bytes;       /* message bytes sent */
+    apr_uint64_t model_bytes; /* model size when the last request ended */
     apr_uint32_t nchannels;
-    apr_uint32_t model_off;               /* offset of the model buffer */
-    apr_uint32_t model_cap;               /* bytes of the model buffer */
-    apr_uint32_t closed;                  /* no further requests (EOR 6 was sent) */
+    apr_uint32_t model_off; /* offset of the model buffer */
+    apr_uint32_t model_cap; /* bytes of the model buffer */
+    /* no further requests (EOR 6 was sent, or the last channel closed);
+     * the owner sets and reads it without the lock: apr_atomic_*32 */
+    volatile apr_uint32_t closed;
     char target[JPIP_SESSION_TARGET_MAX]; /* target name, relative to the archive */
     char tid[JPIP_SESSION_TID_MAX];       /* target version the model is about */
     char client[48];                      /* the address that opened it */

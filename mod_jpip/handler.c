@@ -489,9 +489,12 @@ static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
 #define WAIT_STEP apr_time_from_msec(5)
 #define WAIT_MAX apr_time_from_sec(60)
 
-/* One request on a channel. The session record lives in shared memory and
- * may be evicted by another process whenever the store is unlocked, so it
- * is found again by channel id each time the lock is taken. */
+/* One request on a channel. The session record lives in shared memory.
+ * Until the request owns it (busy), another process may evict it whenever
+ * the store is unlocked, so it is found again by channel id each time the
+ * lock is taken. Once owned, the record stays put until channel_end, and
+ * only this request changes the model: it plans and records without the
+ * lock, which is taken only to claim and to give back. */
 typedef struct chan_t {
     const char *cid;     /* the channel this request runs on */
     apr_uint64_t seq;    /* this request's turn in the session */
@@ -507,7 +510,7 @@ typedef struct chan_t {
      * ends; only what was handed over is ever recorded. */
     jpip_model_sent_t *pending;
     apr_size_t npending, npassed, flush_at;
-    jpip_session_t *s; /* where the session was found, for the pre-emption poll */
+    jpip_session_t *s; /* the session this request owns, from channel_start on */
 } chan_t;
 
 static int session_gone(request_rec *r, const char *name, const char *cid)
@@ -592,16 +595,25 @@ static int channel_open(request_rec *r, const jpip_dir_conf_t *conf, const jpip_
     return OK;
 }
 
-/* Give the channel's session back for the next request. */
+/* Give the session back for the next request, under the lock. Frees the
+ * slot of a session closed meanwhile. */
+static void channel_give_back(chan_t *ch)
+{
+    jpip_session_t *s = ch->s;
+
+    s->busy = 0;
+    s->used = apr_time_now();
+    s->model_bytes = jpip_model_size(jpip_session_model(s));
+    if (apr_atomic_read32(&s->closed)) {
+        jpip_store_remove(s);
+    }
+}
+
+/* The same, for a request that ends before it streams. */
 static void channel_release(chan_t *ch)
 {
-    jpip_session_t *s;
-
     jpip_store_lock();
-    s = jpip_store_find(ch->cid);
-    if (s != NULL && s->busy == ch->seq) {
-        s->busy = 0;
-    }
+    channel_give_back(ch);
     jpip_store_unlock();
 }
 
@@ -670,6 +682,7 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
         }
     }
     s->busy = ch->seq;
+    ch->s = s;
     if (req->qid >= 0) {
         c->next_qid = req->qid + 1;
     }
@@ -679,6 +692,8 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
         apr_cpystrn(s->tid, tgt->tid, sizeof(s->tid));
         apr_table_setn(r->headers_out, "JPIP-tid", tgt->tid);
     }
+    jpip_store_unlock();
+    /* the session is this request's now: its model is changed unlocked */
     jpip_serve_resolver(tgt->ix, &res);
     /* declared holdings (and, for need, what the client lacks) persist in
      * the session; a field that does not fit the model is ignored */
@@ -688,13 +703,11 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
     if (need != NULL) {
         jpip_model_apply(jpip_session_model(s), need, &res, &err);
     }
-    /* a private copy for planning: copied under the lock, checked after */
+    /* a private copy for planning, checked as it is loaded */
     len = jpip_model_size(jpip_session_model(s));
     size = jpip_model_bytes_for(jpip_model_runs(jpip_session_model(s)) + 1);
     buf = apr_palloc(r->pool, size);
     memcpy(buf, jpip_session_model(s), len);
-    ch->s = s;
-    jpip_store_unlock();
     if (jpip_model_load(buf, size, buf, len, &ch->model, &err) != JPIP_OK) {
         channel_release(ch);
         return refuse(r, name, HTTP_INTERNAL_SERVER_ERROR, err.msg);
@@ -708,41 +721,37 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
     return OK;
 }
 
-/* Record the pending messages in the session model. Returns the EOR
- * reason to stop with, or 0 to go on. */
+/* Record the pending messages in the session model; the request owns
+ * the session, so no lock is taken. Returns the EOR reason to stop with,
+ * or 0 to go on. */
 static unsigned channel_flush(chan_t *ch)
 {
-    jpip_session_t *s;
+    jpip_session_t *s = ch->s;
     unsigned stop = 0;
     jpip_err_t err;
     jpip_model_batch_t *b = NULL;
-    /* sorted before the lock is taken: only the merge holds it */
-    jpip_code_t rc = jpip_model_batch_make(&b, ch->pending, ch->npassed, &err);
+    jpip_code_t rc;
 
-    jpip_store_lock();
-    s = jpip_store_find(ch->cid);
-    if (s == NULL || s->busy != ch->seq) {
-        jpip_store_unlock();
-        jpip_model_batch_free(b);
+    if (apr_atomic_read32(&s->closed)) {
         ch->npending = ch->npassed = 0;
         return JPIP_EOR_SESSION_LIMIT; /* the session was closed meanwhile */
     }
     /* one pass over the model for all of them; a range that does not
      * extend what is held leaves a hole the model cannot express: not
      * recorded, at worst sent again */
+    rc = jpip_model_batch_make(&b, ch->pending, ch->npassed, &err);
     if (rc != JPIP_OK || jpip_model_record_batch(jpip_session_model(s), b, &err) != JPIP_OK) {
         /* the model is full: end the session rather than send twice */
-        s->closed = 1;
+        apr_atomic_set32(&s->closed, 1);
         stop = JPIP_EOR_SESSION_LIMIT;
     }
+    jpip_model_batch_free(b);
     s->bytes += ch->sent;
     ch->sent = 0;
     ch->npending = ch->npassed = 0;
-    if (stop == 0 && s->preempt > ch->seq) {
+    if (stop == 0 && apr_atomic_read64(&s->preempt) > ch->seq) {
         stop = JPIP_EOR_WINDOW_CHANGE; /* pre-empted by a newer request */
     }
-    jpip_store_unlock();
-    jpip_model_batch_free(b);
     return stop;
 }
 
@@ -783,33 +792,23 @@ static unsigned channel_passed(chan_t *ch)
     return 0;
 }
 
-/* The request is over: free the channel's session for the next one, and
- * close what cclose names. */
-static void channel_end(request_rec *r, const jpip_request_t *req, chan_t *ch)
+/* The request is over: give the session back for the next one, and close
+ * what cclose names. */
+static void channel_end(const jpip_request_t *req, chan_t *ch)
 {
-    jpip_session_t *s;
+    jpip_session_t *s = ch->s;
 
     jpip_store_lock();
-    s = jpip_store_find(ch->cid);
-    if (s != NULL) {
-        if (s->busy == ch->seq) {
-            s->busy = 0;
-        }
-        s->used = apr_time_now();
-        if (req->cclose != NULL) {
-            int i;
-            apr_uint32_t left = s->nchannels;
+    if (req->cclose != NULL) {
+        int i;
 
-            for (i = 0; i < req->cclose->nelts; i++) {
-                left = jpip_session_channel_close(s, APR_ARRAY_IDX(req->cclose, i, const char *));
+        for (i = 0; i < req->cclose->nelts; i++) {
+            if (jpip_session_channel_close(s, APR_ARRAY_IDX(req->cclose, i, const char *)) == 0) {
+                apr_atomic_set32(&s->closed, 1); /* its last channel */
             }
-            if (left == 0 || s->closed) {
-                jpip_store_remove(s);
-            }
-        } else if (s->closed) {
-            jpip_store_remove(s);
         }
     }
+    channel_give_back(ch);
     jpip_store_unlock();
 }
 
@@ -1108,6 +1107,6 @@ int jpip_handle(request_rec *r)
         return st;
     }
     st = respond(r, conf, tgt, target.name, &req, &ch);
-    channel_end(r, &req, &ch);
+    channel_end(&req, &ch);
     return st;
 }

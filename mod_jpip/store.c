@@ -183,7 +183,13 @@ jpip_session_t *jpip_store_find(const char *cid)
 
 void jpip_store_remove(jpip_session_t *s)
 {
-    s->magic = 0;
+    /* a busy session's record belongs to the request streaming on it,
+     * which changes the model without the lock: it is only closed here,
+     * and that request frees the slot when it ends */
+    apr_atomic_set32(&s->closed, 1);
+    if (s->busy == 0) {
+        s->magic = 0;
+    }
 }
 
 void jpip_store_expire(apr_time_t now)
@@ -272,7 +278,7 @@ void jpip_store_stats(jpip_store_stats_t *st)
         if (s->magic != 0) {
             st->sessions++;
             st->channels += s->nchannels;
-            st->mem_used += jpip_model_size(jpip_session_model(s));
+            st->mem_used += s->model_bytes; /* the model may be changing now */
         }
     }
     st->slots = store->hdr->slots;

@@ -79,7 +79,8 @@ jpip_code_t jpip_store_new_cid(const jpip_session_t *s, char *out, jpip_err_t *e
 jpip_session_t *jpip_store_create(const char *target, const char *tid, const char *client,
                                   int max_per_client, jpip_err_t *err);
 
-/* Free the session's slot. */
+/* Close the session and free its slot; a busy session's slot is freed by
+ * the request that owns it, when it ends. */
 void jpip_store_remove(jpip_session_t *s);
 
 /* Close the sessions idle for longer than the timeout (never a busy one). */

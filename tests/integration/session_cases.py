@@ -301,6 +301,66 @@ JPIPSessionTimeout 300
     return run.passed, run.failed
 
 
+def case_model_full(h, big):
+    """A session whose cache model fills its slot ends with EOR 6; its
+    channel is gone, and its slot is free again: two new sessions fit in
+    JPIPSessions 2 without evicting anyone."""
+    cid, path, _ = new_session(h, big)
+    eors = []
+    # scattered small windows at full size: precincts far apart, each a
+    # run of its own in the model
+    for i in range(400):
+        x, y = (i * 389) % 1984, (i * 211 + (i // 9) * 67) % 1984
+        st, _, body = get(h, "%s?cid=%s&fsiz=2048,2048&roff=%d,%d&rsiz=64,64&len=%d" %
+                          (path, cid, x, y, 3000 + i % 7 * 50))
+        if st != 200:
+            break
+        eors.append(messages(body)[1])
+        if eors[-1] == 6:
+            break
+    expect(eors and eors[-1] == 6, "no EOR 6 after %d requests: %r" % (len(eors), eors[-5:]))
+    st, _, body = get(h, "%s?cid=%s&fsiz=64,48" % (path, cid))
+    expect(st == 503 and b"does not exist or has expired" in body,
+           "the closed channel answered %d %r" % (st, body[:80]))
+    for _ in range(2):
+        new_session(h, big)
+    st, _, body = get(h, "/jpip-status?json")
+    import json
+    s = json.loads(body)
+    expect(s["sessions"] == 2 and s["sessions_evicted"] == 0,
+           "the full session's slot was not freed: %r" % s)
+
+
+def run_small_store(big):
+    """A store of two small sessions (one httpd, event MPM)."""
+    extra = """
+JPIPSessions 2
+JPIPSessionMemory 16K
+<Location "/jpip-status">
+    SetHandler jpip-status
+</Location>
+"""
+    h = Httpd(os.environ["HTTPD"], os.environ["APXS"], os.environ["JPIP_MODULE"],
+              os.path.join(os.environ["JPIP_SRCDIR"], "..", "..", "httpd-conf"),
+              samples=os.environ.get("JPIP_SAMPLES"), extra_files=[big], servers=2,
+              mpm="event", extra_conf=extra)
+    run = Runner()
+    try:
+        h.start()
+    except Exception as e:  # noqa: BLE001
+        print("FAIL - start httpd (small store): %s" % e)
+        return 0, 1
+    try:
+        run.case("small store: a full model ends the session, and frees its slot",
+                 case_model_full, h, os.path.basename(big))
+    finally:
+        h.stop()
+    run.case("small store: error log clean",
+             lambda: expect(not h.bad_log_lines(), "\n  ".join(h.bad_log_lines()[:10])))
+    h.cleanup()
+    return run.passed, run.failed
+
+
 def case_parallel_small(h, name):
     # 16 sessions, but JPIPSessions is 8 here: run them in two waves
     case_parallel(h, name, 8)
@@ -314,6 +374,9 @@ def main():
         p, f = run_mpm(mpm, big)
         passed += p
         failed += f
+    p, f = run_small_store(big)
+    passed += p
+    failed += f
     shutil.rmtree(TMP, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     return 0 if failed == 0 else 1

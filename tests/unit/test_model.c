@@ -422,6 +422,8 @@ START_TEST(record_batch_matches_adds)
             apr_size_t n = 0, r;
             unsigned i;
 
+            apr_uint64_t next = 0, step = 1, left = 0;
+
             while (n < BATCH) {
                 x ^= x << 13;
                 x ^= x >> 7;
@@ -429,6 +431,22 @@ START_TEST(record_batch_matches_adds)
                 s[n].cls = cls[x % 7];
                 s[n].csn = (x >> 8) % 2;
                 s[n].id = (x >> 12) % IDS;
+                if (round % 2 == 1) {
+                    /* ascending stretches, as a plan's rows come: ids
+                     * step apart in one bin class, which may meet
+                     * another stretch's bins */
+                    if (left == 0) {
+                        next = s[n].id;
+                        step = 1 + (x >> 60) % 3;
+                        left = 1 + (x >> 20) % 12;
+                    } else {
+                        s[n].cls = s[n - 1].cls;
+                        s[n].csn = s[n - 1].csn;
+                    }
+                    s[n].id = next % IDS;
+                    next += step;
+                    left--;
+                }
                 s[n].off = (x >> 24) % 3 == 0 ? 0 : jpip_model_held(a, s[n].cls, s[n].csn, s[n].id);
                 if (s[n].off == JPIP_MODEL_COMPLETE || (x >> 28) % 11 == 0) {
                     s[n].off = (x >> 32) % 50; /* may leave a hole */
