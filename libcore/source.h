@@ -66,6 +66,10 @@ jpip_code_t jpip_src_u64(jpip_src_t *src, apr_uint64_t off, apr_uint64_t *v, jpi
 /* Bytes physically read from the underlying file so far (statistics). */
 apr_uint64_t jpip_src_bytes_read(const jpip_src_t *src);
 
+/* Read-ahead steps taken so far (statistics): each asks the kernel for
+ * the next stretch of a file read densely, unless it is cached already. */
+apr_uint64_t jpip_src_ahead_steps(const jpip_src_t *src);
+
 /* Big-endian decoding helpers for bytes already in memory. */
 static inline unsigned jpip_be16(const unsigned char *p)
 {

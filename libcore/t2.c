@@ -47,14 +47,17 @@ typedef struct t2_cblk_t {
  * its value is known exactly. */
 typedef struct t2_tnode_t {
     apr_uint32_t low;
-    int known;
+    apr_uint32_t known;
 } t2_tnode_t;
+
+typedef struct t2_tlevel_t {
+    apr_uint32_t w;     /* nodes across */
+    apr_uint32_t first; /* index of the level's first node */
+} t2_tlevel_t;
 
 typedef struct t2_tree_t {
     unsigned nlevels;
-    apr_uint32_t w[T2_MAX_TREE_DEPTH];
-    apr_uint32_t h[T2_MAX_TREE_DEPTH];
-    apr_size_t first[T2_MAX_TREE_DEPTH]; /* index of each level's first node */
+    t2_tlevel_t *lv;
     t2_tnode_t *nodes;
 } t2_tree_t;
 
@@ -72,19 +75,18 @@ struct jpip_t2_prec_t {
     t2_band_t band[3];
 };
 
-static jpip_code_t tree_init(t2_tree_t *t, apr_pool_t *pool, apr_uint32_t w, apr_uint32_t h,
-                             jpip_err_t *err)
+/* Levels and nodes of a tag tree over w x h leaves (w, h >= 1). Fills lv
+ * (T2_MAX_TREE_DEPTH entries) when not NULL. */
+static apr_size_t tree_shape(apr_uint32_t w, apr_uint32_t h, t2_tlevel_t *lv, unsigned *nlevels)
 {
     apr_size_t total = 0;
     unsigned n = 0;
 
     for (;;) {
-        if (n >= T2_MAX_TREE_DEPTH) {
-            return jpip_err_set(err, JPIP_E_LIMIT, "tag tree too deep");
+        if (lv != NULL) {
+            lv[n].w = w;
+            lv[n].first = (apr_uint32_t)total;
         }
-        t->w[n] = w;
-        t->h[n] = h;
-        t->first[n] = total;
         total += (apr_size_t)w * h;
         n++;
         if (w <= 1 && h <= 1) {
@@ -93,11 +95,27 @@ static jpip_code_t tree_init(t2_tree_t *t, apr_pool_t *pool, apr_uint32_t w, apr
         w = (w + 1) / 2;
         h = (h + 1) / 2;
     }
-    t->nlevels = n;
-    t->nodes = apr_pcalloc(pool, total * sizeof(*t->nodes));
-    if (t->nodes == NULL) {
-        return jpip_err_set(err, JPIP_E_NOMEM, "out of memory for a tag tree");
+    *nlevels = n;
+    return total;
+}
+
+/* The code-blocks of the precinct's bands, checked against the limit. */
+static jpip_code_t prec_count(const jpip_t2_geom_t *geom, apr_uint64_t *n, jpip_err_t *err)
+{
+    apr_uint64_t total = 0;
+    unsigned b;
+
+    for (b = 0; b < geom->nbands && b < 3; b++) {
+        total += (apr_uint64_t)geom->ncbx[b] * geom->ncby[b];
+        if (total > JPIP_T2_MAX_CBLKS) {
+            return jpip_err_set(
+                err, JPIP_E_LIMIT,
+                "precinct with more than %u code-blocks (band %u is %" APR_UINT64_T_FMT
+                " x %" APR_UINT64_T_FMT ")",
+                JPIP_T2_MAX_CBLKS, b, (apr_uint64_t)geom->ncbx[b], (apr_uint64_t)geom->ncby[b]);
+        }
     }
+    *n = total;
     return JPIP_OK;
 }
 
@@ -109,79 +127,90 @@ apr_uint64_t jpip_t2_prec_bytes(const jpip_t2_geom_t *geom)
     for (b = 0; b < geom->nbands && b < 3; b++) {
         n += (apr_uint64_t)geom->ncbx[b] * geom->ncby[b];
     }
-    /* the code-blocks, and two tag trees whose levels sum to under 4/3 of
-     * their leaves (plus one node per level of rounding) */
+    /* the code-blocks, and two tag trees per band whose levels sum to
+     * under 4/3 of their leaves (plus one node per level of rounding) */
     return sizeof(jpip_t2_prec_t) + n * sizeof(t2_cblk_t) +
-           2 * (n + n / 3 + 3 * T2_MAX_TREE_DEPTH) * sizeof(t2_tnode_t);
+           2 * (n + n / 3 + 3 * T2_MAX_TREE_DEPTH) * sizeof(t2_tnode_t) +
+           6 * T2_MAX_TREE_DEPTH * sizeof(t2_tlevel_t) + 16;
 }
 
 jpip_code_t jpip_t2_prec_create(jpip_t2_prec_t **prec, apr_pool_t *pool, const jpip_t2_geom_t *geom,
                                 unsigned cblksty, jpip_err_t *err)
 {
-    jpip_t2_prec_t *p;
+    t2_tlevel_t lv[T2_MAX_TREE_DEPTH];
+    apr_size_t nodes = 0, levels = 0, ncb, i;
     apr_uint64_t total = 0;
-    unsigned b;
-    int kind;
+    jpip_t2_prec_t *p;
+    t2_tnode_t *nd;
+    t2_tlevel_t *lvp;
+    t2_cblk_t *cb, init;
+    unsigned b, nl;
+    char *mem;
+    jpip_code_t rc;
 
     if (geom->nbands != 1 && geom->nbands != 3) {
         return jpip_err_set(err, JPIP_E_LIMIT, "precinct with %u bands", geom->nbands);
     }
+    if ((rc = prec_count(geom, &total, err)) != JPIP_OK) {
+        return rc;
+    }
+    ncb = (apr_size_t)total;
+    memset(&init, 0, sizeof(init));
+    init.lblock = 3;
+    if (cblksty & JPIP_CBLK_HT) {
+        init.kind = KIND_HT;
+        init.flags = CB_HT_PLHD | ((cblksty & JPIP_CBLK_HTMIXED) ? CB_MIXED : 0);
+    } else if (cblksty & JPIP_CBLK_TERMALL) {
+        init.kind = KIND_P1_TERMALL;
+    } else if (cblksty & JPIP_CBLK_BYPASS) {
+        init.kind = KIND_P1_BYPASS;
+    } else {
+        init.kind = KIND_P1;
+    }
+    /* one block: the precinct, its tag-tree nodes and levels, then its
+     * code-blocks (in decreasing alignment) */
     for (b = 0; b < geom->nbands; b++) {
-        total += (apr_uint64_t)geom->ncbx[b] * geom->ncby[b];
-        if (total > JPIP_T2_MAX_CBLKS) {
-            return jpip_err_set(
-                err, JPIP_E_LIMIT,
-                "precinct with more than %u code-blocks (band %u is %" APR_UINT64_T_FMT
-                " x %" APR_UINT64_T_FMT ")",
-                JPIP_T2_MAX_CBLKS, b, (apr_uint64_t)geom->ncbx[b], (apr_uint64_t)geom->ncby[b]);
+        if (geom->ncbx[b] != 0 && geom->ncby[b] != 0) {
+            nodes += 2 * tree_shape(geom->ncbx[b], geom->ncby[b], NULL, &nl);
+            levels += 2 * nl;
         }
     }
-    if (cblksty & JPIP_CBLK_HT) {
-        kind = KIND_HT;
-    } else if (cblksty & JPIP_CBLK_TERMALL) {
-        kind = KIND_P1_TERMALL;
-    } else if (cblksty & JPIP_CBLK_BYPASS) {
-        kind = KIND_P1_BYPASS;
-    } else {
-        kind = KIND_P1;
-    }
-    p = apr_pcalloc(pool, sizeof(*p));
-    if (p == NULL) {
+    mem = apr_pcalloc(pool,
+                      sizeof(*p) + nodes * sizeof(*nd) + levels * sizeof(*lvp) + ncb * sizeof(*cb));
+    if (mem == NULL) {
         return jpip_err_set(err, JPIP_E_NOMEM, "out of memory for a precinct");
+    }
+    p = (jpip_t2_prec_t *)(void *)mem;
+    nd = (t2_tnode_t *)(void *)(mem + sizeof(*p));
+    lvp = (t2_tlevel_t *)(void *)(nd + nodes);
+    cb = (t2_cblk_t *)(void *)(lvp + levels);
+    for (i = 0; i < ncb; i++) {
+        cb[i] = init;
     }
     p->nbands = geom->nbands;
     p->cblksty = cblksty;
     for (b = 0; b < geom->nbands; b++) {
         t2_band_t *band = &p->band[b];
-        apr_size_t n, i;
-        jpip_code_t rc;
+        t2_tree_t *tr[2];
+        unsigned k;
 
         if (geom->ncbx[b] == 0 || geom->ncby[b] == 0) {
             continue; /* empty band: ncbx/ncby stay 0 */
         }
         band->ncbx = geom->ncbx[b];
         band->ncby = geom->ncby[b];
-        n = (apr_size_t)band->ncbx * band->ncby;
-        band->cblks = apr_pcalloc(pool, n * sizeof(*band->cblks));
-        if (band->cblks == NULL) {
-            return jpip_err_set(err, JPIP_E_NOMEM, "out of memory for code-blocks");
-        }
-        for (i = 0; i < n; i++) {
-            band->cblks[i].lblock = 3;
-            band->cblks[i].kind = (apr_byte_t)kind;
-            if (kind == KIND_HT) {
-                band->cblks[i].flags = CB_HT_PLHD;
-                if (cblksty & JPIP_CBLK_HTMIXED) {
-                    band->cblks[i].flags |= CB_MIXED;
-                }
-            }
-        }
-        rc = tree_init(&band->incl, pool, band->ncbx, band->ncby, err);
-        if (rc == JPIP_OK) {
-            rc = tree_init(&band->zbp, pool, band->ncbx, band->ncby, err);
-        }
-        if (rc != JPIP_OK) {
-            return rc;
+        band->cblks = cb;
+        cb += (apr_size_t)band->ncbx * band->ncby;
+        tr[0] = &band->incl;
+        tr[1] = &band->zbp;
+        for (k = 0; k < 2; k++) {
+            apr_size_t n = tree_shape(band->ncbx, band->ncby, lv, &tr[k]->nlevels);
+
+            memcpy(lvp, lv, tr[k]->nlevels * sizeof(*lvp));
+            tr[k]->lv = lvp;
+            tr[k]->nodes = nd;
+            lvp += tr[k]->nlevels;
+            nd += n;
         }
     }
     *prec = p;
@@ -292,76 +321,111 @@ jpip_code_t jpip_t2_stream_skip(jpip_t2_stream_t *s, apr_uint64_t n, jpip_src_em
 
 /* --------------------------------------------------------- bit reader */
 
-#define BR_CHUNK 256
+#define BR_CHUNK 512 /* bytes of header looked at in place at a time */
 
 /* Reads packet-header bits with T.800 B.10.1 bit-stuffing: a byte that
- * follows 0xFF carries only 7 bits (its MSB is a stuffed 0). */
+ * follows 0xFF carries only 7 bits (its MSB is a stuffed 0). The bytes
+ * are read in place from the source (jpip_src_peek): nothing else reads
+ * it while a header is decoded. */
 typedef struct t2_bits_t {
-    jpip_t2_stream_t s; /* a copy of the caller's cursor; advanced chunk by chunk */
-    unsigned char buf[BR_CHUNK];
-    apr_size_t len, pos;   /* valid bytes in buf, next unread */
-    apr_uint64_t consumed; /* bytes taken so far */
-    unsigned cur;          /* current byte */
-    unsigned nbits;        /* unread bits left in cur */
-    int last_ff;           /* the last byte taken was 0xFF */
+    jpip_t2_stream_t s;     /* a copy of the caller's cursor, at p[0] */
+    const unsigned char *p; /* the bytes at the cursor */
+    apr_size_t len, pos;    /* bytes at p, next unread */
+    apr_uint64_t consumed;  /* bytes taken so far */
+    unsigned cur;           /* current byte */
+    unsigned nbits;         /* unread bits left in cur */
+    int last_ff;            /* the last byte taken was 0xFF */
     unsigned layer;
     jpip_err_t *err;
 } t2_bits_t;
 
+/* Look at the next bytes of the stream, in place. */
+static jpip_code_t bits_refill(t2_bits_t *br)
+{
+    jpip_code_t rc = jpip_t2_stream_skip(&br->s, br->len, NULL, NULL, br->err);
+    apr_uint64_t avail;
+
+    if (rc != JPIP_OK) {
+        return rc;
+    }
+    br->len = br->pos = 0;
+    stream_settle(&br->s);
+    if (br->s.cur == br->s.npieces) {
+        return jpip_err_set(br->err, JPIP_E_FORMAT,
+                            "layer %u: packet header runs past the end of the data "
+                            "after %" APR_UINT64_T_FMT " bytes",
+                            br->layer, br->consumed);
+    }
+    avail = br->s.pieces[br->s.cur].len - br->s.pos;
+    rc = jpip_src_peek(br->s.src, br->s.pieces[br->s.cur].off + br->s.pos,
+                       avail < BR_CHUNK ? (apr_size_t)avail : BR_CHUNK, &br->p, br->err);
+    if (rc == JPIP_OK) {
+        br->len = avail < BR_CHUNK ? (apr_size_t)avail : BR_CHUNK;
+    }
+    return rc;
+}
+
 static jpip_code_t bits_byte(t2_bits_t *br, unsigned *v)
 {
     if (br->pos == br->len) {
-        jpip_code_t rc = jpip_t2_stream_skip(&br->s, br->len, NULL, NULL, br->err);
+        jpip_code_t rc = bits_refill(br);
 
-        if (rc == JPIP_OK) {
-            rc = jpip_t2_stream_peek(&br->s, br->buf, sizeof(br->buf), &br->len, br->err);
-        }
         if (rc != JPIP_OK) {
             return rc;
         }
-        br->pos = 0;
-        if (br->len == 0) {
-            return jpip_err_set(br->err, JPIP_E_FORMAT,
-                                "layer %u: packet header runs past the end of the data "
-                                "after %" APR_UINT64_T_FMT " bytes",
-                                br->layer, br->consumed);
-        }
     }
-    *v = br->buf[br->pos++];
+    *v = br->p[br->pos++];
     br->consumed++;
     return JPIP_OK;
 }
 
-static jpip_code_t bits_read1(t2_bits_t *br, unsigned *bit)
+/* Take the next byte as the current one: 7 bits after a 0xFF, else 8. */
+static jpip_code_t bits_load(t2_bits_t *br)
+{
+    jpip_code_t rc = bits_byte(br, &br->cur);
+
+    if (rc != JPIP_OK) {
+        return rc;
+    }
+    br->nbits = br->last_ff ? 7 : 8;
+    br->last_ff = br->cur == 0xFF;
+    return JPIP_OK;
+}
+
+static APR_INLINE jpip_code_t bits_read1(t2_bits_t *br, unsigned *bit)
 {
     if (br->nbits == 0) {
-        jpip_code_t rc = bits_byte(br, &br->cur);
+        jpip_code_t rc = bits_load(br);
 
         if (rc != JPIP_OK) {
             return rc;
         }
-        br->nbits = br->last_ff ? 7 : 8;
-        br->last_ff = br->cur == 0xFF;
     }
     br->nbits--;
     *bit = (br->cur >> br->nbits) & 1u;
     return JPIP_OK;
 }
 
-/* Read n <= 32 bits, most significant first. */
+/* Read n <= 32 bits, most significant first, as many at a time as the
+ * current byte has. */
 static jpip_code_t bits_read(t2_bits_t *br, unsigned n, apr_uint32_t *v)
 {
     apr_uint32_t x = 0;
-    unsigned i;
 
-    for (i = 0; i < n; i++) {
-        unsigned bit;
-        jpip_code_t rc = bits_read1(br, &bit);
+    while (n > 0) {
+        unsigned k;
 
-        if (rc != JPIP_OK) {
-            return rc;
+        if (br->nbits == 0) {
+            jpip_code_t rc = bits_load(br);
+
+            if (rc != JPIP_OK) {
+                return rc;
+            }
         }
-        x = (x << 1) | bit;
+        k = n < br->nbits ? n : br->nbits;
+        br->nbits -= k;
+        x = (x << k) | ((br->cur >> br->nbits) & ((1u << k) - 1));
+        n -= k;
     }
     *v = x;
     return JPIP_OK;
@@ -394,7 +458,7 @@ static jpip_code_t tree_decode(t2_tree_t *t, t2_bits_t *br, apr_uint32_t x, apr_
     int i;
 
     for (lv = 0; lv < t->nlevels; lv++) {
-        path[lv] = &t->nodes[t->first[lv] + (apr_size_t)y * t->w[lv] + x];
+        path[lv] = &t->nodes[t->lv[lv].first + (apr_size_t)y * t->lv[lv].w + x];
         x /= 2;
         y /= 2;
     }
@@ -729,8 +793,12 @@ jpip_code_t jpip_t2_read_header(jpip_t2_prec_t *prec, unsigned layer, jpip_t2_st
                             "packets of a precinct out of layer order (layer %u, expected %u)",
                             layer, prec->next_layer);
     }
-    memset(&br, 0, sizeof(br));
     br.s = *hdr;
+    br.p = NULL;
+    br.len = br.pos = 0;
+    br.consumed = 0;
+    br.cur = br.nbits = 0;
+    br.last_ff = 0;
     br.layer = layer;
     br.err = err;
 

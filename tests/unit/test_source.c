@@ -1,6 +1,7 @@
 /* Unit tests: error reporting, the bounded file reader (plain and
  * fragmented), request field splitting, and target confinement. */
 #include <check.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -91,6 +92,45 @@ START_TEST(file_source_matches_file)
         ck_assert_mem_eq(buf, data + offs[i], sizeof(buf));
     }
     ck_assert_int_eq(jpip_src_read(src, n - 10, buf, 11, &err), JPIP_E_FORMAT);
+    free(data);
+}
+END_TEST
+
+/* Reading a file densely, as packet headers are read (each peek a little
+ * past the last, windows overlapping), reads ahead a step at a time, a
+ * few steps in all; reading by skips reads nothing ahead. */
+START_TEST(dense_reading_reads_ahead)
+{
+    enum { MIB = 1024 * 1024, SIZE = 40 * MIB };
+    char path[512];
+    unsigned char *data = calloc(1, SIZE);
+    apr_file_t *f;
+    jpip_src_t *src;
+    jpip_err_t err;
+    const unsigned char *p;
+    apr_uint64_t off;
+
+    for (off = 0; off < SIZE; off += 4096) {
+        data[off] = (unsigned char)(off >> 12);
+    }
+    snprintf(path, sizeof(path), "%s/dense.bin", tu_tmpdir());
+    ck_assert_int_eq(tu_write_file(path, data, SIZE), 0);
+    ck_assert_int_eq(apr_file_open(&f, path, APR_FOPEN_READ, 0, pool), APR_SUCCESS);
+    ck_assert_int_eq(jpip_src_open_file(&src, pool, f, SIZE, &err), JPIP_OK);
+    for (off = 0; off + 512 <= SIZE; off += 500) {
+        ck_assert_int_eq(jpip_src_peek(src, off, 512, &p, &err), JPIP_OK);
+        ck_assert_mem_eq(p, data + off, 512);
+    }
+#if defined(POSIX_FADV_WILLNEED)
+    /* 8 MiB steps: at most one per step of the file, and more than one */
+    ck_assert_uint_gt(jpip_src_ahead_steps(src), 1);
+    ck_assert_uint_le(jpip_src_ahead_steps(src), SIZE / (8 * MIB) + 1);
+#endif
+    ck_assert_int_eq(jpip_src_open_file(&src, pool, f, SIZE, &err), JPIP_OK);
+    for (off = 0; off + 512 <= SIZE; off += MIB) {
+        ck_assert_int_eq(jpip_src_peek(src, off, 512, &p, &err), JPIP_OK);
+    }
+    ck_assert_uint_eq(jpip_src_ahead_steps(src), 0);
     free(data);
 }
 END_TEST
@@ -262,6 +302,7 @@ static Suite *source_suite(void)
     tcase_add_test(tc, err_set_formats_message);
     tcase_add_test(tc, mem_source_bounds);
     tcase_add_test(tc, file_source_matches_file);
+    tcase_add_test(tc, dense_reading_reads_ahead);
     tcase_add_test(tc, fragmented_view);
     tcase_add_test(tc, fields_split_and_decode);
     tcase_add_test(tc, fields_refuse_malformed);
