@@ -36,9 +36,11 @@ typedef struct jpip_session_t {
     apr_uint32_t magic;
     apr_uint32_t size; /* bytes of the whole record */
     apr_time_t created;
-    apr_time_t used;   /* last request */
-    apr_uint64_t seq;  /* requests started (pre-emption: the newest wins) */
-    apr_uint64_t busy; /* seq of the request streaming now, 0 when idle */
+    apr_time_t used;    /* last request */
+    apr_uint64_t seq;   /* requests started (pre-emption: the newest wins) */
+    apr_uint64_t busy;  /* seq of the request streaming now, 0 when idle */
+    apr_uint32_t owner; /* process id of that request's process */
+    apr_uint32_t pad0;
     /* seq of the newest request that pre-empts (wait=no); set with
      * apr_atomic_set64 so that a streaming request can poll it between
      * batches with apr_atomic_read64, without the store's lock */

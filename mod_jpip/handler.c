@@ -657,6 +657,13 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
     }
     for (;;) {
         c = jpip_session_channel(s, ch->cid);
+        if (s->busy != 0 && jpip_store_reclaim(s)) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          JPIPLOGNO(0025) "jpip(cid=%s,target=%s): the process that was "
+                                          "answering on this session is gone; the session's "
+                                          "cache model starts again empty",
+                          ch->cid, name);
+        }
         if (s->busy == 0 && (req->qid < 0 || c->next_qid < 0 || req->qid <= c->next_qid ||
                              apr_time_now() > deadline - WAIT_MAX + apr_time_from_sec(2))) {
             break; /* locked */
@@ -681,7 +688,7 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
             return session_gone(r, name, ch->cid);
         }
     }
-    s->busy = ch->seq;
+    jpip_store_claim(s, ch->seq);
     ch->s = s;
     if (req->qid >= 0) {
         c->next_qid = req->qid + 1;

@@ -34,14 +34,15 @@ int jpip_status_handle(request_rec *r)
                    ", \"sessions_evicted\": %" APR_UINT64_T_FMT
                    ", \"sessions_expired\": %" APR_UINT64_T_FMT
                    ", \"sessions_refused\": %" APR_UINT64_T_FMT
+                   ", \"sessions_reclaimed\": %" APR_UINT64_T_FMT
                    ", \"model_bytes_used\": %" APR_UINT64_T_FMT
                    ", \"shared_memory_bytes\": %" APR_UINT64_T_FMT
                    ", \"requests\": %" APR_UINT64_T_FMT ", \"bytes_sent\": %" APR_UINT64_T_FMT
                    ", \"index_cache_hits\": %" APR_UINT64_T_FMT
                    ", \"index_cache_misses\": %" APR_UINT64_T_FMT "}\n",
                    JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted,
-                   st.expired, st.refused, st.mem_used, st.mem_limit, st.requests, st.bytes,
-                   st.index_hits, st.index_builds);
+                   st.expired, st.refused, st.reclaimed, st.mem_used, st.mem_limit, st.requests,
+                   st.bytes, st.index_hits, st.index_builds);
         return OK;
     }
     ap_rprintf(r,
@@ -49,14 +50,15 @@ int jpip_status_handle(request_rec *r)
                "sessions: %" APR_UINT64_T_FMT " open of %" APR_UINT64_T_FMT
                " (channels %" APR_UINT64_T_FMT ")\n"
                "sessions created: %" APR_UINT64_T_FMT ", evicted: %" APR_UINT64_T_FMT
-               ", expired: %" APR_UINT64_T_FMT ", refused: %" APR_UINT64_T_FMT "\n"
+               ", expired: %" APR_UINT64_T_FMT ", refused: %" APR_UINT64_T_FMT
+               ", reclaimed: %" APR_UINT64_T_FMT "\n"
                "cache models: %" APR_UINT64_T_FMT " bytes used of %" APR_UINT64_T_FMT
                " bytes of shared memory\n"
                "requests: %" APR_UINT64_T_FMT "\n"
                "bytes sent: %" APR_UINT64_T_FMT "\n"
                "index cache: %" APR_UINT64_T_FMT " hits, %" APR_UINT64_T_FMT " misses\n",
                JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted,
-               st.expired, st.refused, st.mem_used, st.mem_limit, st.requests, st.bytes,
-               st.index_hits, st.index_builds);
+               st.expired, st.refused, st.reclaimed, st.mem_used, st.mem_limit, st.requests,
+               st.bytes, st.index_hits, st.index_builds);
     return OK;
 }

@@ -10,6 +10,10 @@
 #include <apr_shm.h>
 #include <apr_strings.h>
 
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
 APLOG_USE_MODULE(jpip);
 
 #define STORE_MUTEX_TYPE "jpip-session"
@@ -22,7 +26,7 @@ typedef struct shm_hdr_t {
     apr_uint64_t slot_size;
     apr_interval_time_t idle;
     volatile apr_uint64_t counters[8]; /* apr_atomic_add64 */
-    apr_uint64_t created, evicted, expired, refused;
+    apr_uint64_t created, evicted, expired, refused, reclaimed;
 } shm_hdr_t;
 
 /* What survives a graceful restart, in the process pool. */
@@ -181,6 +185,25 @@ jpip_session_t *jpip_store_find(const char *cid)
     return NULL;
 }
 
+void jpip_store_claim(jpip_session_t *s, apr_uint64_t seq)
+{
+    s->busy = seq;
+    s->owner = (apr_uint32_t)getpid();
+}
+
+int jpip_store_reclaim(jpip_session_t *s)
+{
+    if (s->busy == 0 || s->owner == 0 || s->owner == (apr_uint32_t)getpid() ||
+        kill((pid_t)s->owner, 0) == 0 || errno != ESRCH) {
+        return 0; /* idle, or its owner is alive (or cannot be told) */
+    }
+    jpip_session_model_reset(s);
+    s->busy = 0;
+    s->owner = 0;
+    store->hdr->reclaimed++;
+    return 1;
+}
+
 void jpip_store_remove(jpip_session_t *s)
 {
     /* a busy session's record belongs to the request streaming on it,
@@ -198,7 +221,8 @@ void jpip_store_expire(apr_time_t now)
 
     for (i = 0; i < store->hdr->slots; i++) {
         jpip_session_t *s = slot(i);
-        if (s->magic != 0 && s->busy == 0 && now - s->used > store->hdr->idle) {
+        if (s->magic != 0 && (s->busy == 0 || jpip_store_reclaim(s)) &&
+            now - s->used > store->hdr->idle) {
             jpip_store_remove(s);
             store->hdr->expired++;
         }
@@ -230,7 +254,8 @@ jpip_session_t *jpip_store_create(const char *target, const char *tid, const cha
         jpip_session_t *c = slot(i);
         if (c->magic == 0) {
             free_slot = c;
-        } else if (c->busy == 0 && (oldest == NULL || c->used < oldest->used)) {
+        } else if ((c->busy == 0 || jpip_store_reclaim(c)) &&
+                   (oldest == NULL || c->used < oldest->used)) {
             oldest = c;
         }
     }
@@ -286,6 +311,7 @@ void jpip_store_stats(jpip_store_stats_t *st)
     st->evicted = store->hdr->evicted;
     st->expired = store->hdr->expired;
     st->refused = store->hdr->refused;
+    st->reclaimed = store->hdr->reclaimed;
     jpip_store_unlock();
     st->requests = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_REQUESTS]);
     st->bytes = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_BYTES]);

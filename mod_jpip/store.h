@@ -36,6 +36,7 @@ typedef struct jpip_store_stats_t {
     apr_uint64_t evicted;      /* closed to make room */
     apr_uint64_t expired;      /* closed for idleness */
     apr_uint64_t refused;      /* cnew refused: no room */
+    apr_uint64_t reclaimed;    /* taken back from a process that died owning them */
     apr_uint64_t requests;     /* JPIP requests answered */
     apr_uint64_t bytes;        /* JPIP message bytes sent */
     apr_uint64_t index_hits;   /* targets found indexed in a process */
@@ -78,6 +79,16 @@ jpip_code_t jpip_store_new_cid(const jpip_session_t *s, char *out, jpip_err_t *e
  * already has max_per_client sessions (0: no limit). */
 jpip_session_t *jpip_store_create(const char *target, const char *tid, const char *client,
                                   int max_per_client, jpip_err_t *err);
+
+/* Claim session s for the request numbered seq of this process: it owns
+ * the record until it sets busy back to 0. Under the lock. */
+void jpip_store_claim(jpip_session_t *s, apr_uint64_t seq);
+
+/* Whether s is busy for a process that no longer exists (killed in the
+ * middle of an answer, by a crash or a hard restart). Such a session is
+ * given up: its model may be half merged, so it is emptied, and it is idle
+ * again. Returns 1 if so. Under the lock. */
+int jpip_store_reclaim(jpip_session_t *s);
 
 /* Close the session and free its slot; a busy session's slot is freed by
  * the request that owns it, when it ends. */

@@ -207,6 +207,32 @@ def case_preemption(h, big):
            (got, sum(want.values())))
 
 
+def case_owner_killed(h, big):
+    """The process answering on a session is killed mid-answer (a crash, a
+    hard restart): the next request on the session is answered at once,
+    from an emptied model, instead of waiting for an owner that is gone."""
+    cid, path, _ = new_session(h, big)
+    conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=60)
+    conn.request("GET", "%s?cid=%s&fsiz=2048,2048" % (path, cid))
+    resp = conn.getresponse()
+    expect(resp.status == 200, "first request: %d" % resp.status)
+    resp.read(20000)  # the rest waits: the request owns the session
+    for pid in h.children():
+        os.kill(pid, signal.SIGKILL)
+    conn.close()
+    t0 = time.time()
+    st, _, body = get(h, "%s?cid=%s&fsiz=256,256" % (path, cid), timeout=120)
+    took = time.time() - t0
+    expect(st == 200, "after the owner died: %d %r" % (st, body[:100]))
+    msgs, eor = messages(body)
+    expect(eor in (1, 2) and took < 20, "EOR %r after %.1f s" % (eor, took))
+    # the model was emptied: the main header comes again
+    expect(any(m.cls == 6 for m in msgs), "no main header after the model was reset")
+    st, _, body = get(h, "/jpip-status?json")
+    import json
+    expect(json.loads(body)["sessions_reclaimed"] >= 1, "status %s" % body)
+
+
 def case_target_bound(h, name, other):
     cid, path, _ = new_session(h, name)
     st, _, body = get(h, "/jpip/%s?cid=%s&fsiz=64,48" % (other, cid))
@@ -292,6 +318,8 @@ JPIPSessionTimeout 300
         run.case("%s: eviction beyond JPIPSessions" % mpm, case_eviction, h, name, 8)
         run.case("%s: pre-emption ends the first response with EOR 3" % mpm, case_preemption,
                  h, os.path.basename(big))
+        run.case("%s: a session whose process was killed is taken back" % mpm,
+                 case_owner_killed, h, os.path.basename(big))
         run.case("%s: graceful restart under load" % mpm, case_graceful, h, name)
     finally:
         h.stop()
