@@ -207,6 +207,15 @@ def case_preemption(h, big):
            (got, sum(want.values())))
 
 
+def gone(pid):
+    """The process has exited (it may still await its parent)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def case_owner_killed(h, big):
     """The process answering on a session is killed mid-answer (a crash, a
     hard restart): the next request on the session is answered at once,
@@ -217,11 +226,23 @@ def case_owner_killed(h, big):
     resp = conn.getresponse()
     expect(resp.status == 200, "first request: %d" % resp.status)
     resp.read(20000)  # the rest waits: the request owns the session
-    for pid in h.children():
+    kids = h.children()
+    for pid in kids:
         os.kill(pid, signal.SIGKILL)
     conn.close()
     t0 = time.time()
-    st, _, body = get(h, "%s?cid=%s&fsiz=256,256" % (path, cid), timeout=120)
+    for pid in kids:  # dead (a zombie at most) before the next request
+        while time.time() < t0 + 20 and not gone(pid):
+            time.sleep(0.05)
+    for attempt in range(3):
+        # a child that took the connection as it was dying resets it
+        try:
+            st, _, body = get(h, "%s?cid=%s&fsiz=256,256" % (path, cid), timeout=120)
+            break
+        except ConnectionResetError:
+            if attempt == 2:
+                raise
+            time.sleep(0.5)
     took = time.time() - t0
     expect(st == 200, "after the owner died: %d %r" % (st, body[:100]))
     msgs, eor = messages(body)
