@@ -11,7 +11,12 @@
  * lock/unlock around them) so that another backend, such as httpd's socache
  * providers for a cluster of hosts, can stand behind it. Every function
  * except jpip_store_lock itself must be called with the store locked, and
- * the lock is never held while sending.
+ * the lock is never held while sending. A request that has claimed a
+ * session (jpip_store_claim) owns the record until it sets busy back to 0
+ * under the lock: meanwhile it may change the model without the lock, and
+ * nothing else frees or reuses the slot. (A socache backend would claim
+ * by a lease in the shared record and write the model back when the
+ * request ends.)
  */
 #ifndef JPIP_STORE_H
 #define JPIP_STORE_H
