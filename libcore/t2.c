@@ -76,7 +76,7 @@ struct jpip_t2_prec_t {
 };
 
 /* Levels and nodes of a tag tree over w x h leaves (w, h >= 1). Fills lv
- * (T2_MAX_TREE_DEPTH entries) when not NULL. */
+ * (one entry per level) when not NULL. */
 static apr_size_t tree_shape(apr_uint32_t w, apr_uint32_t h, t2_tlevel_t *lv, unsigned *nlevels)
 {
     apr_size_t total = 0;
@@ -131,13 +131,12 @@ apr_uint64_t jpip_t2_prec_bytes(const jpip_t2_geom_t *geom)
      * under 4/3 of their leaves (plus one node per level of rounding) */
     return sizeof(jpip_t2_prec_t) + n * sizeof(t2_cblk_t) +
            2 * (n + n / 3 + 3 * T2_MAX_TREE_DEPTH) * sizeof(t2_tnode_t) +
-           6 * T2_MAX_TREE_DEPTH * sizeof(t2_tlevel_t) + 16;
+           3 * T2_MAX_TREE_DEPTH * sizeof(t2_tlevel_t);
 }
 
 jpip_code_t jpip_t2_prec_create(jpip_t2_prec_t **prec, apr_pool_t *pool, const jpip_t2_geom_t *geom,
                                 unsigned cblksty, jpip_err_t *err)
 {
-    t2_tlevel_t lv[T2_MAX_TREE_DEPTH];
     apr_size_t nodes = 0, levels = 0, ncb, i;
     apr_uint64_t total = 0;
     jpip_t2_prec_t *p;
@@ -168,11 +167,12 @@ jpip_code_t jpip_t2_prec_create(jpip_t2_prec_t **prec, apr_pool_t *pool, const j
         init.kind = KIND_P1;
     }
     /* one block: the precinct, its tag-tree nodes and levels, then its
-     * code-blocks (in decreasing alignment) */
+     * code-blocks (in decreasing alignment); a band's two trees have the
+     * same shape and share one level table */
     for (b = 0; b < geom->nbands; b++) {
         if (geom->ncbx[b] != 0 && geom->ncby[b] != 0) {
             nodes += 2 * tree_shape(geom->ncbx[b], geom->ncby[b], NULL, &nl);
-            levels += 2 * nl;
+            levels += nl;
         }
     }
     mem = apr_pcalloc(pool,
@@ -191,8 +191,7 @@ jpip_code_t jpip_t2_prec_create(jpip_t2_prec_t **prec, apr_pool_t *pool, const j
     p->cblksty = cblksty;
     for (b = 0; b < geom->nbands; b++) {
         t2_band_t *band = &p->band[b];
-        t2_tree_t *tr[2];
-        unsigned k;
+        apr_size_t n;
 
         if (geom->ncbx[b] == 0 || geom->ncby[b] == 0) {
             continue; /* empty band: ncbx/ncby stay 0 */
@@ -201,17 +200,13 @@ jpip_code_t jpip_t2_prec_create(jpip_t2_prec_t **prec, apr_pool_t *pool, const j
         band->ncby = geom->ncby[b];
         band->cblks = cb;
         cb += (apr_size_t)band->ncbx * band->ncby;
-        tr[0] = &band->incl;
-        tr[1] = &band->zbp;
-        for (k = 0; k < 2; k++) {
-            apr_size_t n = tree_shape(band->ncbx, band->ncby, lv, &tr[k]->nlevels);
-
-            memcpy(lvp, lv, tr[k]->nlevels * sizeof(*lvp));
-            tr[k]->lv = lvp;
-            tr[k]->nodes = nd;
-            lvp += tr[k]->nlevels;
-            nd += n;
-        }
+        n = tree_shape(band->ncbx, band->ncby, lvp, &nl);
+        band->incl.nlevels = band->zbp.nlevels = nl;
+        band->incl.lv = band->zbp.lv = lvp;
+        band->incl.nodes = nd;
+        band->zbp.nodes = nd + n;
+        lvp += nl;
+        nd += 2 * n;
     }
     *prec = p;
     return JPIP_OK;
@@ -793,12 +788,8 @@ jpip_code_t jpip_t2_read_header(jpip_t2_prec_t *prec, unsigned layer, jpip_t2_st
                             "packets of a precinct out of layer order (layer %u, expected %u)",
                             layer, prec->next_layer);
     }
+    memset(&br, 0, sizeof(br)); /* small: the bytes are read in place */
     br.s = *hdr;
-    br.p = NULL;
-    br.len = br.pos = 0;
-    br.consumed = 0;
-    br.cur = br.nbits = 0;
-    br.last_ff = 0;
     br.layer = layer;
     br.err = err;
 

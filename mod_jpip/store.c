@@ -204,6 +204,12 @@ int jpip_store_reclaim(jpip_session_t *s)
     return 1;
 }
 
+/* Not busy, or busy for a process that is gone (and now taken back). */
+static int idle(jpip_session_t *s)
+{
+    return s->busy == 0 || jpip_store_reclaim(s);
+}
+
 void jpip_store_remove(jpip_session_t *s)
 {
     /* a busy session's record belongs to the request streaming on it,
@@ -221,8 +227,7 @@ void jpip_store_expire(apr_time_t now)
 
     for (i = 0; i < store->hdr->slots; i++) {
         jpip_session_t *s = slot(i);
-        if (s->magic != 0 && (s->busy == 0 || jpip_store_reclaim(s)) &&
-            now - s->used > store->hdr->idle) {
+        if (s->magic != 0 && idle(s) && now - s->used > store->hdr->idle) {
             jpip_store_remove(s);
             store->hdr->expired++;
         }
@@ -254,8 +259,7 @@ jpip_session_t *jpip_store_create(const char *target, const char *tid, const cha
         jpip_session_t *c = slot(i);
         if (c->magic == 0) {
             free_slot = c;
-        } else if ((c->busy == 0 || jpip_store_reclaim(c)) &&
-                   (oldest == NULL || c->used < oldest->used)) {
+        } else if (idle(c) && (oldest == NULL || c->used < oldest->used)) {
             oldest = c;
         }
     }

@@ -351,14 +351,11 @@ START_TEST(cancel_and_cache_files)
 }
 END_TEST
 
-int main(void)
+static Suite *rendition_suite(void)
 {
     Suite *s = suite_create("rendition");
     TCase *tc = tcase_create("rendition");
-    SRunner *sr;
-    int failed;
 
-    apr_initialize();
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, answers_unchanged);
@@ -366,10 +363,10 @@ int main(void)
     tcase_add_test(tc, foreign_or_damaged_refused);
     tcase_add_test(tc, cancel_and_cache_files);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    apr_terminate();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return s;
+}
+
+int main(void)
+{
+    return tu_main(rendition_suite, CK_NORMAL);
 }

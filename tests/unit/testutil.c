@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <apr_general.h>
 #include <apr_strings.h>
 
 static int is_dir(const char *p)
@@ -224,4 +225,18 @@ void tu_box_data(tu_buf_t *b, const char *type, const void *d, size_t n)
 
     tu_buf_put(b, d, n);
     tu_box_close(b, at);
+}
+
+int tu_main(Suite *(*make)(void), enum print_output mode)
+{
+    SRunner *sr;
+    int failed;
+
+    apr_initialize();
+    sr = srunner_create(make());
+    srunner_run_all(sr, mode);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    apr_terminate();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include <check.h>
+
 #include <apr_pools.h>
 #include <apr.h>
 
@@ -61,6 +63,10 @@ void tu_buf_u64(tu_buf_t *b, apr_uint64_t v);
 size_t tu_box_open(tu_buf_t *b, const char *type);
 void tu_box_close(tu_buf_t *b, size_t at);
 void tu_box_data(tu_buf_t *b, const char *type, const void *d, size_t n);
+
+/* A test program's main: APR up, the suite make() builds run with the
+ * given output mode, APR down; EXIT_SUCCESS when every check passed. */
+int tu_main(Suite *(*make)(void), enum print_output mode);
 
 /* Print a line saying a test case was skipped and why. */
 void tu_skip(const char *what, const char *why);
