@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "dicom.h"
+
 #include <apr_strings.h>
 #include <apr_tables.h>
 
@@ -212,6 +214,10 @@ jpip_code_t jpip_box_detect(jpip_src_t *src, jpip_container_t *container, apr_ui
         return rc;
     }
     if (jpip_be32(h) != 12 || jpip_be32(h + 4) != JPIP_BOX_JP || jpip_be32(h + 8) != SIG_CONTENTS) {
+        if (jpip_dicom_sniff(src)) {
+            *container = JPIP_CONTAINER_DICOM;
+            return JPIP_OK;
+        }
         return jpip_err_set(
             err, JPIP_E_FORMAT,
             "not a JPEG 2000 file (no codestream SOC/SIZ and no JP2 signature box)");
@@ -863,6 +869,9 @@ jpip_code_t jpip_box_layout_build(jpip_box_layout_t **layout, apr_pool_t *pool, 
     rc = jpip_box_detect(src, &container, &brand, err);
     if (rc != JPIP_OK) {
         return rc;
+    }
+    if (container == JPIP_CONTAINER_DICOM) {
+        return jpip_dicom_layout_build(layout, pool, src, &b.lim, err);
     }
     b.container = container;
     if (container == JPIP_CONTAINER_RAW) {

@@ -89,7 +89,9 @@ typedef enum {
     JPIP_CONTAINER_RAW = 1, /* bare codestream (starts FF4F FF51) */
     JPIP_CONTAINER_JP2 = 2, /* brand 'jp2 ' (or compatible with it) */
     JPIP_CONTAINER_JPX = 3, /* brand 'jpx ' / 'jpxb' */
-    JPIP_CONTAINER_JPH = 4  /* brand 'jph ' (HTJ2K) */
+    JPIP_CONTAINER_JPH = 4, /* brand 'jph ' (HTJ2K) */
+    /* DICOM Part 10, frames of encapsulated JPEG 2000 (dicom.h) */
+    JPIP_CONTAINER_DICOM = 5
 } jpip_container_t;
 
 /* How a box appears in the metadata-bins. */
@@ -205,7 +207,9 @@ void jpip_box_limits_default(jpip_box_limits_t *lim);
  * JP2 family (signature box, then 'ftyp', whose brand or compatibility
  * list decides JP2/JPX/JPH). *brand gets the ftyp brand (0 for raw).
  * JPIP_E_FORMAT "not a JPEG 2000 file" for anything else; JPIP_E_UNSUPPORTED
- * for a JP2-family file of another kind (e.g. 'mjp2', 'jpm '). */
+ * for a JP2-family file of another kind (e.g. 'mjp2', 'jpm '). A file that
+ * is neither but has "DICM" at offset 128 is JPIP_CONTAINER_DICOM, whose
+ * layout jpip_box_layout_build takes from jpip_dicom_layout_build. */
 jpip_code_t jpip_box_detect(jpip_src_t *src, jpip_container_t *container, apr_uint32_t *brand,
                             jpip_err_t *err);
 

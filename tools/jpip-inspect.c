@@ -65,6 +65,8 @@ static const char *container_name(jpip_container_t c)
         return "jpx";
     case JPIP_CONTAINER_JPH:
         return "jph";
+    case JPIP_CONTAINER_DICOM:
+        return "dicom";
     }
     return "unknown";
 }
