@@ -300,6 +300,33 @@ static jpip_code_t walk_items(walker_t *w, apr_uint64_t pos, apr_uint64_t end, i
                               int implicit, int raw, unsigned depth, int want, int parent,
                               apr_uint64_t *next);
 
+/* Where an item or a delimiter must come: refuse anything else by its tag,
+ * before its length is read as an item length. */
+static jpip_code_t expect_item(walker_t *w, apr_uint64_t pos, apr_uint64_t end, const char *where,
+                               const char *what)
+{
+    const unsigned char *p;
+    jpip_code_t rc;
+
+    if (pos > end || end - pos < 4) {
+        return jpip_err_set(w->err, JPIP_E_FORMAT,
+                            "DICOM item at offset %" APR_UINT64_T_FMT
+                            " is cut off by the end of the %s",
+                            pos, where);
+    }
+    rc = jpip_src_peek(w->src, pos, 4, &p, w->err);
+    if (rc != JPIP_OK) {
+        return rc;
+    }
+    if (le16(p) != 0xFFFE) {
+        return jpip_err_set(w->err, JPIP_E_FORMAT,
+                            "DICOM (%04X,%04X) at offset %" APR_UINT64_T_FMT
+                            " where %s was expected",
+                            le16(p), le16(p + 2), pos, what);
+    }
+    return JPIP_OK;
+}
+
 /* Keep the value of e (at most JPIP_DICOM_VALUE_MAX bytes) as an attribute. */
 static jpip_code_t keep_attr(walker_t *w, const el_t *e, int parent, int *index)
 {
@@ -307,10 +334,12 @@ static jpip_code_t keep_attr(walker_t *w, const el_t *e, int parent, int *index)
     const unsigned char *p = NULL;
     jpip_code_t rc;
 
-    if (e->undefined || e->len > JPIP_DICOM_VALUE_MAX) {
+    int sq = e->undefined || (e->vr[0] == 'S' && e->vr[1] == 'Q');
+
+    if (!sq && e->len > JPIP_DICOM_VALUE_MAX) {
         return JPIP_OK;
     }
-    if (e->len > 0) {
+    if (!sq && e->len > 0) {
         rc = jpip_src_peek(w->src, e->value_off, (apr_size_t)e->len, &p, w->err);
         if (rc != JPIP_OK) {
             return rc;
@@ -321,9 +350,9 @@ static jpip_code_t keep_attr(walker_t *w, const el_t *e, int parent, int *index)
         return jpip_err_set(w->err, JPIP_E_NOMEM, "out of memory");
     }
     a->tag = e->tag;
-    memcpy(a->vr, e->vr, 3);
+    memcpy(a->vr, sq ? "SQ" : e->vr, 3);
     a->parent = parent;
-    a->len = (apr_size_t)e->len;
+    a->len = sq ? 0 : (apr_size_t)e->len; /* a sequence is kept for its kept children */
     a->value = p != NULL ? apr_pmemdup(w->pool, p, (apr_size_t)e->len) : (const unsigned char *)"";
     if (index != NULL) {
         *index = (int)w->attrs.n - 1;
@@ -426,7 +455,10 @@ static jpip_code_t walk_items(walker_t *w, apr_uint64_t pos, apr_uint64_t end, i
             *next = pos;
             return JPIP_OK;
         }
-        rc = read_el(w, pos, end, 1, where, &e);
+        rc = expect_item(w, pos, end, where, "a sequence item");
+        if (rc == JPIP_OK) {
+            rc = read_el(w, pos, end, 1, where, &e);
+        }
         if (rc != JPIP_OK) {
             return rc;
         }
@@ -472,7 +504,11 @@ static jpip_code_t walk_pixel(walker_t *w, apr_uint64_t pos, apr_uint64_t *next)
     jpip_code_t rc;
 
     for (;;) {
-        rc = read_el(w, pos, w->size, 1, where, &e);
+        rc = expect_item(w, pos, w->size, where,
+                         bot ? "the Basic Offset Table item" : "a fragment item");
+        if (rc == JPIP_OK) {
+            rc = read_el(w, pos, w->size, 1, where, &e);
+        }
         if (rc != JPIP_OK) {
             return rc;
         }
@@ -754,17 +790,7 @@ static jpip_code_t walk_top(walker_t *w, apr_uint64_t pos)
         } else if (wanted_top(e.tag)) {
             rc = keep_attr(w, &e, -1, NULL);
         } else if (e.tag == TAG_SHARED_FG && (e.undefined || (e.vr[0] == 'S' && e.vr[1] == 'Q'))) {
-            /* kept as a stand-in without value: only its nested Pixel
-             * Spacing matters */
-            jpip_dicom_attr_t *a = vec_push(&w->attrs);
-            if (a == NULL) {
-                return jpip_err_set(w->err, JPIP_E_NOMEM, "out of memory");
-            }
-            a->tag = e.tag;
-            memcpy(a->vr, "SQ", 3);
-            a->parent = -1;
-            a->value = (const unsigned char *)"";
-            idx = (int)w->attrs.n - 1;
+            rc = keep_attr(w, &e, -1, &idx);
             want = WANT_SHARED_ITEM;
         }
         if (rc == JPIP_OK && e.tag == TAG_SOP_CLASS && d->sop_class[0] == '\0') {

@@ -23,6 +23,8 @@
  *   --each PREFIX    after every response, also write the image rebuilt so
  *                    far to PREFIX-N.EXT (N from 1)
  *   --post           send the fields as a form-encoded POST body
+ *   --codestream N   write codestream N alone, bare, instead of the whole
+ *                    file (e.g. one frame of a multi-frame target)
  *   -v               print each request's status and JPIP headers
  *
  * Each request uses its own connection. Exit status 0 on success, 1 on a
@@ -52,6 +54,7 @@ typedef struct fetch_t {
     int verbose;
     int post;
     const char *each; /* --each PREFIX */
+    apr_int64_t csn;  /* --codestream N, or -1 */
     const char *ext;  /* extension of the output (from -o), for --each */
     unsigned nresp;
     /* session */
@@ -394,7 +397,14 @@ static void write_output(fetch_t *f, const char *out)
     }
     /* a JP2-family target has boxes in metadata-bin 0; a raw codestream none */
     jpip_cache_get(f->cache, JPIP_CLASS_META, 0, 0, &m0, &m0len, &complete);
-    if (m0len > 0) {
+    if (f->csn >= 0) {
+        jpip_binsrc_t bs = {f->cache, jpip_cache_binsrc_get};
+        jpip_rebuild_opts_t o;
+
+        jpip_rebuild_opts_init(&o);
+        o.csn = (apr_uint64_t)f->csn;
+        rc = jpip_rebuild(&bs, &o, f->pool, write_file, fd, NULL, &err);
+    } else if (m0len > 0) {
         jpip_binsrc_t bs = {f->cache, jpip_cache_binsrc_get};
         rc = jpip_jp2_rebuild(&bs, rebuild_cs, f, write_file, fd, f->pool, &err);
     } else {
@@ -430,7 +440,7 @@ static unsigned after_response(fetch_t *f)
 static int usage(void)
 {
     fprintf(stderr, "usage: jpip-fetch [--session] [--post] [--window fx,fy,ox,oy,sx,sy]... "
-                    "[--jpp FILE] [-v] URL -o OUT\n");
+                    "[--jpp FILE] [--codestream N] [-v] URL -o OUT\n");
     return 2;
 }
 
@@ -446,6 +456,7 @@ int main(int argc, char **argv)
 
     apr_app_initialize(&argc, (const char *const **)&argv, NULL);
     memset(&f, 0, sizeof(f));
+    f.csn = -1;
     apr_pool_create(&f.pool, NULL);
     windows = apr_array_make(f.pool, 4, sizeof(const char *));
     for (i = 1; i < argc; i++) {
@@ -463,6 +474,12 @@ int main(int argc, char **argv)
             f.each = argv[++i];
         } else if (strcmp(argv[i], "--post") == 0) {
             f.post = 1;
+        } else if (strcmp(argv[i], "--codestream") == 0 && i + 1 < argc) {
+            char *end;
+            f.csn = apr_strtoi64(argv[++i], &end, 10);
+            if (*end != '\0' || end == argv[i] || f.csn < 0) {
+                return usage();
+            }
         } else if (strcmp(argv[i], "-v") == 0) {
             f.verbose = 1;
         } else if (argv[i][0] == '-' || url != NULL) {
