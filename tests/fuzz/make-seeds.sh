@@ -22,6 +22,9 @@
 #   index    the file
 #   rebuild  the file
 #   client   a JPP/JPT stream (written by python below)
+#   dicom    a file (DICOM Part 10 files written by tests/tools/dcmgen.py
+#            around the codestreams above; two of them also seed index and
+#            box)
 set -e
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,7 +35,7 @@ PYTHON=${PYTHON:-python3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$corpus/request" "$corpus/model" "$corpus/box" "$corpus/index" "$corpus/rebuild" \
-    "$corpus/client"
+    "$corpus/client" "$corpus/dicom"
 
 # ---- images: deterministic gradients with a little texture
 $PYTHON - "$tmp" <<'PY'
@@ -271,7 +274,46 @@ for name, data in streams.items():
     open(f"{out}/seed-{name}", "wb").write(data)
 PY
 
+# ---- DICOM: frames split into fragments, every offset table, nested and
+# private elements, HTJ2K, and a few broken structures
+$PYTHON - "$tmp" "$corpus" "$here/../tools" <<'PY'
+import struct, sys
+d, out = sys.argv[1], sys.argv[2]
+sys.path.insert(0, sys.argv[3])
+import dcmgen as g
+a = open(f"{d}/g17-n2.j2k", "rb").read()
+b = open(f"{d}/g17-layers.j2k", "rb").read()
+c = open(f"{d}/c32-nomct.j2k", "rb").read()
+def dcm(frames, parts, table, ts=g.TS_J2K_LOSSLESS, spp=1, pi="MONOCHROME2", rows=13, cols=17,
+        extra=None, nframes=None):
+    els, cls, inst = g.image(rows, cols, spp, pi, 8, 8, False, len(frames))
+    if nframes is not None:
+        els[0x00280008] = g.el(0x00280008, "IS", nframes)
+    els.update(extra or {})
+    els.update(g.pixel_data(frames, parts, table))
+    return g.part10(ts, els, cls, inst)
+seeds = {
+    "one-frame": dcm([a], 1, "none"),
+    "bot-split": dcm([a, b, a], [2, 3, 1], "bot"),
+    "eot": dcm([b, a], 2, "eot"),
+    "eot-nolengths": dcm([a, b], [1, 2], "eot-nolengths"),
+    "soc-scan": dcm([a, b, b], 2, "none"),
+    "rgb-clutter": dcm([c], 3, "bot", spp=3, pi="RGB", rows=32, cols=32, extra=g.clutter()),
+    "p2-lossy": dcm([a, a], 1, "none", ts=g.TS_J2K_P2),
+    "htj2k-ts": dcm([a], 2, "bot", ts=g.TS_HTJ2K),
+    "implicit": dcm([a], 1, "bot", ts=g.TS_IMPLICIT),
+    "zero-frames": dcm([a], 1, "bot", nframes="0"),
+    "many-frames": dcm([a, a], 1, "none", nframes="1000000000"),
+    "no-pixel": g.part10(g.TS_J2K_LOSSLESS, g.image(13, 17, 1, "MONOCHROME2", 8, 8, False, 1)[0],
+                         "1.2", "1.2"),
+}
+for name, data in seeds.items():
+    open(f"{out}/dicom/seed-{name}", "wb").write(data)
+open(f"{out}/index/seed-dicom-bot-split", "wb").write(seeds["bot-split"])
+open(f"{out}/box/seed-dicom-eot", "wb").write(bytes([6]) + b"[xml ]" + seeds["eot"])
+PY
+
 echo "make-seeds: corpora in $corpus:"
-for t in request model box index rebuild client; do
+for t in request model box index rebuild client dicom; do
     echo "  $t: $(ls "$corpus/$t" | wc -l) files, $(du -sk "$corpus/$t" | cut -f1) KiB"
 done
