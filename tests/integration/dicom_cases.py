@@ -444,6 +444,28 @@ def whole_file_case(h, rec):
         expect(got == want, "openjpeg decodes the rebuilt JP2 file differently")
 
 
+def context_case(h, rec):
+    """context=jpxl<k> names frame k+1 as its compositing layer: the answer
+    says so and carries that codestream only, decoding like the frame."""
+    k = rec["frames"] - 1
+    g = Geo(rec["codestreams"][k])
+    fw, fh_ = g.frame(0)
+    out = os.path.join(TMP, "ctx.j2c")
+    hd, body = fetch(url_of(h, rec["name"]) + "?type=jpp-stream&fsiz=%d,%d&context=jpxl%%3C%d%%3E"
+                     % (fw, fh_, k), out, csn=k)
+    expect(hd.get("jpip-context") == "jpxl<%d>=%d" % (k, k), "JPIP-context %r" %
+           hd.get("jpip-context"))
+    msgs, _, _ = jpp.parse(body)
+    expect({m.csn for m in msgs if m.cls != 8} == {k}, "codestreams %r sent" %
+           sorted({m.csn for m in msgs if m.cls != 8}))
+    orig = os.path.join(TMP, "orig.j2c")
+    open(orig, "wb").write(rec["codestreams"][k])
+    rg = g.region(0, 0, 0, fw, fh_)
+    want = decode(orig, 0, rg, os.path.join(TMP, "a"))
+    expect(want is not None and decode(out, 0, rg, os.path.join(TMP, "b")) == want,
+           "the frame differs")
+
+
 # ------------------------------------------------------------- hostile
 
 def base_parts():
@@ -691,6 +713,9 @@ def main():
                              what)
             run.case("%s: metadata-bin 0" % rec["name"], metadata_case, h, rec)
             run.case("%s: whole file rebuilt" % rec["name"], whole_file_case, h, rec)
+            if rec["frames"] > 1:
+                run.case("%s: context=jpxl<%d>" % (rec["name"], rec["frames"] - 1),
+                         context_case, h, rec)
         before = hwm(h)
         for name, _, status, msg in hostile:
             run.case("hostile %s: %d" % (name, status), hostile_case, h, name, status, msg)
