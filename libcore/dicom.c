@@ -377,7 +377,7 @@ static jpip_code_t skip_value(walker_t *w, const el_t *e, apr_uint64_t end, int 
         }
         return walk_items(w, e->value_off, end, 1, implicit || un, raw, depth, want, parent, next);
     }
-    if (sq && want != WANT_NONE) {
+    if (sq && !implicit && want != WANT_NONE) {
         return walk_items(w, e->value_off, e->value_off + e->len, 0, implicit, 0, depth, want,
                           parent, next);
     }
@@ -398,7 +398,6 @@ static jpip_code_t walk_dataset(walker_t *w, apr_uint64_t pos, apr_uint64_t end,
     for (;;) {
         int sub = WANT_NONE, idx = parent;
 
-        rc = JPIP_OK;
         if (!delimited && pos == end) {
             *next = pos;
             return JPIP_OK;
