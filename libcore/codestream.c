@@ -911,7 +911,7 @@ static jpip_code_t tparts_settle(jpip_cs_t *cs, apr_pool_t *pool, int end, jpip_
         done = s->n != 0 && s->n == tp->tpsot + 1;
         if (done && !checked) {
             checked = 1;
-            if (s->n != 1 && tn_correction(cs, i)) {
+            if (tn_correction(cs, i)) {
                 corr = 1;
                 done = 0;
                 for (t = 0; t < nt; t++) {

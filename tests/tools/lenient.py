@@ -259,6 +259,9 @@ def tile_part_counts(m):
     # TNsot 0 without EOC: refused, but not when a lone tile-part of TNsot
     # 0 lets openjpeg read the end as EOC
     m.add("tn0-noeoc.j2k", with_tile_parts(cs, edit=edits["tn0"], eoc=False), "TNsot/TPsot")
+    # two tile-parts with TNsot 1: openjpeg takes it for the one-short bug
+    m.add("tn1-two-parts.j2k", with_tile_parts(cs, keep=lambda tp: tp.tpsot < 2,
+                                               edit=lambda tp: (tp.tpsot, 1)), "TNsot/TPsot")
     one = read(m.opj("tiled", 96, 72, 3, ["-t", "48,36", "-n", "3", "-r", "20,5,1"]))
     m.add("tn0-single-noeoc.j2k", with_tile_parts(one, edit=lambda tp: (0, 0), eoc=False),
           "TNsot/TPsot")

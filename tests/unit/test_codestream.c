@@ -410,6 +410,14 @@ START_TEST(tile_part_rules)
     ck_assert_msg(parse2(&w, &cs, &err, 1) == JPIP_OK, "%s", err.msg);
     ck_assert_uint_eq(cs->tile_ntp[0], 3);
     ck_assert_uint_eq(cs->tile_ntp[1], 3);
+    /* ... also from TNsot 1 */
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 1, 1);
+    put_tpart(&w, 0, 1, 1, 1);
+    put_tpart(&w, 1, 0, 1, 1);
+    put_tpart(&w, 1, 1, 1, 1);
+    ck_assert_msg(parse2(&w, &cs, &err, 1) == JPIP_OK, "%s", err.msg);
+    ck_assert_uint_eq(cs->tile_ntp[1], 2);
     /* ... but not without that sign */
     make_basic(&w, &siz2);
     put_tpart(&w, 0, 0, 2, 1);
