@@ -809,8 +809,9 @@ static jpip_code_t tpart_read(jpip_cs_t *cs, jpip_src_t *src, apr_uint64_t pos, 
         return rc;
     }
     if (psot == 0) {
-        /* to the end, less two bytes taken for EOC (as openjpeg does) */
-        tp->end = size - tp->body >= 2 ? size - 2 : tp->body;
+        /* to the end, less two bytes taken for EOC (as openjpeg does;
+         * with fewer than two left it reads what there is) */
+        tp->end = size - tp->body >= 2 ? size - 2 : size;
         tp->data = tp->end - tp->body;
         *last = 1;
     } else if (psot > size - pos) {
