@@ -74,6 +74,7 @@ typedef struct builder_t {
     vec_t frags;  /* jpip_piece_t */
     vec_t layers; /* jpip_layer_t */
     vec_t lcs;    /* apr_uint32_t */
+    int cs_seen;  /* the walk has met a codestream box */
 } builder_t;
 
 const char *jpip_box_type_str(apr_uint32_t type, char buf[5])
@@ -96,9 +97,6 @@ int jpip_box_is_super(apr_uint32_t type)
         JPIP_BOX_TYPE('j', 'p', 'c', 'h'), JPIP_BOX_TYPE('j', 'p', 'l', 'h'),
         JPIP_BOX_TYPE('c', 'g', 'r', 'p'), JPIP_BOX_TYPE('f', 't', 'b', 'l'),
         JPIP_BOX_TYPE('c', 'o', 'm', 'p'), JPIP_BOX_TYPE('d', 'r', 'e', 'p'),
-        JPIP_BOX_TYPE('c', 'i', 'd', 'x'), JPIP_BOX_TYPE('f', 'i', 'd', 'x'),
-        JPIP_BOX_TYPE('t', 'p', 'i', 'x'), JPIP_BOX_TYPE('t', 'h', 'i', 'x'),
-        JPIP_BOX_TYPE('p', 'p', 'i', 'x'), JPIP_BOX_TYPE('p', 'h', 'i', 'x'),
     };
     apr_size_t i;
 
@@ -254,6 +252,17 @@ jpip_code_t jpip_box_detect(jpip_src_t *src, jpip_container_t *container, apr_ui
 
 /* ---- box walk ---------------------------------------------------------- */
 
+/* Whether a box that the end of the file cuts short may be kept, cut at
+ * the end: a codestream box, or anything after one. A reader that has
+ * reached the codestream has what it needs (openjpeg reads a codestream
+ * to its end whatever its box says, and ignores what follows it); before
+ * that, the file is refused. */
+static int cut_ok(const builder_t *b, apr_uint32_t type)
+{
+    return b->cs_seen || type == JPIP_BOX_JP2C ||
+           (type == JPIP_BOX_FTBL && b->container == JPIP_CONTAINER_JPX);
+}
+
 static jpip_code_t walk(builder_t *b, apr_uint64_t start, apr_uint64_t end, int end_is_eof,
                         apr_uint32_t parent, unsigned depth)
 {
@@ -271,9 +280,13 @@ static jpip_code_t walk(builder_t *b, apr_uint64_t start, apr_uint64_t end, int 
         apr_uint32_t lbox, type, idx;
         apr_uint64_t blen;
         unsigned hl = 8;
+        int cut = 0;
         jpip_box_t *bx;
         jpip_code_t rc;
 
+        if (end - off < 8 && end_is_eof && b->cs_seen) {
+            break; /* the start of a box header, cut by the end of the file: not a box */
+        }
         if (end - off < 8) {
             return jpip_err_set(b->err, JPIP_E_FORMAT,
                                 "truncated box header at offset %" APR_UINT64_T_FMT
@@ -287,6 +300,9 @@ static jpip_code_t walk(builder_t *b, apr_uint64_t start, apr_uint64_t end, int 
         lbox = jpip_be32(h);
         type = jpip_be32(h + 4);
         if (lbox == 1) {
+            if (end - off < 16 && end_is_eof && b->cs_seen) {
+                break;
+            }
             if (end - off < 16) {
                 return jpip_err_set(b->err, JPIP_E_FORMAT,
                                     "box '%s' at offset %" APR_UINT64_T_FMT
@@ -322,6 +338,10 @@ static jpip_code_t walk(builder_t *b, apr_uint64_t start, apr_uint64_t end, int 
         } else {
             blen = lbox;
         }
+        if (blen > end - off && end_is_eof && cut_ok(b, type)) {
+            blen = end - off; /* cut short by the end of the file: what there is of it */
+            cut = 1;
+        }
         if (blen > end - off) {
             return jpip_err_set(b->err, JPIP_E_FORMAT,
                                 "box '%s' at offset %" APR_UINT64_T_FMT
@@ -349,6 +369,11 @@ static jpip_code_t walk(builder_t *b, apr_uint64_t start, apr_uint64_t end, int 
         bx->codestream = JPIP_BOX_NONE;
         bx->hdr_bin = JPIP_BOX_NONE;
         bx->contents_bin = JPIP_BOX_NONE;
+        bx->flags = cut ? JPIP_BOXF_CUT : 0;
+        if (type == JPIP_BOX_JP2C ||
+            (type == JPIP_BOX_FTBL && b->container == JPIP_CONTAINER_JPX)) {
+            b->cs_seen = 1;
+        }
         if (jpip_box_is_super(type)) {
             VEC_AT(&b->boxes, jpip_box_t, idx).flags |= JPIP_BOXF_SUPER;
             if (depth + 1 > b->lim.max_depth) {
@@ -669,9 +694,12 @@ static jpip_code_t assign_modes(builder_t *b)
         if (top && bx->codestream != JPIP_BOX_NONE) {
             bx->mode = JPIP_BOX_CSTREAM;
             rc = new_bin(b, i, JPIP_METABIN_CSTREAM, &id);
-        } else if ((top && (bx->type == JPIP_BOX_JP || bx->type == JPIP_BOX_FTYP ||
-                            bx->type == JPIP_BOX_RREQ)) ||
-                   bx->contents_len <= b->lim.verbatim_max) {
+        } else if (!(bx->flags & JPIP_BOXF_CUT) &&
+                   ((top && (bx->type == JPIP_BOX_JP || bx->type == JPIP_BOX_FTYP ||
+                             bx->type == JPIP_BOX_RREQ)) ||
+                    bx->contents_len <= b->lim.verbatim_max)) {
+            /* (a box cut by the end of the file goes behind a placeholder:
+             * its header states more than its bin could hold) */
             bx->mode = JPIP_BOX_VERBATIM;
             continue;
         } else {

@@ -24,8 +24,9 @@
  *     is exactly what Kakadu's server synthesises. Its OrigID names a bin
  *     that is always empty (flag bit 0 is clear: contents not offered);
  *   - top-level 'jP  ', 'ftyp', 'rreq' -> verbatim, whatever their size;
- *   - any other box whose contents are at most verbatim_max bytes ->
- *     verbatim, with all its descendants;
+ *   - any other box whose contents are at most verbatim_max bytes (and
+ *     whose length does not run past the end of the file) -> verbatim,
+ *     with all its descendants;
  *   - any other box -> Flags=1 placeholder, 28 bytes (36 with XLBox):
  *     LBox, 'phld', Flags=1, OrigID, OrigBH. The OrigID bin holds the
  *     contents: for a superbox the same rules applied to its sub-boxes, for
@@ -101,6 +102,7 @@ typedef enum {
 
 /* jpip_box_t.flags */
 #define JPIP_BOXF_SUPER 1u /* a superbox: its contents were walked as boxes */
+#define JPIP_BOXF_CUT 2u   /* its length runs past the end of the file: cut there */
 
 /* One box. hdr_bin_len bytes at hdr_bin_off of bin hdr_bin are its header
  * (verbatim) or its placeholder box (placed, codestream). Its contents are
@@ -215,7 +217,11 @@ jpip_code_t jpip_box_detect(jpip_src_t *src, jpip_container_t *container, apr_ui
 
 /* Walk src and build its layout, allocated in pool. lim may be NULL for the
  * defaults. A JP2-family file without any codestream box builds (with
- * ncodestreams 0): whether to serve it is the caller's decision. Errors: JPIP_E_FORMAT for a
+ * ncodestreams 0): whether to serve it is the caller's decision. A file
+ * cut short is walked as far as it goes once a codestream box has been
+ * met: a box whose length runs past the end of the file (a codestream box
+ * itself, or any box after one) is taken to end there (JPIP_BOXF_CUT), and
+ * a box header cut by the end of the file is not a box. Errors: JPIP_E_FORMAT for a
  * malformed box structure (message names the box type and file offset), JPIP_E_LIMIT when lim is
  * exceeded, JPIP_E_UNSUPPORTED for fragments in other files (ftbl with DR != 0), JPIP_E_IO /
  * JPIP_E_NOMEM. */
@@ -247,7 +253,9 @@ jpip_code_t jpip_box_bin_read(const jpip_box_layout_t *layout, jpip_src_t *src, 
                               apr_uint64_t off, void *buf, apr_size_t len, jpip_err_t *err);
 
 /* Whether boxes of this type contain only boxes (jp2h, res , uinf, asoc,
- * jpch, jplh, cgrp, ftbl, comp, drep, and the JPIP index superboxes). */
+ * jpch, jplh, cgrp, ftbl, comp, drep). The index boxes other servers
+ * write (cidx, fidx, ...) are carried as opaque metadata: some writers
+ * fill them with sub-boxes that do not parse (opj_compress -jpip). */
 int jpip_box_is_super(apr_uint32_t type);
 
 /* Write a box header for contents of contents_len bytes into hdr: 8 bytes,

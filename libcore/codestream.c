@@ -456,6 +456,72 @@ static jpip_code_t poc_parse(const jpip_cs_t *cs, const seg_view_t *sv, vec_t *o
     return JPIP_OK;
 }
 
+/* ---- packed packet headers ---- */
+
+/* A PPM or PPT marker segment: its data after the Z index byte. */
+typedef struct zseg_t {
+    apr_uint64_t off, len;
+    unsigned z; /* Zppm / Zppt */
+} zseg_t;
+
+static jpip_code_t zseg_push(vec_t *v, const seg_view_t *sv, jpip_err_t *err)
+{
+    zseg_t *z = vec_push(v);
+
+    if (z == NULL) {
+        return jpip_err_set(err, JPIP_E_NOMEM, "out of memory for %s", jpip_marker_name(sv->code));
+    }
+    z->off = sv->off + 5;
+    z->len = sv->blen - 1;
+    z->z = sv->body[0];
+    return JPIP_OK;
+}
+
+/* The data of packed-header segments in the order of their Z index, as a
+ * decoder joins them (they may appear in any order; an index used twice is
+ * refused, so there are at most 256). */
+static jpip_code_t zseg_order(vec_t *zsegs, const char *what, apr_pool_t *pool, vec_t *out,
+                              jpip_err_t *err)
+{
+    zseg_t *z = zsegs->p;
+    unsigned char seen[256];
+    apr_size_t i, j;
+
+    memset(seen, 0, sizeof(seen));
+    for (i = 0; i < zsegs->n; i++) {
+        if (seen[z[i].z]) {
+            return jpip_err_set(err, JPIP_E_FORMAT,
+                                "%s marker segment at offset %" APR_UINT64_T_FMT
+                                " repeats index %u",
+                                what, z[i].off - 5, z[i].z);
+        }
+        seen[z[i].z] = 1;
+    }
+    for (i = 1; i < zsegs->n; i++) {
+        zseg_t k = z[i];
+
+        for (j = i; j > 0 && z[j - 1].z > k.z; j--) {
+            z[j] = z[j - 1];
+        }
+        z[j] = k;
+    }
+    vec_init(out, pool, sizeof(jpip_piece_t));
+    for (i = 0; i < zsegs->n; i++) {
+        jpip_piece_t *pc;
+
+        if (z[i].len == 0) {
+            continue;
+        }
+        pc = vec_push(out);
+        if (pc == NULL) {
+            return jpip_err_set(err, JPIP_E_NOMEM, "out of memory for %s", what);
+        }
+        pc->off = z[i].off;
+        pc->len = z[i].len;
+    }
+    return JPIP_OK;
+}
+
 /* ---- main header ---- */
 
 typedef struct mainctx_t {
@@ -542,13 +608,7 @@ static jpip_code_t main_seg(jpip_cs_t *cs, apr_pool_t *pool, mainctx_t *mc, cons
         if (sv->blen < 1) {
             return seg_bad(sv, "too short", err);
         }
-        pc = vec_push(&mc->ppm);
-        if (pc == NULL) {
-            return jpip_err_set(err, JPIP_E_NOMEM, "out of memory for PPM");
-        }
-        pc->off = sv->off + 5;
-        pc->len = sv->blen - 1;
-        return JPIP_OK;
+        return zseg_push(&mc->ppm, sv, err);
     case JPIP_MK_CRG:
         return sv->blen == 4 * (apr_size_t)cs->siz.csiz ? JPIP_OK : seg_bad(sv, "bad length", err);
     case JPIP_MK_COM:
@@ -601,12 +661,14 @@ static jpip_code_t main_parse(jpip_cs_t *cs, apr_pool_t *pool, jpip_src_t *src, 
         seg_view_t sv;
         jpip_seg_t *s;
 
+        /* the first SOT ends the main header (the tile-part walk reads it) */
+        if (size - pos >= 2 && jpip_src_u16(src, pos, &code, NULL) == JPIP_OK &&
+            code == JPIP_MK_SOT) {
+            break;
+        }
         rc = seg_read(src, pos, size, &sv, err);
         if (rc != JPIP_OK) {
             return rc;
-        }
-        if (sv.code == JPIP_MK_SOT) {
-            break;
         }
         if (sv.len == 2 && !mk_reserved(sv.code)) {
             return jpip_err_set(
@@ -681,18 +743,30 @@ static jpip_code_t tpart_find_sod(jpip_src_t *src, apr_uint64_t pos, apr_uint64_
                         "tile-part header ending at offset %" APR_UINT64_T_FMT " has no SOD", end);
 }
 
-/* Read the SOT segment at pos and the tile-part it starts. */
+/* How the tile-part data ends (what a decoder meets after the last one). */
+enum {
+    END_EOC,      /* an EOC marker */
+    END_CLEAN,    /* the end of the data, right after a tile-part (or one stray byte later) */
+    END_PSOT0,    /* a last tile-part of Psot 0 whose final two bytes are not EOC */
+    END_TRUNCATED /* the end of the data inside the last tile-part */
+};
+
+/* Read the SOT segment at pos and the tile-part it starts. *last is set
+ * for the tile-part that ends the data: Psot 0 (to the end, before a
+ * final EOC, whose two bytes a decoder takes as EOC whatever they are) or
+ * a Psot running past the end (cut short: end is the end of the data). */
 static jpip_code_t tpart_read(jpip_cs_t *cs, jpip_src_t *src, apr_uint64_t pos, jpip_tpart_t *tp,
                               int *last, jpip_err_t *err)
 {
-    apr_uint64_t size = jpip_src_size(src);
+    apr_uint64_t size = jpip_src_size(src), hend;
     const unsigned char *p;
     apr_uint32_t psot;
     jpip_code_t rc;
 
     if (size - pos < 12) {
-        return jpip_err_set(err, JPIP_E_FORMAT, "SOT at offset %" APR_UINT64_T_FMT " is truncated",
-                            pos);
+        return jpip_err_set(
+            err, JPIP_E_FORMAT,
+            "SOT at offset %" APR_UINT64_T_FMT " is cut short by the end of the codestream", pos);
     }
     rc = jpip_src_peek(src, pos, 12, &p, err);
     if (rc != JPIP_OK) {
@@ -705,6 +779,7 @@ static jpip_code_t tpart_read(jpip_cs_t *cs, jpip_src_t *src, apr_uint64_t pos, 
     tp->sot = pos;
     tp->tile = jpip_be16(p + 4);
     psot = jpip_be32(p + 6);
+    tp->psot = psot;
     tp->tpsot = p[10];
     tp->tnsot = p[11];
     tp->next = JPIP_NONE;
@@ -714,31 +789,45 @@ static jpip_code_t tpart_read(jpip_cs_t *cs, jpip_src_t *src, apr_uint64_t pos, 
                             (unsigned)tp->tile, (unsigned)jpip_siz_ntiles(&cs->siz));
     }
     *last = 0;
-    if (psot == 0) {
-        unsigned code = 0;
-
-        /* To the end of the codestream, before a final EOC. */
-        tp->end = size;
-        if (size - pos >= 14 && jpip_src_u16(src, size - 2, &code, err) == JPIP_OK &&
-            code == JPIP_MK_EOC) {
-            tp->end = size - 2;
-        }
-        *last = 1;
-    } else if (psot < 14 || psot > size - pos) {
+    if (psot != 0 && psot < 14) {
         return jpip_err_set(err, JPIP_E_FORMAT,
-                            "tile-part at offset %" APR_UINT64_T_FMT
-                            " has Psot %u outside the codestream (%" APR_UINT64_T_FMT
-                            " bytes left)",
-                            pos, (unsigned)psot, size - pos);
+                            "tile-part at offset %" APR_UINT64_T_FMT " has Psot %u (below 14)", pos,
+                            (unsigned)psot);
+    }
+    hend = psot == 0 || psot > size - pos ? size : pos + psot;
+    rc = tpart_find_sod(src, pos + 12, hend, &tp->body, err);
+    if (rc != JPIP_OK) {
+        if (hend == size && psot != size - pos) {
+            char msg[JPIP_ERR_MSG_MAX];
+
+            apr_cpystrn(msg, err != NULL ? err->msg : "", sizeof(msg));
+            return jpip_err_set(err, JPIP_E_FORMAT,
+                                "the codestream ends inside the header of the tile-part at offset "
+                                "%" APR_UINT64_T_FMT " (%s)",
+                                pos, msg);
+        }
+        return rc;
+    }
+    if (psot == 0) {
+        /* to the end, less two bytes taken for EOC (as openjpeg does;
+         * with fewer than two left it reads what there is) */
+        tp->end = size - tp->body >= 2 ? size - 2 : size;
+        tp->data = tp->end - tp->body;
+        *last = 1;
+    } else if (psot > size - pos) {
+        tp->end = size;
+        tp->data = pos + psot - tp->body;
+        cs->truncated = 1;
+        *last = 1;
     } else {
         tp->end = pos + psot;
+        tp->data = tp->end - tp->body;
     }
-    return tpart_find_sod(src, pos + 12, tp->end, &tp->body, err);
+    return JPIP_OK;
 }
 
-/* Link tile-part i into its tile and check TPsot/TNsot ordering. */
-static jpip_code_t tpart_link(jpip_cs_t *cs, apr_uint32_t *tile_last, apr_uint32_t *tile_tn,
-                              apr_size_t i, jpip_err_t *err)
+/* Link tile-part i into its tile; TPsot must continue its tile's sequence. */
+static jpip_code_t tpart_link(jpip_cs_t *cs, apr_uint32_t *tile_last, apr_size_t i, jpip_err_t *err)
 {
     jpip_tpart_t *tp = &cs->tparts[i];
     apr_uint32_t t = tp->tile;
@@ -748,15 +837,6 @@ static jpip_code_t tpart_link(jpip_cs_t *cs, apr_uint32_t *tile_last, apr_uint32
                             "tile-part at offset %" APR_UINT64_T_FMT
                             " of tile %u has TPsot %u, expected %u",
                             tp->sot, (unsigned)t, (unsigned)tp->tpsot, (unsigned)cs->tile_ntp[t]);
-    }
-    if (tp->tnsot != 0) {
-        if ((tile_tn[t] != 0 && tile_tn[t] != tp->tnsot) || tp->tpsot >= tp->tnsot) {
-            return jpip_err_set(err, JPIP_E_FORMAT,
-                                "tile-part at offset %" APR_UINT64_T_FMT
-                                " of tile %u has inconsistent TNsot %u",
-                                tp->sot, (unsigned)t, (unsigned)tp->tnsot);
-        }
-        tile_tn[t] = tp->tnsot;
     }
     if (cs->tile_first[t] == JPIP_NONE) {
         cs->tile_first[t] = (apr_uint32_t)i;
@@ -768,12 +848,145 @@ static jpip_code_t tpart_link(jpip_cs_t *cs, apr_uint32_t *tile_last, apr_uint32
     return JPIP_OK;
 }
 
+/* Per-tile state of the decoder emulated by tparts_settle. */
+typedef struct tstate_t {
+    apr_uint32_t n;     /* tile-parts announced (TNsot in force, corrected), 0: unknown */
+    unsigned char data; /* it holds packet data not decoded yet */
+    unsigned char keep; /* it gets decoded */
+} tstate_t;
+
+/* Whether a decoder of encoders' one-short TNsot applies its correction:
+ * the next tile-part of the tile that tile-part i completed has TPsot ==
+ * TNsot (looked for over the tile-parts that follow, up to one whose Psot
+ * a decoder cannot skip). */
+static int tn_correction(const jpip_cs_t *cs, apr_size_t i)
+{
+    apr_size_t j;
+
+    for (j = i + 1; j < cs->ntparts; j++) {
+        const jpip_tpart_t *q = &cs->tparts[j];
+
+        if (q->tile == cs->tparts[i].tile) {
+            return q->tpsot == q->tnsot;
+        }
+        if (q->psot < 14) {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static jpip_code_t tn_bad(const jpip_tpart_t *tp, apr_uint32_t n, jpip_err_t *err)
+{
+    return jpip_err_set(err, JPIP_E_FORMAT,
+                        "tile-part at offset %" APR_UINT64_T_FMT
+                        " is tile-part %u of tile %u, which has %u (TNsot)",
+                        tp->sot, (unsigned)tp->tpsot, (unsigned)tp->tile, (unsigned)n);
+}
+
+/* Decide which tiles a decoder decodes, replaying openjpeg 2.5's reading
+ * of SOT markers (a tile is decoded once its TNsot tile-parts are read,
+ * the others at EOC), and unlink the tiles it would never decode. */
+static jpip_code_t tparts_settle(jpip_cs_t *cs, apr_pool_t *pool, int end, jpip_err_t *err)
+{
+    apr_uint32_t nt = jpip_siz_ntiles(&cs->siz), t, corr = 0, kept = 0;
+    tstate_t *st = apr_pcalloc(pool, nt * sizeof(*st));
+    const jpip_tpart_t *lt = &cs->tparts[cs->ntparts - 1];
+    int checked = 0, done = 0;
+    apr_size_t i;
+
+    for (i = 0; i < cs->ntparts; i++) {
+        const jpip_tpart_t *tp = &cs->tparts[i];
+        tstate_t *s = &st[tp->tile];
+
+        if (s->n != 0 && tp->tpsot >= s->n) {
+            return tn_bad(tp, s->n, err);
+        }
+        if (tp->tnsot != 0) {
+            if (tp->tpsot >= tp->tnsot + corr) {
+                return tn_bad(tp, tp->tnsot + corr, err);
+            }
+            s->n = tp->tnsot + corr;
+        }
+        s->data |= tp->data > 0;
+        done = s->n != 0 && s->n == tp->tpsot + 1;
+        if (done && !checked) {
+            checked = 1;
+            if (tn_correction(cs, i)) {
+                corr = 1;
+                done = 0;
+                for (t = 0; t < nt; t++) {
+                    st[t].n += st[t].n != 0;
+                }
+            }
+        }
+        if (done) {
+            if (!s->data) {
+                return jpip_err_set(err, JPIP_E_FORMAT, "tile %u has no packet data",
+                                    (unsigned)tp->tile);
+            }
+            s->keep = 1;
+            s->data = 0;
+        }
+    }
+    if (end == END_EOC) {
+        for (t = 0; t < nt; t++) {
+            st[t].keep |= st[t].data;
+        }
+    } else if (done) {
+        /* without EOC, one more tile is decoded after a cleanly ended one */
+        for (t = lt->tile + 1; end == END_CLEAN && t < nt; t++) {
+            if (st[t].data) {
+                st[t].keep = 1;
+                break;
+            }
+        }
+    } else if (end == END_PSOT0) {
+        st[lt->tile].keep |= st[lt->tile].data;
+    } else {
+        apr_uint32_t u = nt;
+
+        /* the data ends while the last tile waits for tile-parts: a
+         * decoder gives up, unless the last tile has a lone tile-part of
+         * TNsot 0 somewhere before it, read as an implicit EOC */
+        if (lt->tile + 1 == nt) {
+            for (u = 0; u < nt; u++) {
+                if (cs->tile_ntp[u] == 1 && st[u].n == 0) {
+                    break;
+                }
+            }
+        }
+        if (u == nt) {
+            return jpip_err_set(err, JPIP_E_FORMAT,
+                                "the codestream ends before tile %u is complete (tile-part %u, "
+                                "TNsot %u, and no EOC)",
+                                (unsigned)lt->tile, (unsigned)lt->tpsot, (unsigned)lt->tnsot);
+        }
+        for (t = u; t < nt; t++) {
+            st[t].keep |= st[t].data;
+        }
+    }
+    for (t = 0; t < nt; t++) {
+        if (st[t].keep) {
+            kept++;
+        } else if (cs->tile_first[t] != JPIP_NONE) {
+            cs->tile_first[t] = JPIP_NONE;
+            cs->tile_ntp[t] = 0;
+            cs->ndropped++;
+        }
+    }
+    if (kept == 0) {
+        return jpip_err_set(err, JPIP_E_FORMAT, "no tile of the codestream has packet data");
+    }
+    return JPIP_OK;
+}
+
 static jpip_code_t tparts_walk(jpip_cs_t *cs, apr_pool_t *pool, jpip_src_t *src, jpip_err_t *err)
 {
     apr_uint32_t nt = jpip_siz_ntiles(&cs->siz);
     apr_uint32_t *tile_last = apr_palloc(pool, nt * sizeof(apr_uint32_t));
-    apr_uint32_t *tile_tn = apr_pcalloc(pool, nt * sizeof(apr_uint32_t));
     apr_uint64_t size = jpip_src_size(src), pos = cs->main_end;
+    int end = END_CLEAN;
     vec_t tps;
     apr_uint32_t t;
 
@@ -783,7 +996,8 @@ static jpip_code_t tparts_walk(jpip_cs_t *cs, apr_pool_t *pool, jpip_src_t *src,
     for (t = 0; t < nt; t++) {
         cs->tile_first[t] = JPIP_NONE;
     }
-    while (pos < size) {
+    /* one stray byte after a tile-part is read as half a marker and let be */
+    while (size - pos > 1) {
         jpip_tpart_t *tp;
         unsigned code;
         int last = 0;
@@ -791,6 +1005,7 @@ static jpip_code_t tparts_walk(jpip_cs_t *cs, apr_pool_t *pool, jpip_src_t *src,
 
         if (rc == JPIP_OK && code == JPIP_MK_EOC) {
             cs->has_eoc = 1;
+            end = END_EOC;
             break;
         }
         if (rc != JPIP_OK || code != JPIP_MK_SOT) {
@@ -811,13 +1026,21 @@ static jpip_code_t tparts_walk(jpip_cs_t *cs, apr_pool_t *pool, jpip_src_t *src,
         }
         cs->tparts = tps.p;
         cs->ntparts = tps.n;
-        rc = tpart_link(cs, tile_last, tile_tn, tps.n - 1, err);
+        rc = tpart_link(cs, tile_last, tps.n - 1, err);
         if (rc != JPIP_OK) {
             return rc;
         }
         pos = tp->end;
         if (last) {
-            cs->has_eoc = pos < size;
+            if (cs->truncated) {
+                end = END_TRUNCATED;
+            } else if (size - pos >= 2 && jpip_src_u16(src, pos, &code, NULL) == JPIP_OK &&
+                       code == JPIP_MK_EOC) {
+                cs->has_eoc = 1;
+                end = END_EOC;
+            } else {
+                end = size - pos >= 2 ? END_PSOT0 : END_CLEAN;
+            }
             break;
         }
     }
@@ -825,16 +1048,7 @@ static jpip_code_t tparts_walk(jpip_cs_t *cs, apr_pool_t *pool, jpip_src_t *src,
     if (tps.n == 0) {
         return jpip_err_set(err, JPIP_E_FORMAT, "codestream has no tile-part");
     }
-    for (t = 0; t < nt; t++) {
-        if (cs->tile_first[t] == JPIP_NONE) {
-            return jpip_err_set(err, JPIP_E_FORMAT, "tile %u has no tile-part", (unsigned)t);
-        }
-        if (tile_tn[t] != 0 && tile_tn[t] != cs->tile_ntp[t]) {
-            return jpip_err_set(err, JPIP_E_FORMAT, "tile %u has %u of its %u tile-parts",
-                                (unsigned)t, (unsigned)cs->tile_ntp[t], (unsigned)tile_tn[t]);
-        }
-    }
-    return JPIP_OK;
+    return cs->limits.headers_only ? JPIP_OK : tparts_settle(cs, pool, end, err);
 }
 
 /* ---- TLM consistency ---- */
@@ -1022,7 +1236,7 @@ jpip_code_t jpip_cs_parse(jpip_cs_t **out, apr_pool_t *pool, jpip_src_t *src,
     limits_default(&cs->limits, limits);
     vec_init(&mc.segs, pool, sizeof(jpip_seg_t));
     vec_init(&mc.poc, pool, sizeof(jpip_poc_t));
-    vec_init(&mc.ppm, pool, sizeof(jpip_piece_t));
+    vec_init(&mc.ppm, pool, sizeof(zseg_t));
     vec_init(&mc.tlm, pool, sizeof(tlm_seg_t));
     vec_init(&mc.plm, pool, sizeof(jpip_piece_t));
     rc = main_parse(cs, pool, src, &mc, err);
@@ -1036,7 +1250,12 @@ jpip_code_t jpip_cs_parse(jpip_cs_t **out, apr_pool_t *pool, jpip_src_t *src,
         plm_split(cs, pool, src, &mc.plm);
     }
     if (rc == JPIP_OK && mc.ppm.n > 0) {
-        rc = ppm_split(cs, pool, src, &mc.ppm, err);
+        vec_t ppm;
+
+        rc = zseg_order(&mc.ppm, "PPM", pool, &ppm, err);
+        if (rc == JPIP_OK) {
+            rc = ppm_split(cs, pool, src, &ppm, err);
+        }
     }
     if (rc != JPIP_OK) {
         return rc;
@@ -1104,7 +1323,7 @@ static jpip_code_t tile_seg(const jpip_cs_t *cs, jpip_tile_t *tile, tilectx_t *t
         if (sv->blen < 1) {
             return seg_bad(sv, "too short", err);
         }
-        return piece_push(&tc->ppt, sv->off + 5, sv->blen - 1, err);
+        return zseg_push(&tc->ppt, sv, err);
     case JPIP_MK_SIZ:
     case JPIP_MK_CAP:
     case JPIP_MK_TLM:
@@ -1227,7 +1446,7 @@ jpip_code_t jpip_cs_tile_read(const jpip_cs_t *cs, jpip_src_t *src, apr_uint32_t
     tc.coc_set = apr_pcalloc(pool, cs->siz.csiz);
     vec_init(&tc.segs, pool, sizeof(jpip_seg_t));
     vec_init(&tc.plt, pool, sizeof(jpip_piece_t));
-    vec_init(&tc.ppt, pool, sizeof(jpip_piece_t));
+    vec_init(&tc.ppt, pool, sizeof(zseg_t));
     vec_init(&tc.bodies, pool, sizeof(jpip_piece_t));
     vec_init(&tc.ppm, pool, sizeof(jpip_piece_t));
     vec_init(&tc.poc, pool, sizeof(jpip_poc_t));
@@ -1243,6 +1462,15 @@ jpip_code_t jpip_cs_tile_read(const jpip_cs_t *cs, jpip_src_t *src, apr_uint32_t
     if (tc.ppt.n > 0 && cs->ppm_first != NULL) {
         return jpip_err_set(err, JPIP_E_FORMAT, "tile %u has PPT although the main header has PPM",
                             (unsigned)t);
+    }
+    if (tc.ppt.n > 0) {
+        vec_t ppt;
+        jpip_code_t rc = zseg_order(&tc.ppt, "PPT", pool, &ppt, err);
+
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+        tc.ppt = ppt;
     }
     tile_finish(cs, tile, &tc);
     *out = tile;

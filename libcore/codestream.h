@@ -127,7 +127,9 @@ typedef struct jpip_seg_t {
 typedef struct jpip_tpart_t {
     apr_uint64_t sot;  /* logical offset of its SOT marker */
     apr_uint64_t body; /* first byte after SOD */
-    apr_uint64_t end;  /* one past its last byte */
+    apr_uint64_t end;  /* one past its last byte present */
+    apr_uint64_t data; /* packet data bytes its Psot announces (more than end - body when cut) */
+    apr_uint32_t psot;
     apr_uint32_t tile;
     apr_uint32_t tpsot, tnsot;
     apr_uint32_t next; /* next tile-part of the same tile, or JPIP_NONE */
@@ -140,6 +142,8 @@ typedef struct jpip_cs_limits_t {
     apr_uint64_t max_tile_parts; /* default 1 << 20 */
     apr_uint64_t max_tile_comps; /* tiles * components, default 1 << 24 */
     apr_uint64_t max_segments;   /* marker segments per header, default 1 << 20 */
+    int headers_only;            /* the tile-parts hold headers and no packet data (a rebuild's
+                                    skeleton): each one counts, none is checked as a decoder would */
 } jpip_cs_limits_t;
 
 typedef struct jpip_cs_t {
@@ -156,9 +160,11 @@ typedef struct jpip_cs_t {
     jpip_tpart_t *tparts; /* in codestream order */
     apr_size_t ntparts;
     apr_uint32_t *tile_first; /* first tile-part of each tile, JPIP_NONE if none */
-    apr_uint32_t *tile_ntp;   /* tile-parts per tile */
+    apr_uint32_t *tile_ntp;   /* tile-parts per tile (0: the tile is absent) */
     apr_uint64_t end;         /* end of the last tile-part (EOC or end of data) */
     int has_eoc;
+    int truncated;         /* the data ends inside the last tile-part (its Psot runs past it) */
+    apr_uint32_t ndropped; /* tiles whose tile-parts a decoder never decodes (see below) */
     /* PPM: packed headers of tile-part i are ppm_pieces[ppm_first[i] ..
      * ppm_first[i+1]) (logical ranges); NULL when there is no PPM. */
     jpip_piece_t *ppm_pieces;
@@ -193,7 +199,20 @@ typedef struct jpip_tile_t {
 
 /* Parse the main header at logical offset 0 of src and walk all
  * tile-parts. limits may be NULL. Errors: JPIP_E_FORMAT naming the marker
- * and offset, JPIP_E_LIMIT, JPIP_E_UNSUPPORTED. */
+ * and offset, JPIP_E_LIMIT, JPIP_E_UNSUPPORTED.
+ *
+ * Which tile-parts count follows what openjpeg 2.5 decodes (the reference
+ * decoder; docs/protocol-notes.md lists the cases): TPsot must run 0, 1,
+ * 2, ... within each tile; a TNsot of 0 or larger than the tile-parts
+ * present is accepted, a tile-part beyond a non-zero TNsot is not (with
+ * openjpeg's allowance for encoders whose TNsot is one short); tiles may
+ * have no tile-part at all (tile_ntp 0: absent). The data may end early:
+ * without EOC, inside the last tile-part's packet data (truncated), or one
+ * stray byte after it; a tile the decoder would then never decode (it
+ * waits for tile-parts announced by TNsot) is dropped: its tile-parts stay
+ * in tparts, unlinked, and the tile is absent. Ending inside a marker
+ * segment or a tile-part header, and ending before the last tile-part's
+ * tile is complete, are JPIP_E_FORMAT, as openjpeg refuses them too. */
 jpip_code_t jpip_cs_parse(jpip_cs_t **cs, apr_pool_t *pool, jpip_src_t *src,
                           const jpip_cs_limits_t *limits, jpip_err_t *err);
 

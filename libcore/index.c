@@ -286,6 +286,12 @@ static void bin_close(builder_t *b, int complete)
     GV_AT(b, SEC_BIN, jpip_bin_t, b->cur)->flags = complete ? JPIP_BIN_COMPLETE : 0;
 }
 
+/* Mark bin idx as belonging to a tile the codestream does not have. */
+static void bin_absent(builder_t *b, apr_uint64_t idx)
+{
+    GV_AT(b, SEC_BIN, jpip_bin_t, idx)->flags |= JPIP_BIN_ABSENT;
+}
+
 /* ---- codestream ---- */
 
 /* Context for one codestream. */
@@ -367,6 +373,9 @@ typedef struct tw_t {
     apr_size_t npk;
     loc_t *loc; /* located packets: a prefix of the sequence */
     apr_size_t nloc;
+    int cut;           /* the last located packet is cut short by the end of the tile's data */
+    int more;          /* the tile has more packets than pk lists (the data cannot hold them) */
+    int absent;        /* the tile has no tile-part a decoder uses */
     jpip_piece_t *pcs; /* logical ranges of the located packets */
     apr_size_t npcs, cappcs;
     apr_uint64_t t2mem; /* bytes of packet-header decoding state of this tile */
@@ -497,24 +506,6 @@ static int plt_locate(tw_t *tw, jpip_err_t *err)
     return 1;
 }
 
-/* Skip an SOP marker segment at the cursor of the body stream, if any. */
-static jpip_code_t sop_skip(tw_t *tw, jpip_t2_stream_t *bs, jpip_err_t *err)
-{
-    unsigned char m[6];
-    apr_size_t got;
-    jpip_code_t rc = jpip_t2_stream_peek(bs, m, 6, &got, err);
-
-    if (rc != JPIP_OK || got < 2 || m[0] != 0xFF || m[1] != 0x91) {
-        return rc;
-    }
-    if (got < 6 || m[2] != 0 || m[3] != 4) {
-        return jpip_err_set(err, JPIP_E_FORMAT,
-                            "malformed SOP marker segment at offset %" APR_UINT64_T_FMT,
-                            jpip_t2_stream_fileoff(bs));
-    }
-    return jpip_t2_stream_skip(bs, 6, tw_add, tw, err);
-}
-
 /* Decoding state of the precinct of packet k, created on first use. */
 static jpip_code_t prec_state(tw_t *tw, jpip_t2_prec_t **states, const jpip_pkt_t *k,
                               jpip_t2_prec_t **out, jpip_err_t *err)
@@ -552,6 +543,81 @@ static jpip_code_t prec_state(tw_t *tw, jpip_t2_prec_t **states, const jpip_pkt_
     return JPIP_OK;
 }
 
+/* Skip an SOP marker segment at the cursor of the body stream, if any:
+ * six bytes from an FF91, as a decoder skips them (Lsop and Nsop are not
+ * looked at; fewer than six bytes left are not an SOP). */
+static jpip_code_t sop_skip(tw_t *tw, jpip_t2_stream_t *bs, jpip_err_t *err)
+{
+    unsigned char m[6];
+    apr_size_t got;
+    jpip_code_t rc = jpip_t2_stream_peek(bs, m, 6, &got, err);
+
+    if (rc != JPIP_OK || got < 6 || m[0] != 0xFF || m[1] != 0x91) {
+        return rc;
+    }
+    return jpip_t2_stream_skip(bs, 6, tw_add, tw, err);
+}
+
+/* The rest of the tile's packet data belongs to packet k, which it cuts
+ * short: a decoder takes what there is of it and reads no more packets. */
+static jpip_code_t take_cut(tw_t *tw, jpip_t2_stream_t *bs, apr_size_t k, jpip_err_t *err)
+{
+    jpip_code_t rc = jpip_t2_stream_skip(bs, jpip_t2_stream_left(bs), tw_add, tw, err);
+
+    if (rc == JPIP_OK) {
+        jpip_err_clear(err);
+        tw->loc[k].npieces = tw->npcs - tw->loc[k].piece0;
+        tw->nloc = k + 1;
+        tw->cut = 1;
+    }
+    return rc;
+}
+
+/* With EPH markers signalled, packets from k on that the data does not
+ * reach (or the one whose header it cuts) cannot be read: a decoder finds
+ * no EPH for them and gives up (openjpeg 2.5 does), so the file is refused
+ * as well. */
+static jpip_code_t eph_after_end(const tw_t *tw, apr_size_t k, jpip_err_t *err)
+{
+    return jpip_err_set(err, JPIP_E_FORMAT,
+                        "tile %u: the packet data ends before packet %" APR_SIZE_T_FMT
+                        " of %" APR_SIZE_T_FMT " is whole, and EPH markers are signalled",
+                        (unsigned)tw->tile->index, k, tw->npk);
+}
+
+/* With packed headers the packets after a cut one still have headers: a
+ * decoder reads them against no data, which for a non-empty one drops
+ * what its code-blocks had. Bins cannot say that, so it is refused; empty
+ * ones change nothing. */
+static jpip_code_t packed_after_cut(tw_t *tw, jpip_t2_prec_t **states, jpip_t2_stream_t *h,
+                                    apr_size_t k, int eph, jpip_err_t *err)
+{
+    apr_size_t j;
+
+    for (j = k + 1; j < tw->npk && jpip_t2_stream_left(h) > 0; j++) {
+        jpip_t2_prec_t *st;
+        jpip_t2_packet_t pkt;
+        jpip_code_t rc = prec_state(tw, states, &tw->pk[j], &st, err);
+
+        if (rc == JPIP_OK) {
+            rc = jpip_t2_read_header(st, tw->pk[j].layer, h, eph, &pkt, err);
+        }
+        if (rc == JPIP_OK && !pkt.empty) {
+            rc = jpip_err_set(err, JPIP_E_FORMAT,
+                              "its packet data ends inside packet %" APR_SIZE_T_FMT
+                              ", and the packed headers (PPM/PPT) describe packets after it",
+                              k);
+        }
+        if (rc == JPIP_OK) {
+            rc = jpip_t2_stream_skip(h, pkt.header_len, NULL, NULL, err);
+        }
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+    }
+    return JPIP_OK;
+}
+
 /* JPIP_E_LIMIT once the build has run longer than its limit. */
 static jpip_code_t check_deadline(const builder_t *b, jpip_err_t *err)
 {
@@ -564,7 +630,9 @@ static jpip_code_t check_deadline(const builder_t *b, jpip_err_t *err)
 }
 
 /* Locate packets by decoding their headers (T.800 B.10). Stops quietly at
- * the end of the packet data (the remaining packets are absent). */
+ * the end of the packet data (the remaining packets are absent); a packet
+ * the end of the data cuts short (its header, or its body running past
+ * the tile's data) takes the rest of the data and ends the tile. */
 static jpip_code_t t2_locate(tw_t *tw, jpip_err_t *err)
 {
     const jpip_tile_t *tile = tw->tile;
@@ -593,6 +661,9 @@ static jpip_code_t t2_locate(tw_t *tw, jpip_err_t *err)
         jpip_code_t rc;
 
         if (jpip_t2_stream_left(h) == 0) {
+            if (eph && h == &bs) {
+                return eph_after_end(tw, k, err);
+            }
             break;
         }
         if ((k & 4095) == 4095 && check_deadline(tw->w->b, err) != JPIP_OK) {
@@ -605,9 +676,21 @@ static jpip_code_t t2_locate(tw_t *tw, jpip_err_t *err)
         }
         if (rc == JPIP_OK) {
             rc = jpip_t2_read_header(st, tw->pk[k].layer, h, eph, &pkt, err);
+            if (rc == JPIP_E_FORMAT && pkt.cut && h == &bs) {
+                return eph ? eph_after_end(tw, k, err) : take_cut(tw, &bs, k, err);
+            }
         }
         if (rc == JPIP_OK) {
             rc = jpip_t2_stream_skip(h, pkt.header_len, tw_add, tw, err);
+        }
+        if (rc == JPIP_OK && pkt.body_len > jpip_t2_stream_left(&bs)) {
+            if (eph && h == &bs && (k + 1 < tw->npk || tw->more)) {
+                return eph_after_end(tw, k + 1, err);
+            }
+            rc = h == &bs ? JPIP_OK : packed_after_cut(tw, states, h, k, eph, err);
+            if (rc == JPIP_OK) {
+                return take_cut(tw, &bs, k, err);
+            }
         }
         if (rc == JPIP_OK) {
             rc = jpip_t2_stream_skip(&bs, pkt.body_len, tw_add, tw, err);
@@ -678,12 +761,20 @@ static jpip_code_t tile_prec_bins(tw_t *tw, jpip_ix_tc_t *tcs, jpip_err_t *err)
                     return rc;
                 }
             }
-            rc = bin_bound(b, err);
+            /* a packet cut short has no end to record */
+            if (!(tw->cut && order[j] == tw->nloc - 1)) {
+                rc = bin_bound(b, err);
+            }
             if (rc != JPIP_OK) {
                 return rc;
             }
         }
-        bin_close(b, start[f + 1] - start[f] == tw->tile->tcp.layers);
+        bin_close(b, start[f + 1] - start[f] == tw->tile->tcp.layers &&
+                         !(tw->cut && start[f + 1] > start[f] &&
+                           order[start[f + 1] - 1] == tw->nloc - 1));
+        if (tw->absent) {
+            bin_absent(b, bi);
+        }
     }
     return JPIP_OK;
 }
@@ -709,6 +800,10 @@ static jpip_code_t tile_hdr_bins(csw_t *w, const jpip_tile_t *tile, jpip_err_t *
         }
     }
     bin_close(w->b, 1);
+    if (cs->tile_first[tile->index] == JPIP_NONE) {
+        bin_absent(w->b, w->main_bin + 1 + tile->index);
+        bin_absent(w->b, w->main_bin + 1 + nt + tile->index);
+    }
     return rc;
 }
 
@@ -802,6 +897,7 @@ static jpip_code_t tile_sequence(tw_t *tw, apr_uint64_t max_packets, jpip_err_t 
     }
     tw->pk = s.v;
     tw->npk = s.n;
+    tw->more = s.full;
     return rc;
 }
 
@@ -817,6 +913,7 @@ static jpip_code_t tile_index(csw_t *w, apr_uint32_t t, apr_pool_t *pool, jpip_e
     memset(&tw, 0, sizeof(tw));
     tw.w = w;
     tw.pool = pool;
+    tw.absent = w->cs->tile_first[t] == JPIP_NONE;
     rc = check_deadline(b, err);
     if (rc != JPIP_OK) {
         return rc;
@@ -879,7 +976,8 @@ static jpip_code_t cs_records(csw_t *w, jpip_err_t *err)
     ics->siz = cs->siz;
     ics->ccap15 = cs->ccap15;
     ics->flags = (cs->ht ? JPIP_IXF_HT : 0) | (cs->tlm_ok ? JPIP_IXF_TLM : 0) |
-                 (cs->ppm_first != NULL ? JPIP_IXF_PPM : 0) | (cs->has_plm ? JPIP_IXF_PLM : 0);
+                 (cs->ppm_first != NULL ? JPIP_IXF_PPM : 0) | (cs->has_plm ? JPIP_IXF_PLM : 0) |
+                 (cs->truncated ? JPIP_IXF_CUT : 0);
     ics->comp0 = b->v[SEC_COMP].n;
     ics->tile0 = b->v[SEC_TILE].n;
     ics->tc0 = b->v[SEC_TC].n;
@@ -1127,6 +1225,10 @@ jpip_code_t jpip_index_build(jpip_index_t **ix, apr_pool_t *pool, jpip_src_t *sr
         return jpip_err_set(err, JPIP_E_NOMEM, "out of memory");
     }
     rc = jpip_box_layout_build(&lay, tmp, src, &bl, err);
+    if (rc == JPIP_OK && lay->ncodestreams == 0) {
+        /* nothing to decode (say, a file cut before its codestream box) */
+        rc = jpip_err_set(err, JPIP_E_FORMAT, "the file has no codestream box");
+    }
     if (rc != JPIP_OK) {
         apr_pool_destroy(tmp);
         return rc;

@@ -11,7 +11,11 @@
  *   tile (class 4/5, id t)       every tile-part of t, SOT to its end
  *   precinct (class 0/1, id I)   its packets in layer order, each
  *                                [SOP][header][EPH][body], packed headers
- *                                (PPM/PPT) put back in front of the body
+ *                                (PPM/PPT) put back in front of the body;
+ *                                where the tile's packet data ends inside
+ *                                a packet (a truncated file), the bin ends
+ *                                with that packet's bytes up to the end
+ *                                of the data (no bound after them)
  *   metadata (class 8, id n)     from box.h's layout (bin 0 empty for a
  *                                raw codestream)
  *
@@ -34,7 +38,7 @@
 #include "piece.h"
 #include "source.h"
 
-#define JPIP_INDEX_VERSION 1
+#define JPIP_INDEX_VERSION 2 /* 2: absent tiles, truncated packets, tolerant tile-parts */
 
 /* Limits on what one target may make the server do (0 = default). */
 typedef struct jpip_index_limits_t {
@@ -72,6 +76,10 @@ typedef struct jpip_bin_t {
 } jpip_bin_t;
 
 #define JPIP_BIN_COMPLETE 1 /* the bin holds all its data (all layers present) */
+#define JPIP_BIN_ABSENT                                                                            \
+    2 /* a bin of a tile the codestream does not have (no tile-part, or                            \
+         none a decoder uses): empty, never sent, and a rebuild leaves                             \
+         the tile out (a decoder shows it as zeros) */
 
 /* Per-codestream record. Bins: main header = main_bin; tile header of t =
  * main_bin + 1 + t; tile t = main_bin + 1 + Nt + t; precincts through the
@@ -93,7 +101,7 @@ typedef struct jpip_ix_tile_t {
     apr_byte_t mct;
     apr_byte_t scod; /* JPIP_SCOD_SOP / _EPH */
     apr_byte_t has_poc;
-    apr_uint32_t ntp; /* tile-parts */
+    apr_uint32_t ntp; /* tile-parts (0: the tile is absent, its bins JPIP_BIN_ABSENT) */
     apr_uint32_t pad;
 } jpip_ix_tile_t;
 
@@ -112,6 +120,7 @@ typedef struct jpip_ix_tc_t {
 #define JPIP_IXF_PPT 0x10     /* packed headers in PPT */
 #define JPIP_IXF_PLM 0x20     /* PLM present */
 #define JPIP_IXF_HT 0x40      /* HTJ2K code-blocks (CAP Part 15 or code-block style) */
+#define JPIP_IXF_CUT 0x80     /* the data ends inside the last tile-part (a truncated file) */
 
 typedef struct jpip_index_t jpip_index_t;
 

@@ -136,6 +136,20 @@ static jpip_code_t too_many(const jpip_plan_t *p, jpip_err_t *err)
                         p->opts.max_entries);
 }
 
+/* Layer rounds of a bin: its bounds, and one more when bytes follow the
+ * last bound (a packet the end of a truncated file cuts short: it goes
+ * with the layer it belongs to). */
+static apr_uint32_t rounds_of(const jpip_plan_t *p, const jpip_bin_t *bin)
+{
+    if (bin->nbounds == 0) {
+        return bin->len > 0; /* (only image bins' rounds are looked at) */
+    }
+    if (p->last_bound_len) {
+        return bin->nbounds;
+    }
+    return bin->nbounds + (bin->len > jpip_index_bounds(p->ix, bin)[bin->nbounds - 1]);
+}
+
 /* Append an entry for (cls, csn, id) wanting bytes [lo, hi) to list li,
  * of which the client holds h bytes. */
 static jpip_code_t push_held(jpip_plan_t *p, int li, unsigned cls, apr_uint64_t csn,
@@ -164,7 +178,7 @@ static jpip_code_t push_held(jpip_plan_t *p, int li, unsigned cls, apr_uint64_t 
     e->k = 0;
     e->bin = bin;
     e->blen = bin->len;
-    e->nb = bin->nbounds;
+    e->nb = rounds_of(p, bin);
     e->id = id;
     e->lo = lo;
     e->hi = hi;
@@ -409,7 +423,7 @@ static apr_uint64_t layers_within(const jpip_index_t *ix, const ent_t *e, apr_ui
     const apr_uint64_t *b = jpip_index_bounds(ix, e->bin);
     apr_uint64_t n = 0;
 
-    while (n < e->nb && b[n] <= end) {
+    while (n < e->bin->nbounds && b[n] <= end) {
         n++;
     }
     return n;
@@ -611,8 +625,9 @@ jpip_code_t jpip_plan_next(jpip_plan_t *plan, jpip_msg_t *out, apr_size_t max, a
                 /* every layer the view wants, in one message */
                 last = e->maxl != 0 && e->maxl < e->nb ? e->maxl : e->nb;
             }
-            /* all of the bin: its length, no need to read its bounds */
-            end = last == e->nb && plan->last_bound_len
+            /* all of the bin: its length, no need to read its bounds (nor
+             * when the last round is the bytes after them) */
+            end = (last == e->nb && plan->last_bound_len) || last > e->bin->nbounds
                       ? e->blen
                       : jpip_index_bounds(plan->ix, e->bin)[last - 1];
         } else {

@@ -178,6 +178,7 @@ typedef struct rb_tile_t {
     apr_pool_t *pool;
     rb_prec_t *prec;
     rb_buf_t body;
+    int cut; /* a packet cut short by the end of the original's data was written: the tile ends */
     jpip_rebuild_stats_t *stats;
 } rb_tile_t;
 
@@ -256,6 +257,12 @@ static jpip_code_t put_packet(rb_tile_t *rt, const jpip_pkt_t *k, apr_uint64_t s
         st->dead = 1;
         return put_empty(rt, seq, err);
     }
+    if (st->pos == st->len) {
+        /* the bin ends here (all of it is held when complete): the
+         * precinct has no more packets */
+        st->dead = 1;
+        return put_empty(rt, seq, err);
+    }
     hpos = st->pos;
     /* an SOP marker segment, copied with the packet, only where the coding
      * style allows one: the indexer splits packets the same way */
@@ -279,6 +286,17 @@ static jpip_code_t put_packet(rb_tile_t *rt, const jpip_pkt_t *k, apr_uint64_t s
             /* a partial bin: the packet is not all there yet */
             st->dead = 1;
             return put_empty(rt, seq, err);
+        }
+        if (rc == JPIP_E_FORMAT) {
+            /* a complete bin ending inside a packet: the original's data
+             * ends there. Written as it is, last in the tile, so that a
+             * decoder meets the same cut (and reads no packet after it) */
+            jpip_err_clear(err);
+            rt->cut = 1;
+            st->dead = 1;
+            rc = buf_put(&rt->body, st->data + st->pos, st->len - st->pos, err);
+            st->pos = st->len;
+            return rc;
         }
         {
             char msg[JPIP_ERR_MSG_MAX];
@@ -370,7 +388,7 @@ static jpip_code_t tile_packets(rb_tile_t *rt, const jpip_cs_t *cs, jpip_src_t *
     if (rt->prec == NULL) {
         return jpip_err_set(err, JPIP_E_NOMEM, "out of memory for precinct state");
     }
-    for (i = 0; i < npkts; i++) {
+    for (i = 0; i < npkts && !rt->cut; i++) {
         rc = put_packet(rt, &pkts[i], i, err);
         if (rc != JPIP_OK) {
             return rc;
@@ -394,7 +412,8 @@ static jpip_code_t put_tile_bin(rb_out_t *out, const jpip_binsrc_t *bins,
     jpip_code_t rc = get_bin(bins, JPIP_CLASS_TILE, opts->csn, t, &d, &len, &complete, &found, err);
 
     *done = 0;
-    if (rc != JPIP_OK || !found) {
+    if (rc != JPIP_OK || !found || out == NULL) {
+        *done = rc == JPIP_OK && found ? -1 : 0; /* out NULL: only asked whether it is held */
         return rc;
     }
     /* find the complete tile-parts */
@@ -407,7 +426,9 @@ static jpip_code_t put_tile_bin(rb_out_t *out, const jpip_binsrc_t *bins,
                                 "tile data-bin %u: no SOT of tile %u at byte %" APR_SIZE_T_FMT,
                                 (unsigned)t, (unsigned)t, pos);
         }
-        if (psot == 0 && complete) {
+        if ((psot == 0 || psot > len - pos) && complete) {
+            /* the last tile-part: to the end of the bin (Psot 0), or cut
+             * short by the end of the original's data, written as it is */
             psot = (apr_uint32_t)(len - pos);
         }
         if (psot < 14 || psot > len - pos) {
@@ -424,7 +445,9 @@ static jpip_code_t put_tile_bin(rb_out_t *out, const jpip_binsrc_t *bins,
         unsigned char sot[12];
 
         memcpy(sot, d + start, sizeof(sot));
-        sot[11] = (unsigned char)count; /* TNsot: the tile-parts written */
+        put_be32(sot + 6, (apr_uint32_t)(ends[i] - start)); /* Psot: its bytes written */
+        sot[10] = (unsigned char)i;                         /* TPsot */
+        sot[11] = (unsigned char)count;                     /* TNsot: the tile-parts written */
         rc = out_put(out, sot, sizeof(sot), err);
         if (rc == JPIP_OK) {
             rc = out_put(out, d + start + 12, ends[i] - start - 12, err);
@@ -448,7 +471,8 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
     apr_uint32_t nt = 0, t;
     rb_buf_t mainhdr = {NULL, 0, 0}, skel = {NULL, 0, 0};
     rb_buf_t *thdr;
-    unsigned char *thdr_held; /* a tile header bin was found: a JPP tile */
+    unsigned char *thdr_held; /* 1: a tile header bin was found (a JPP tile), 2: a tile bin */
+    int held_any;             /* some tile is held at all */
     apr_pool_t *sub;
     jpip_src_t *skel_src;
     jpip_cs_t *cs;
@@ -492,6 +516,7 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
     /* tile headers, and a skeleton codestream (headers only) to parse */
     thdr = apr_pcalloc(sub, nt * sizeof(*thdr));
     thdr_held = apr_pcalloc(sub, nt + 1);
+    held_any = 0;
     rc = buf_put(&skel, mainhdr.p, mainhdr.n, err);
     for (t = 0; rc == JPIP_OK && t < nt; t++) {
         const unsigned char *td;
@@ -502,6 +527,13 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
         apr_pool_cleanup_register(sub, &thdr[t], buf_cleanup, apr_pool_cleanup_null);
         rc = get_bin(bins, JPIP_CLASS_TILEHDR, opts->csn, t, &td, &tlen, &complete, &found, err);
         thdr_held[t] = rc == JPIP_OK && found;
+        if (rc == JPIP_OK && !found) {
+            int tb = 0;
+
+            rc = put_tile_bin(NULL, bins, opts, t, &tb, stats, err);
+            thdr_held[t] = tb ? 2 : 0; /* 2: only its tile bin */
+        }
+        held_any |= thdr_held[t] != 0;
         if (rc == JPIP_OK && found && complete) {
             apr_snprintf(what, sizeof(what), "tile header bin %u", (unsigned)t);
             rc = filter_segments(td, tlen, 0, tile_drop, what, &thdr[t], err);
@@ -528,7 +560,11 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
         rc = jpip_src_open_mem(&skel_src, sub, skel.p, skel.n, err);
     }
     if (rc == JPIP_OK) {
-        rc = jpip_cs_parse(&cs, sub, skel_src, NULL, err);
+        jpip_cs_limits_t lim;
+
+        memset(&lim, 0, sizeof(lim));
+        lim.headers_only = 1;
+        rc = jpip_cs_parse(&cs, sub, skel_src, &lim, err);
     }
     if (rc == JPIP_OK) {
         rc = out_put(&out, mainhdr.p, mainhdr.n, err);
@@ -544,13 +580,20 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
         int jpt = 0;
 
         /* JPT: a tile whose tile data-bin is held but not its header bin */
-        if (!thdr_held[t]) {
+        if (thdr_held[t] == 2) {
             rc = put_tile_bin(&out, bins, opts, t, &jpt, stats, err);
             if (rc != JPIP_OK) {
                 break;
             }
         }
         if (jpt) {
+            continue;
+        }
+        /* a tile of which nothing is held is left out: the original may
+         * lack it (a decoder shows a missing tile as zeros). When no tile
+         * is held at all, every tile is written empty, so that the
+         * codestream still decodes */
+        if (thdr_held[t] == 0 && held_any) {
             continue;
         }
         if (apr_pool_create(&tp, sub) != APR_SUCCESS) {

@@ -6,12 +6,17 @@
  * any Part-1/Part-15 decoder accepts:
  *
  *   SOC + main header (TLM, PLM and PPM dropped)
- *   for each tile t in raster order, one tile-part:
+ *   for each tile t in raster order of which a bin is held, one tile-part:
  *     SOT (Lsot 10, Isot t, Psot exact, TPsot 0, TNsot 1)
  *     the tile header bin (PLT, PPT and a trailing SOD dropped), SOD
  *     every packet of the tile in the order its progression (and POC)
  *     gives, layer l of a precinct taken from its precinct bin
  *   EOC
+ *
+ * A tile of which neither the tile header bin nor the tile bin is held is
+ * left out (the original may not have it: openjpeg shows a missing tile
+ * as zeros), unless no tile is held at all, when every tile is written
+ * with empty packets.
  *
  * Packet boundaries inside a precinct bin are found by decoding the packet
  * headers of the bin itself ([SOP] header [EPH] body, in layer order). A
@@ -20,7 +25,12 @@
  * if EPH is signalled; preceded by an SOP segment if SOP is signalled).
  * Once one layer of a precinct is written empty, all its later layers are
  * too: the code-block state of later packet headers depends on every
- * earlier one, so nothing after a gap can be used.
+ * earlier one, so nothing after a gap can be used. A complete bin that
+ * ends at a packet boundary has no more packets (the rest are empty); a
+ * complete bin that ends inside a packet holds the end of a truncated
+ * original: that packet's bytes are written as they are, as the last of
+ * the tile, so that a decoder meets the same cut (and, as for the
+ * original, reads nothing after it in the tile).
  */
 #ifndef JPIP_REBUILD_H
 #define JPIP_REBUILD_H
@@ -56,11 +66,10 @@ typedef jpip_code_t (*jpip_rebuild_write_fn)(void *ctx, const void *data, apr_si
                                              jpip_err_t *err);
 
 /* Rebuild the codestream from bins, writing it to write(). The main
- * header bin must be complete (JPIP_E_NOTFOUND otherwise); an absent or
- * partial tile header bin gives a tile of empty packets under the main
- * header's coding parameters. A precinct bin that is complete but whose
- * packets do not parse is JPIP_E_FORMAT naming the bin; a partial bin is
- * used up to its last whole packet. stats may be NULL. Scratch memory
+ * header bin must be complete (JPIP_E_NOTFOUND otherwise); a partial tile
+ * header bin gives a tile of empty packets under the main header's coding
+ * parameters. A partial precinct bin is used up to its last whole packet,
+ * a complete one as described above. stats may be NULL. Scratch memory
  * comes from sub-pools of pool, released per tile. */
 jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *opts,
                          apr_pool_t *pool, jpip_rebuild_write_fn write, void *wctx,

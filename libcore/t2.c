@@ -330,6 +330,7 @@ typedef struct t2_bits_t {
     unsigned cur;           /* current byte */
     unsigned nbits;         /* unread bits left in cur */
     int last_ff;            /* the last byte taken was 0xFF */
+    int eod;                /* a read ran past the end of the stream */
     unsigned layer;
     jpip_err_t *err;
 } t2_bits_t;
@@ -346,6 +347,7 @@ static jpip_code_t bits_refill(t2_bits_t *br)
     br->len = br->pos = 0;
     stream_settle(&br->s);
     if (br->s.cur == br->s.npieces) {
+        br->eod = 1;
         return jpip_err_set(br->err, JPIP_E_FORMAT,
                             "layer %u: packet header runs past the end of the data "
                             "after %" APR_UINT64_T_FMT " bytes",
@@ -775,6 +777,40 @@ static jpip_code_t read_cblk(t2_bits_t *br, jpip_t2_prec_t *prec, t2_band_t *ban
     return read_segments(br, w, cb, n, body);
 }
 
+/* The code-block contributions of a packet whose first bit is set: adds
+ * their codeword-segment lengths to *body. */
+static jpip_code_t read_contributions(t2_bits_t *br, jpip_t2_prec_t *prec, unsigned layer,
+                                      apr_time_t deadline, apr_uint64_t *body)
+{
+    apr_uint64_t visited = 0;
+    unsigned b;
+
+    for (b = 0; b < prec->nbands; b++) {
+        t2_band_t *band = &prec->band[b];
+        t2_where_t w;
+
+        w.layer = layer;
+        w.band = b;
+        for (w.y = 0; w.y < band->ncby; w.y++) {
+            for (w.x = 0; w.x < band->ncbx; w.x++) {
+                jpip_code_t rc;
+
+                if (deadline != 0 && (++visited & 0xFFFF) == 0 && apr_time_now() > deadline) {
+                    return jpip_err_set(br->err, JPIP_E_LIMIT,
+                                        "packet header decoding ran out of time (layer %u, "
+                                        "band %u)",
+                                        layer, b);
+                }
+                rc = read_cblk(br, prec, band, &w, body);
+                if (rc != JPIP_OK) {
+                    return rc;
+                }
+            }
+        }
+    }
+    return JPIP_OK;
+}
+
 jpip_code_t jpip_t2_read_header(jpip_t2_prec_t *prec, unsigned layer, jpip_t2_stream_t *hdr,
                                 int use_eph, jpip_t2_packet_t *out, jpip_err_t *err)
 {
@@ -783,6 +819,7 @@ jpip_code_t jpip_t2_read_header(jpip_t2_prec_t *prec, unsigned layer, jpip_t2_st
     unsigned bit;
     jpip_code_t rc;
 
+    out->cut = 0;
     if (layer != prec->next_layer) {
         return jpip_err_set(err, JPIP_E_FORMAT,
                             "packets of a precinct out of layer order (layer %u, expected %u)",
@@ -793,49 +830,38 @@ jpip_code_t jpip_t2_read_header(jpip_t2_prec_t *prec, unsigned layer, jpip_t2_st
     br.layer = layer;
     br.err = err;
 
-    if ((rc = bits_read1(&br, &bit)) != JPIP_OK) {
-        return rc;
-    }
-    out->empty = !bit;
-    if (bit) {
-        apr_uint64_t visited = 0;
-        unsigned b;
-        for (b = 0; b < prec->nbands; b++) {
-            t2_band_t *band = &prec->band[b];
-            t2_where_t w;
-
-            w.layer = layer;
-            w.band = b;
-            for (w.y = 0; w.y < band->ncby; w.y++) {
-                for (w.x = 0; w.x < band->ncbx; w.x++) {
-                    if (hdr->deadline != 0 && (++visited & 0xFFFF) == 0 &&
-                        apr_time_now() > hdr->deadline) {
-                        return jpip_err_set(err, JPIP_E_LIMIT,
-                                            "packet header decoding ran out of time (layer %u, "
-                                            "band %u)",
-                                            layer, b);
-                    }
-                    rc = read_cblk(&br, prec, band, &w, &body);
-                    if (rc != JPIP_OK) {
-                        return rc;
-                    }
-                }
-            }
+    rc = bits_read1(&br, &bit);
+    if (rc == JPIP_OK) {
+        out->empty = !bit;
+        if (bit) {
+            rc = read_contributions(&br, prec, layer, hdr->deadline, &body);
         }
     }
-    if ((rc = bits_align(&br)) != JPIP_OK) {
+    if (rc == JPIP_OK) {
+        rc = bits_align(&br);
+    }
+    if (rc != JPIP_OK) {
+        out->cut = br.eod;
         return rc;
     }
     if (use_eph) {
-        unsigned m0, m1;
-
         apr_uint64_t hlen = br.consumed;
+        unsigned m0 = 0, m1 = 0;
 
+        /* the end of the data where the EPH belongs cuts the packet short */
         rc = bits_byte(&br, &m0);
-        if (rc == JPIP_OK) {
+        if (rc == JPIP_OK && m0 == 0xFF) {
             rc = bits_byte(&br, &m1);
         }
-        if (rc != JPIP_OK || m0 != 0xFF || m1 != 0x92) {
+        if (rc != JPIP_OK) {
+            out->cut = br.eod;
+            return jpip_err_set(
+                err, rc,
+                "layer %u: the data ends where the EPH marker of a %" APR_UINT64_T_FMT
+                "-byte packet header belongs",
+                layer, hlen);
+        }
+        if (m0 != 0xFF || m1 != 0x92) {
             return jpip_err_set(err, JPIP_E_FORMAT,
                                 "layer %u: EPH marker (FF92) missing after a %" APR_UINT64_T_FMT
                                 "-byte packet header",

@@ -92,15 +92,19 @@ typedef struct jpip_t2_packet_t {
     apr_uint64_t header_len; /* header bytes consumed from the header stream, EPH included */
     apr_uint64_t body_len;   /* body bytes that follow in the body stream */
     int empty;               /* the header's first bit was 0 (no code-block contributes) */
+    int cut;                 /* on JPIP_E_FORMAT: the header runs past the end of the stream */
 } jpip_t2_packet_t;
 
 /* Decode the header of the next packet (layer `layer`, which must be one
  * more than the previous call's) of this precinct from hdr. The cursor of
  * hdr is NOT moved: the caller skips header_len bytes itself (recording
  * the pieces). use_eph: the tile-component's COD/COC signals EPH, so an
- * EPH marker (FF92) must follow the header; it is counted in header_len.
- * An SOP marker segment, if any, must already have been skipped. Errors
- * name the layer and what was inconsistent (JPIP_E_FORMAT). */
+ * EPH marker (FF92) should follow the header; it is counted in header_len
+ * when it is there, and a header without it is taken as it is (as
+ * openjpeg does). An SOP marker segment, if any, must already have been
+ * skipped. Errors name the layer and what was inconsistent
+ * (JPIP_E_FORMAT); out->cut tells a header cut short by the end of the
+ * stream (the data was truncated) from a malformed one. */
 jpip_code_t jpip_t2_read_header(jpip_t2_prec_t *prec, unsigned layer, jpip_t2_stream_t *hdr,
                                 int use_eph, jpip_t2_packet_t *out, jpip_err_t *err);
 

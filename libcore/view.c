@@ -215,6 +215,10 @@ int jpip_view_tile_relevant(const jpip_index_t *ix, const jpip_view_t *v, apr_ui
     if (!v->has_image || cs == NULL) {
         return 0;
     }
+    /* a tile the codestream lacks has nothing to send */
+    if (jpip_index_tile(ix, cs, t) == NULL || jpip_index_tile(ix, cs, t)->ntp == 0) {
+        return 0;
+    }
     jpip_geom_tile(&cs->siz, t, &tr);
     return tr.x0 < v->region.x1 && v->region.x0 < tr.x1 && tr.y0 < v->region.y1 &&
            v->region.y0 < tr.y1;

@@ -215,12 +215,14 @@ static void print_codestream(const jpip_index_t *ix, apr_uint64_t csn)
     apr_uint32_t nt = jpip_siz_ntiles(&cs->siz), t;
     apr_uint64_t prec[JPIP_MAX_RES] = {0};
     unsigned minnl = JPIP_MAX_NL, maxnl = 0, maxlayers = 0, c, r;
+    apr_uint32_t absent = 0;
     int poc = 0;
     jpip_err_t err;
 
     for (t = 0; t < nt; t++) {
         const jpip_ix_tile_t *tile = jpip_index_tile(ix, cs, t);
 
+        absent += tile->ntp == 0;
         if (tile->layers > maxlayers) {
             maxlayers = tile->layers;
         }
@@ -247,6 +249,8 @@ static void print_codestream(const jpip_index_t *ix, apr_uint64_t csn)
            cs->siz.ytsiz, cs->siz.xtosiz, cs->siz.ytosiz);
     printf("      \"tiles\": %u, \"tiles_across\": %u, \"tiles_down\": %u,\n", nt, cs->siz.ntx,
            cs->siz.nty);
+    printf("      \"tiles_absent\": %u, \"truncated\": %s,\n", (unsigned)absent,
+           (cs->flags & JPIP_IXF_CUT) ? "true" : "false");
     printf("      \"components\": %u,\n      \"subsampling\": [", cs->siz.csiz);
     for (c = 0; c < cs->siz.csiz; c++) {
         printf("%s[%u, %u]", c ? ", " : "", comps[c].xr, comps[c].yr);
@@ -364,9 +368,17 @@ static jpip_code_t binsrc_get(void *ctx, unsigned cls, apr_uint64_t csn, apr_uin
                               const unsigned char **data, apr_size_t *len, int *complete,
                               jpip_err_t *err)
 {
+    inspect_t *in = ctx;
+    const jpip_bin_t *bin;
     apr_uint64_t n = 0;
-    jpip_code_t rc = bin_bytes(ctx, cls, csn, id, data, &n, err);
+    jpip_code_t rc;
 
+    /* the bins of a tile the codestream lacks are never sent */
+    if (cls != JPIP_CLASS_META && jpip_index_bin(in->ix, cls, csn, id, &bin, NULL) == JPIP_OK &&
+        (bin->flags & JPIP_BIN_ABSENT)) {
+        return jpip_err_set(err, JPIP_E_NOTFOUND, "the codestream has no such tile");
+    }
+    rc = bin_bytes(in, cls, csn, id, data, &n, err);
     *len = (apr_size_t)n;
     *complete = 1;
     return rc;

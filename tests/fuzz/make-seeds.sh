@@ -139,11 +139,41 @@ open(f"{d}/nocs.jpx", "wb").write(sig + ftyp(b"jpx ", [b"jpx "]) + rreq + xml + 
 # a truncated codestream and a truncated JP2
 open(f"{d}/trunc.j2k", "wb").write(cs2[: len(cs2) * 2 // 3])
 open(f"{d}/trunc.jp2", "wb").write(jp2[: len(jp2) - 40])
+
+# what openjpeg decodes although it bends the rules (docs/protocol-notes.md)
+def tparts(c):
+    pos = 2
+    while struct.unpack(">H", c[pos:pos + 2])[0] != 0xFF90:
+        pos += 2 + struct.unpack(">H", c[pos + 2:pos + 4])[0]
+    head, out = c[:pos], []
+    while c[pos:pos + 2] == b"\xff\x90":
+        psot = struct.unpack(">I", c[pos + 6:pos + 10])[0]
+        out.append(bytearray(c[pos:pos + psot]))
+        pos += psot
+    return head, out
+def joined(head, parts, eoc=True):
+    return head + b"".join(parts) + (b"\xff\xd9" if eoc else b"")
+head, tps = tparts(cs2)
+open(f"{d}/missing-tile.j2k", "wb").write(joined(head, tps[:1] + tps[2:]))
+for t in tps:
+    t[11] = 0
+open(f"{d}/tnsot0-noeoc.j2k", "wb").write(joined(head, tps, eoc=False))
+head, tps = tparts(open(f"{d}/c32-tp-tlm.j2k", "rb").read())
+n = tps[0][11]
+for t in tps:
+    t[11] = n - 1
+open(f"{d}/tnsot-one-short.j2k", "wb").write(joined(head, tps))
+sep = open(f"{d}/c32-prec-sop-eph.j2k", "rb").read()
+open(f"{d}/cut-last-packet-eph.j2k", "wb").write(sep[:-6])
+open(f"{d}/cut-in-tile-header.j2k", "wb").write(cs2[:len(head) + 13])
+jp2 = sig + ftyp(b"jp2 ", [b"jp2 "]) + jp2h1 + struct.pack(">I4s", 8 + len(cs) + 999, b"jp2c") + cs
+open(f"{d}/jp2c-past-eof.jp2", "wb").write(jp2 + xml[:7])
+jp2 = sig + ftyp(b"jp2 ", [b"jp2 "]) + jp2h1 + box(b"jp2c", cs)
+open(f"{d}/xml-past-eof.jp2", "wb").write(jp2 + struct.pack(">I4s", 500, b"xml ") + b"<a>")
 PY
 
 cp "$tmp"/*.j2k "$tmp"/*.jp2 "$tmp"/*.jpx "$corpus/index/"
 cp "$tmp"/*.j2k "$tmp"/*.jp2 "$tmp"/*.jpx "$corpus/rebuild/"
-rm -f "$corpus/rebuild/trunc.j2k" "$corpus/rebuild/trunc.jp2"
 
 # ---- box walker: 1 length byte, a metareq value, then a file
 $PYTHON - "$tmp" "$corpus/box" <<'PY'
@@ -164,6 +194,8 @@ cases = [
     ("c32-prec.jp2", ""),
     ("g17-n2.j2k", "[*]!!"),
     ("trunc.jp2", "[xml_]"),
+    ("jp2c-past-eof.jp2", "[*]"),
+    ("xml-past-eof.jp2", "[xml_]!!"),
 ]
 for i, (f, mq) in enumerate(cases):
     m = mq.encode()

@@ -16,7 +16,9 @@ its SOP segment, header (EPH included) and body.
        headers may run on into the next segment (an Nppm field never does).
 
 SEGMENT_BYTES (default and at most 65532) caps the data of each PPM/PPT
-segment, to make many small segments.
+segment, to make many small segments. convert(..., reverse=True) writes
+the segments of each header in decreasing Z order (legal: the Z index
+says how they join).
 
 TLM and PLM (main header) and PLT (tile-part headers) are dropped, since
 their lengths would no longer hold; every Psot is recomputed. The other
@@ -62,42 +64,45 @@ def tile_parts(cs, pos):
     return tps, pos
 
 
+def parse_packets_line(line):
+    """(sop, header, body) of one `jpip-inspect --packets` line, each a list
+    of (offset, length) ranges."""
+    fields = dict(kv.split("=", 1) for kv in line.split())
+
+    def ranges(v):
+        if v == "-":
+            return []
+        return [tuple(int(x) for x in r.split("+")) for r in v.split(",")]
+
+    return ranges(fields["sop"]), ranges(fields["header"]), ranges(fields["body"])
+
+
 def parse_packets(path):
     """[(sop, header, body)], each a list of (offset, length) ranges."""
-    pkts = []
     with open(path) as f:
-        for line in f:
-            fields = dict(kv.split("=", 1) for kv in line.split())
-
-            def ranges(v):
-                if v == "-":
-                    return []
-                return [tuple(int(x) for x in r.split("+")) for r in v.split(",")]
-
-            pkts.append((ranges(fields["sop"]), ranges(fields["header"]),
-                         ranges(fields["body"])))
-    return pkts
+        return [parse_packets_line(line) for line in f]
 
 
 def take(data, ranges):
     return b"".join(data[o:o + n] for o, n in ranges)
 
 
-def marker_segments(code, payload, index0, seg_max=MAX_SEG):
+def marker_segments(code, payload, index0, seg_max=MAX_SEG, reverse=False):
     """payload cut into segments of `code` (at most seg_max data bytes
-    each), with Z index from index0."""
-    out = bytearray()
+    each), with Z index from index0; reverse writes them last first (the
+    Z index, not the order in the file, says how they join)."""
+    segs = []
     z = index0
     for i in range(0, len(payload), seg_max):
         chunk = payload[i:i + seg_max]
         if z > 255:
             raise ValueError("more than 256 %04X segments" % code)
-        out += struct.pack(">HHB", code, 3 + len(chunk), z) + chunk
+        segs.append(struct.pack(">HHB", code, 3 + len(chunk), z) + chunk)
         z += 1
-    return bytes(out), z
+    return b"".join(reversed(segs) if reverse else segs), z
 
 
-def ppm_segments(headers, seg_max):
+def ppm_segments(headers, seg_max, reverse=False):
     """PPM segments for the packet headers of each tile-part: Ippm data may
     run on into the next segment, an Nppm field never does (openjpeg,
     among others, wants the 4 bytes in one segment)."""
@@ -117,10 +122,11 @@ def ppm_segments(headers, seg_max):
     segs.append(bytes(cur))
     if len(segs) > 256:
         raise ValueError("more than 256 PPM segments")
-    return b"".join(struct.pack(">HHB", PPM, 3 + len(d), z) + d for z, d in enumerate(segs))
+    out = [struct.pack(">HHB", PPM, 3 + len(d), z) + d for z, d in enumerate(segs)]
+    return b"".join(reversed(out) if reverse else out)
 
 
-def convert(mode, cs, pkts, seg_max=MAX_SEG):
+def convert(mode, cs, pkts, seg_max=MAX_SEG, reverse=False):
     if cs[:2] != b"\xff\x4f":
         raise ValueError("not a raw codestream")
     main, first_sot = segments(cs, 2, (SOT,))
@@ -146,14 +152,15 @@ def convert(mode, cs, pkts, seg_max=MAX_SEG):
     out += b"".join(s for c, s in main if c not in (TLM, PLM))
     if mode == "ppm":
         out += ppm_segments([b"".join(take(cs, p[1]) for p in plist) for plist in per_tp],
-                            seg_max)
+                            seg_max, reverse)
     zppt = {}
     for i, (isot, tpsot, tnsot, segs, b0, b1) in enumerate(tps):
         hdr = b"".join(s for c, s in segs if c != PLT)
         if mode == "ppt":
             hdrs = b"".join(take(cs, p[1]) for p in per_tp[i])
             if hdrs:
-                ppt, zppt[isot] = marker_segments(PPT, hdrs, zppt.get(isot, 0), seg_max)
+                ppt, zppt[isot] = marker_segments(PPT, hdrs, zppt.get(isot, 0), seg_max,
+                                                  reverse)
                 hdr += ppt
         body = b"".join(take(cs, p[0]) + take(cs, p[2]) for p in per_tp[i])
         psot = 12 + len(hdr) + 2 + len(body)

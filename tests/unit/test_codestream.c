@@ -303,12 +303,25 @@ START_TEST(structure_errors)
     put_qcd(&w);
     put_tpart(&w, 0, 0, 1, 2);
     ck_assert_int_eq(parse(&w, &cs, &err), JPIP_E_FORMAT);
-    /* Psot past the end */
+    /* Psot below 14 */
     make_basic(&w, &siz64);
     put_tpart(&w, 0, 0, 1, 2);
-    w.n -= 1;
+    w.b[w.n - 2 - 2 - 12 + 9] = 13;
+    w.b[w.n - 2 - 2 - 12 + 8] = 0;
     ck_assert_int_eq(parse(&w, &cs, &err), JPIP_E_FORMAT);
     ck_assert(strstr(err.msg, "Psot") != NULL);
+    /* the data ending inside a tile-part header (before SOD is whole) */
+    make_basic(&w, &siz64);
+    put_tpart(&w, 0, 0, 1, 2);
+    w.n -= 3;
+    ck_assert_int_eq(parse(&w, &cs, &err), JPIP_E_FORMAT);
+    ck_assert_msg(strstr(err.msg, "ends inside the header") != NULL, "%s", err.msg);
+    /* ... or inside an SOT */
+    make_basic(&w, &siz64);
+    put_tpart(&w, 0, 0, 1, 2);
+    w.n -= 10;
+    ck_assert_int_eq(parse(&w, &cs, &err), JPIP_E_FORMAT);
+    ck_assert_msg(strstr(err.msg, "cut short") != NULL, "%s", err.msg);
     /* tile index out of range */
     make_basic(&w, &siz64);
     put_tpart(&w, 1, 0, 1, 2);
@@ -317,10 +330,11 @@ START_TEST(structure_errors)
     make_basic(&w, &siz64);
     put_tpart(&w, 0, 1, 0, 2);
     ck_assert_int_eq(parse(&w, &cs, &err), JPIP_E_FORMAT);
-    /* TNsot says 2, only one present */
+    /* TNsot says 2, only one present, and no EOC: the tile never completes */
     make_basic(&w, &siz64);
     put_tpart(&w, 0, 0, 2, 2);
     ck_assert_int_eq(parse(&w, &cs, &err), JPIP_E_FORMAT);
+    ck_assert_msg(strstr(err.msg, "before tile 0 is complete") != NULL, "%s", err.msg);
     /* no tile-part at all */
     make_basic(&w, &siz64);
     u16(&w, JPIP_MK_EOC);
@@ -335,6 +349,133 @@ START_TEST(structure_errors)
     w.b[w.n - 4] = 0x40; /* QCD length high byte */
     put_tpart(&w, 0, 0, 1, 2);
     ck_assert_int_eq(parse(&w, &cs, &err), JPIP_E_FORMAT);
+}
+END_TEST
+
+/* Two 32x64 tiles (1 layer, NL 1: 2 packets each). */
+static const siz_in_t siz2 = {64, 64, 0, 0, 32, 64, 0, 0, 1, 1, 1};
+
+static jpip_code_t parse2(cw_t *w, jpip_cs_t **cs, jpip_err_t *err, int eoc)
+{
+    if (eoc) {
+        u16(w, JPIP_MK_EOC);
+    }
+    return parse(w, cs, err);
+}
+
+/* Which tile-parts count, as openjpeg 2.5 reads them: absent tiles, TNsot
+ * 0 or too large, TNsot one short, TPsot out of sequence, data ending
+ * early with and without a tile left waiting. */
+START_TEST(tile_part_rules)
+{
+    cw_t w;
+    jpip_cs_t *cs;
+    jpip_err_t err;
+    jpip_src_t *src;
+    jpip_tile_t *tile;
+
+    /* tile 1 has no tile-part: absent */
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 1, 2);
+    ck_assert_msg(parse2(&w, &cs, &err, 1) == JPIP_OK, "%s", err.msg);
+    ck_assert_uint_eq(cs->tile_ntp[1], 0);
+    ck_assert_uint_eq(cs->tile_first[1], JPIP_NONE);
+    jpip_src_open_mem(&src, pool, w.b, w.n, &err);
+    ck_assert_int_eq(jpip_cs_tile_read(cs, src, 1, pool, &tile, &err), JPIP_OK);
+    ck_assert_uint_eq(tile->nbodies, 0);
+    /* TNsot 0, and TNsot larger than the tile-parts present */
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 0, 1);
+    put_tpart(&w, 1, 0, 5, 1);
+    put_tpart(&w, 0, 1, 0, 1);
+    put_tpart(&w, 1, 1, 9, 1);
+    ck_assert_msg(parse2(&w, &cs, &err, 1) == JPIP_OK, "%s", err.msg);
+    ck_assert_uint_eq(cs->tile_ntp[0], 2);
+    ck_assert_uint_eq(cs->tile_ntp[1], 2);
+    ck_assert_uint_eq(cs->ndropped, 0);
+    /* a tile-part beyond the TNsot in force */
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 1, 1);
+    put_tpart(&w, 0, 1, 2, 1);
+    ck_assert_int_eq(parse2(&w, &cs, &err, 1), JPIP_E_FORMAT);
+    ck_assert_msg(strstr(err.msg, "TNsot") != NULL, "%s", err.msg);
+    /* TNsot one short (TPsot == TNsot on the next one): accepted */
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 2, 1);
+    put_tpart(&w, 0, 1, 2, 1);
+    put_tpart(&w, 1, 0, 2, 1);
+    put_tpart(&w, 0, 2, 2, 1);
+    put_tpart(&w, 1, 1, 2, 1);
+    put_tpart(&w, 1, 2, 2, 1);
+    ck_assert_msg(parse2(&w, &cs, &err, 1) == JPIP_OK, "%s", err.msg);
+    ck_assert_uint_eq(cs->tile_ntp[0], 3);
+    ck_assert_uint_eq(cs->tile_ntp[1], 3);
+    /* ... also from TNsot 1 */
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 1, 1);
+    put_tpart(&w, 0, 1, 1, 1);
+    put_tpart(&w, 1, 0, 1, 1);
+    put_tpart(&w, 1, 1, 1, 1);
+    ck_assert_msg(parse2(&w, &cs, &err, 1) == JPIP_OK, "%s", err.msg);
+    ck_assert_uint_eq(cs->tile_ntp[1], 2);
+    /* ... but not without that sign */
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 2, 1);
+    put_tpart(&w, 0, 1, 2, 1);
+    put_tpart(&w, 0, 2, 3, 1);
+    ck_assert_int_eq(parse2(&w, &cs, &err, 1), JPIP_E_FORMAT);
+    /* TPsot with a gap, and repeated */
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 0, 1);
+    put_tpart(&w, 0, 2, 0, 1);
+    ck_assert_int_eq(parse2(&w, &cs, &err, 1), JPIP_E_FORMAT);
+    ck_assert_msg(strstr(err.msg, "TPsot 2, expected 1") != NULL, "%s", err.msg);
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 0, 1);
+    put_tpart(&w, 0, 0, 0, 1);
+    ck_assert_int_eq(parse2(&w, &cs, &err, 1), JPIP_E_FORMAT);
+    /* no EOC after a complete tile, then also a stray byte */
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 1, 2);
+    put_tpart(&w, 1, 0, 1, 2);
+    ck_assert_msg(parse2(&w, &cs, &err, 0) == JPIP_OK, "%s", err.msg);
+    ck_assert(!cs->has_eoc && !cs->truncated);
+    u8(&w, 0xFF);
+    ck_assert_msg(parse2(&w, &cs, &err, 0) == JPIP_OK, "%s", err.msg);
+    /* cut inside the last tile-part's data: truncated, kept */
+    w.n -= 2;
+    ck_assert_msg(parse2(&w, &cs, &err, 0) == JPIP_OK, "%s", err.msg);
+    ck_assert(cs->truncated);
+    ck_assert_uint_eq(cs->tparts[1].end, w.n);
+    ck_assert_uint_eq(cs->tparts[1].data, 2);
+    /* no EOC while a tile waits for tile-parts (TNsot 0): refused, unless
+     * a lone tile-part of TNsot 0 reads as the end (then the tiles from
+     * it on are decoded, the others dropped) */
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 0, 1);
+    put_tpart(&w, 0, 1, 0, 1);
+    put_tpart(&w, 1, 0, 2, 1);
+    ck_assert_int_eq(parse2(&w, &cs, &err, 0), JPIP_E_FORMAT);
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 0, 1);
+    put_tpart(&w, 0, 1, 0, 1);
+    put_tpart(&w, 1, 0, 0, 1);
+    ck_assert_msg(parse2(&w, &cs, &err, 0) == JPIP_OK, "%s", err.msg);
+    ck_assert_uint_eq(cs->ndropped, 1);
+    ck_assert_uint_eq(cs->tile_first[0], JPIP_NONE);
+    ck_assert_uint_eq(cs->tile_ntp[1], 1);
+    /* a tile completed by TNsot whose tile-parts hold no data at all */
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 1, 0);
+    put_tpart(&w, 1, 0, 1, 2);
+    ck_assert_int_eq(parse2(&w, &cs, &err, 1), JPIP_E_FORMAT);
+    ck_assert_msg(strstr(err.msg, "no packet data") != NULL, "%s", err.msg);
+    /* ... and one left to EOC (TNsot 0) is dropped instead */
+    make_basic(&w, &siz2);
+    put_tpart(&w, 0, 0, 0, 0);
+    put_tpart(&w, 1, 0, 1, 2);
+    ck_assert_msg(parse2(&w, &cs, &err, 1) == JPIP_OK, "%s", err.msg);
+    ck_assert_uint_eq(cs->ndropped, 1);
 }
 END_TEST
 
@@ -407,7 +548,7 @@ START_TEST(cap_ht)
     u16(&w, 0x0003);
     put_cod(&w, 0, 0, 1, 1, 6, 6, NULL);
     put_qcd(&w);
-    put_tpart(&w, 0, 0, 1, 0);
+    put_tpart(&w, 0, 0, 1, 2);
     ck_assert_msg(parse(&w, &cs, &err) == JPIP_OK, "%s", err.msg);
     ck_assert(cs->ht);
     ck_assert_uint_eq(cs->ccap15, 3);
@@ -744,6 +885,7 @@ static Suite *codestream_suite(void)
     tcase_add_test(tc, siz_errors);
     tcase_add_test(tc, limit_tile_comps);
     tcase_add_test(tc, structure_errors);
+    tcase_add_test(tc, tile_part_rules);
     tcase_add_test(tc, tiles_and_precedence);
     tcase_add_test(tc, cap_ht);
     tcase_add_test(tc, worked_example);

@@ -583,6 +583,109 @@ START_TEST(partial_bins)
 }
 END_TEST
 
+/* SOT markers (tile-parts) in a rebuilt codestream. */
+static unsigned count_sot(const unsigned char *d, apr_size_t n)
+{
+    apr_size_t pos = 2;
+    unsigned k = 0;
+
+    while (pos + 4 <= n && !(d[pos] == 0xFF && d[pos + 1] == 0x90)) {
+        pos += 2 + ((apr_size_t)d[pos + 2] << 8 | d[pos + 3]);
+    }
+    while (pos + 12 <= n && d[pos] == 0xFF && d[pos + 1] == 0x90) {
+        k++;
+        pos += ((apr_size_t)d[pos + 6] << 24) | ((apr_size_t)d[pos + 7] << 16) |
+               ((apr_size_t)d[pos + 8] << 8) | d[pos + 9];
+    }
+    return k;
+}
+
+/* What a rebuild makes of what a truncated original or a missing tile
+ * leaves: a tile of which nothing is held is left out (unless no tile is
+ * held at all); a complete precinct bin ending at a packet boundary has
+ * no more packets; one ending inside a packet is the cut end of the data,
+ * written as it is, last in its tile. */
+START_TEST(cut_and_absent_tiles)
+{
+    char *img = tpath("ca.ppm"), *j2k = tpath("ca.j2k");
+    apr_size_t len, alen, blen;
+    unsigned char *data, *a, *b;
+    tstore_t *st = tstore_new();
+    apr_hash_index_t *hi;
+    jpip_rebuild_stats_t sa, sb;
+    tbin_t *cutbin = NULL;
+
+    if (!opj_available()) {
+        tu_skip("rebuild cut_and_absent_tiles", "opj_compress/opj_decompress not found");
+        return;
+    }
+    ck_assert_int_eq(tu_write_synth(img, 64, 32, 3, 9), 0);
+    ck_assert_int_eq(
+        tu_run("'%s' -i '%s' -o '%s' -t 32,32 -n 2 -r 10,2", tu_opj_compress(), img, j2k), 0);
+    data = tu_read_file(pool, j2k, &len);
+    ck_assert_int_eq(tstore_index(st, data, len, "cut_and_absent_tiles"), JPIP_OK);
+    a = rebuild(st, 0, JPIP_REBUILD_ALL, &alen, NULL);
+    ck_assert_uint_eq(count_sot(a, alen), 2);
+    /* tile 1 not held at all: left out */
+    {
+        tkey_t k;
+        memset(&k, 0, sizeof(k));
+        k.cls = JPIP_CLASS_TILEHDR;
+        k.id = 1;
+        apr_hash_set(st->bins, &k, sizeof(k), NULL);
+    }
+    b = rebuild(st, 0, JPIP_REBUILD_ALL, &blen, NULL);
+    ck_assert_uint_eq(count_sot(b, blen), 1);
+    /* no tile header held at all: every tile written (from what there is) */
+    {
+        tkey_t k;
+        memset(&k, 0, sizeof(k));
+        k.cls = JPIP_CLASS_TILEHDR;
+        k.id = 0;
+        apr_hash_set(st->bins, &k, sizeof(k), NULL);
+    }
+    b = rebuild(st, 0, JPIP_REBUILD_ALL, &blen, &sb);
+    ck_assert_uint_eq(count_sot(b, blen), 2);
+    /* complete bins that end after their first packet: the same as one layer */
+    st = tstore_new();
+    ck_assert_int_eq(tstore_index(st, data, len, "cut_and_absent_tiles"), JPIP_OK);
+    b = rebuild(st, 0, 1, &blen, NULL);
+    for (hi = apr_hash_first(pool, st->bins); hi != NULL; hi = apr_hash_next(hi)) {
+        const tkey_t *k = apr_hash_this_key(hi);
+        tbin_t *bin = apr_hash_this_val(hi);
+        if (k->cls == JPIP_CLASS_PRECINCT && bin->nbound > 1) {
+            bin->n = bin->cut = bin->bound[0];
+            if (cutbin == NULL && k->id == 0 && bin->bound[1] - bin->bound[0] > 2) {
+                cutbin = bin;
+            }
+        }
+    }
+    a = rebuild(st, 0, JPIP_REBUILD_ALL, &alen, NULL);
+    ck_assert_msg(alen == blen && memcmp(a, b, alen) == 0,
+                  "complete bins of one packet rebuild differently from one layer");
+    /* the first precinct of tile 0 ends two bytes into its second packet:
+     * those bytes end tile 0, after every packet before them */
+    ck_assert_ptr_nonnull(cutbin);
+    cutbin->n = cutbin->cut = cutbin->bound[0] + 2;
+    a = rebuild(st, 0, JPIP_REBUILD_ALL, &alen, &sa);
+    b = rebuild(st, 0, 1, &blen, &sb);
+    ck_assert_uint_lt(sa.packets, sb.packets);
+    ck_assert_uint_eq(count_sot(a, alen), 2);
+    {
+        /* tile 0's data ends with the cut bytes */
+        apr_size_t pos = 2, psot;
+        while (!(a[pos] == 0xFF && a[pos + 1] == 0x90)) {
+            pos += 2 + ((apr_size_t)a[pos + 2] << 8 | a[pos + 3]);
+        }
+        psot = ((apr_size_t)a[pos + 6] << 24) | ((apr_size_t)a[pos + 7] << 16) |
+               ((apr_size_t)a[pos + 8] << 8) | a[pos + 9];
+        ck_assert_int_eq(memcmp(a + pos + psot - 2, cutbin->d + cutbin->bound[0], 2), 0);
+    }
+    unlink(img);
+    unlink(j2k);
+}
+END_TEST
+
 START_TEST(generated_files)
 {
     if (!opj_available()) {
@@ -640,6 +743,7 @@ static Suite *rebuild_suite(void)
     tcase_add_test(tc, no_main_header);
     tcase_add_test(tc, headers_only);
     tcase_add_test(tc, partial_bins);
+    tcase_add_test(tc, cut_and_absent_tiles);
     tcase_add_test(tc, generated_files);
     tcase_add_test(tc, conformance_files);
     suite_add_tcase(s, tc);

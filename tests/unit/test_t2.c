@@ -131,6 +131,7 @@ START_TEST(empty_packet)
     static const unsigned char b0[] = {0x00, 0xAA};
     static const unsigned char b1[] = {0x00, 0xFF, 0x92, 0xAA};
     static const unsigned char b2[] = {0x00, 0xFF, 0x91};
+    static const unsigned char b3[] = {0x00, 0xFF};
     jpip_t2_prec_t *p = prec_1band(2, 2, 0);
     jpip_t2_packet_t pkt;
     jpip_err_t err;
@@ -141,8 +142,16 @@ START_TEST(empty_packet)
     ck_assert_uint_eq(pkt.body_len, 0);
     ck_assert_int_eq(decode(p, 1, b1, sizeof(b1), 1, 2, &pkt, &err), JPIP_OK);
     ck_assert_uint_eq(pkt.header_len, 3);
+    /* an EPH signalled but absent (openjpeg 2.5 refuses it too) */
     ck_assert_int_eq(decode(p, 2, b2, sizeof(b2), 1, 1, &pkt, &err), JPIP_E_FORMAT);
+    ck_assert(!pkt.cut);
     ck_assert_ptr_nonnull(strstr(err.msg, "EPH"));
+    /* the data ending where the EPH belongs cuts the packet short */
+    ck_assert_int_eq(decode(p, 2, b3, sizeof(b3), 1, 1, &pkt, &err), JPIP_E_FORMAT);
+    ck_assert(pkt.cut);
+    ck_assert_ptr_nonnull(strstr(err.msg, "EPH"));
+    ck_assert_int_eq(decode(p, 2, b0, 1, 1, 1, &pkt, &err), JPIP_E_FORMAT);
+    ck_assert(pkt.cut);
 }
 END_TEST
 
