@@ -61,32 +61,79 @@ def _spcod(body, pos, has_prec):
     return Tccp(nl, transform, ppx, ppy)
 
 
+class _Src:
+    """Bytes [off, off+n) of a codestream held in memory, or of a file read
+    where needed (the headers of a multi-gigabyte file, not its data);
+    base is where the codestream starts, size its length."""
+
+    def __init__(self, data=None, path=None):
+        self.data, self.f = data, None
+        if data is None:
+            self.f = open(path, "rb")
+            self.f.seek(0, 2)
+            self.total = self.f.tell()
+        else:
+            self.total = len(data)
+        self.base, self.size = 0, self.total
+
+    def raw(self, off, n):
+        if self.data is not None:
+            return self.data[off:off + n]
+        self.f.seek(off)
+        return self.f.read(n)
+
+    def get(self, off, n):
+        n = max(0, min(n, self.size - off))
+        return self.raw(self.base + off, n)
+
+    def find_codestream(self):
+        """Point at the first codestream: the file itself, or the contents
+        of the first jp2c box (T.800 Annex I)."""
+        if self.raw(0, 2) == b"\xff\x4f":
+            return
+        pos = 0
+        while pos + 8 <= self.total:
+            head = self.raw(pos, 16)
+            lbox, hl = int.from_bytes(head[:4], "big"), 8
+            if lbox == 1:
+                lbox, hl = int.from_bytes(head[8:16], "big"), 16
+            elif lbox == 0:
+                lbox = self.total - pos
+            if head[4:8] == b"jp2c":
+                self.base, self.size = pos + hl, min(lbox, self.total - pos) - hl
+                return
+            if lbox < hl:
+                break
+            pos += lbox
+        raise ValueError("no codestream found")
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
+
+
 def codestream_bytes(data):
     """The first codestream of a raw codestream or JP2/JPX file."""
-    if data[:2] == b"\xff\x4f":
-        return data
-    pos = 0
-    while pos + 8 <= len(data):
-        lbox = int.from_bytes(data[pos:pos + 4], "big")
-        hl = 8
-        if lbox == 1:
-            lbox, hl = int.from_bytes(data[pos + 8:pos + 16], "big"), 16
-        elif lbox == 0:
-            lbox = len(data) - pos
-        if data[pos + 4:pos + 8] == b"jp2c":
-            return data[pos + hl:pos + lbox]
-        if lbox < hl:
-            break
-        pos += lbox
-    raise ValueError("no codestream found")
+    src = _Src(data=data)
+    src.find_codestream()
+    return src.get(0, src.size)
 
 
 class Codestream:
-    """Geometry of one codestream, from its main and tile-part headers."""
+    """Geometry of one codestream, from its main and tile-part headers:
+    Codestream(bytes) or Codestream(path=FILE) (which reads only the
+    headers)."""
 
-    def __init__(self, data):
-        cs = codestream_bytes(data)
-        if cs[:4] != b"\xff\x4f\xff\x51":
+    def __init__(self, data=None, path=None):
+        src = _Src(data, path)
+        try:
+            src.find_codestream()
+            self._parse(src)
+        finally:
+            src.close()
+
+    def _parse(self, src):
+        if src.get(0, 4) != b"\xff\x4f\xff\x51":
             raise ValueError("not a codestream (no SOC, SIZ)")
         self.cod = None
         self.coc = {}
@@ -94,21 +141,23 @@ class Codestream:
         self.tile_coc = {}
         self.mct = 0
         self.tile_mct = {}
+        size = src.size
         pos = 2
         # the main header: up to the first SOT
         while True:
-            if pos + 4 > len(cs):
+            if pos + 4 > size:
                 raise ValueError("the main header has no end")
-            code = int.from_bytes(cs[pos:pos + 2], "big")
+            head = src.get(pos, 4)
+            code = int.from_bytes(head[:2], "big")
             if code == 0xFF90:
                 break
             if 0xFF30 <= code <= 0xFF3F:  # reserved, no length (T.800 A.1.4)
                 pos += 2
                 continue
-            length = int.from_bytes(cs[pos + 2:pos + 4], "big")
+            length = int.from_bytes(head[2:4], "big")
             if length < 2:
                 raise ValueError("bad marker segment length at offset %d" % pos)
-            body = cs[pos + 4:pos + 2 + length]
+            body = src.get(pos + 4, length - 2)
             if code == 0xFF51:
                 self._siz(body)
             elif code == 0xFF52:
@@ -118,27 +167,32 @@ class Codestream:
                 self.coc[c] = t
             pos += 2 + length
         # the tile-parts: SOT, header to SOD, Psot bytes in all
-        while pos + 12 <= len(cs) and int.from_bytes(cs[pos:pos + 2], "big") == 0xFF90:
-            isot = int.from_bytes(cs[pos + 4:pos + 6], "big")
-            psot = int.from_bytes(cs[pos + 6:pos + 10], "big")
-            end = len(cs) if psot == 0 else pos + psot
+        while pos + 12 <= size:
+            sot = src.get(pos, 12)
+            if int.from_bytes(sot[:2], "big") != 0xFF90:
+                break
+            isot = int.from_bytes(sot[4:6], "big")
+            psot = int.from_bytes(sot[6:10], "big")
+            end = size if psot == 0 else pos + psot
             p = pos + 12
             while p + 4 <= end:
-                code = int.from_bytes(cs[p:p + 2], "big")
+                head = src.get(p, 4)
+                code = int.from_bytes(head[:2], "big")
                 if code == 0xFF93:
                     break
                 if 0xFF30 <= code <= 0xFF3F:
                     p += 2
                     continue
-                length = int.from_bytes(cs[p + 2:p + 4], "big")
+                length = int.from_bytes(head[2:4], "big")
                 if length < 2:
                     raise ValueError("bad marker segment length at offset %d" % p)
-                body = cs[p + 4:p + 2 + length]
-                if code == 0xFF52:
-                    self.tile_cod[isot], self.tile_mct[isot] = self._cod(body)
-                elif code == 0xFF53:
-                    c, t = self._coc(body)
-                    self.tile_coc[(isot, c)] = t
+                if code in (0xFF52, 0xFF53):
+                    body = src.get(p + 4, length - 2)
+                    if code == 0xFF52:
+                        self.tile_cod[isot], self.tile_mct[isot] = self._cod(body)
+                    else:
+                        c, t = self._coc(body)
+                        self.tile_coc[(isot, c)] = t
                 p += 2 + length
             if psot == 0 or psot < 14:
                 break

@@ -183,10 +183,18 @@ def describe(t, ids):
 
 
 def ask(conn, t, q):
-    conn.request("GET", "/jpip/%s?%s" % (urllib.parse.quote(t.name), q))
-    r = conn.getresponse()
-    body = r.read()
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+    """GET on a kept-alive connection, opened again once if the server
+    closed it while the oracle was thinking (KeepAliveTimeout)."""
+    for attempt in (0, 1):
+        try:
+            conn.request("GET", "/jpip/%s?%s" % (urllib.parse.quote(t.name), q))
+            r = conn.getresponse()
+            body = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+        except (http.client.RemoteDisconnected, ConnectionError):
+            conn.close()
+            if attempt:
+                raise
 
 
 def sweep_case(h, t, stats):
@@ -214,6 +222,11 @@ def sweep_case(h, t, stats):
             stats["need"] += len(need)
             stats["sent"] += len(sent)
             stats["reach"] += len(reach)
+            # the byte budget: all the answer against the precincts whose
+            # own samples meet the window (a subset of need: all sent)
+            meet = t.oracle.meeting(ds, rg, served_comps(t, hd, comps))
+            stats["bytes"] += len(body)
+            stats["meet_bytes"] += sum(m.len for m in msgs if m.cls in (0, 1) and m.id in meet)
     finally:
         conn.close()
 
@@ -321,7 +334,7 @@ def main():
     srv = http.server.HTTPServer(("127.0.0.1", 0), Canned)
     th = threading.Thread(target=srv.serve_forever, daemon=True)
     th.start()
-    total = {"windows": 0, "need": 0, "sent": 0, "reach": 0}
+    total = {"windows": 0, "need": 0, "sent": 0, "reach": 0, "bytes": 0, "meet_bytes": 0}
     try:
         names = sorted(n for n in os.listdir(h.archive) if n.endswith((".j2k", ".jp2")))
         targets = []
@@ -331,7 +344,7 @@ def main():
             except (ValueError, IndexError) as e:
                 run.case("%s: headers" % n, lambda e=e: expect(False, str(e)))
         for t in targets:
-            stats = {"windows": 0, "need": 0, "sent": 0, "reach": 0}
+            stats = {"windows": 0, "need": 0, "sent": 0, "reach": 0, "bytes": 0, "meet_bytes": 0}
             label = "%s (%s, %d tile(s), %d comp(s))" % (
                 t.name, "5/3" if t.cs.tccp(0, 0).transform == 1 else "9/7", t.cs.nt, t.cs.csiz)
             run.case("%s: every needed precinct sent, none beyond the filters' reach" % label,
@@ -344,8 +357,10 @@ def main():
     finally:
         srv.shutdown()
         h.stop()
-    print("# %d windows: %d precincts needed, %d sent, %d within reach"
-          % (total["windows"], total["need"], total["sent"], total["reach"]), flush=True)
+    print("# %d windows: %d precincts needed, %d sent, %d within reach; %d bytes sent for %d "
+          "bytes of precincts meeting the windows (%.2f)"
+          % (total["windows"], total["need"], total["sent"], total["reach"], total["bytes"],
+             total["meet_bytes"], total["bytes"] / max(1, total["meet_bytes"])), flush=True)
     run.case("error log has no [error]/[crit]/exit signal lines",
              lambda: expect(not h.bad_log_lines(), "\n  ".join(h.bad_log_lines()[:10])))
     h.cleanup()
