@@ -41,6 +41,7 @@ MODULES = [("ssl_module", "mod_ssl.so"), ("socache_shmcb_module", "mod_socache_s
 
 CONF = """
 LogFormat "%P %{{{{remote}}}}p %H %>s %r" jpipconn
+Protocols h2c http/1.1
 Listen 127.0.0.1:{tls}
 <VirtualHost 127.0.0.1:{tls}>
     ServerName localhost
@@ -227,6 +228,19 @@ def case_repeat_keepalive(h):
     pixel_exact(h, name, out, 0, 256, 256, 400, 300)
 
 
+def case_h2c(h):
+    """--http2 on http:// (prior knowledge): HTTP/2 without TLS."""
+    out = os.path.join(TMP, "h2c.j2k")
+    before = len(log_rows(h, "plain.log"))
+    r = fetch(["-v", "--http2", "-o", out, "http://127.0.0.1:%d/jpip/tiled.j2k"
+               "?type=jpp-stream&fsiz=512,384&roff=100,100&rsiz=200,150" % h.port])
+    err = r.stderr.decode(errors="replace")
+    expect(r.returncode == 0 and "(HTTP/2)" in err, "exit %d: %s" % (r.returncode, err[-300:]))
+    rows = log_rows(h, "plain.log")[before:]
+    expect([x[2] for x in rows] == ["HTTP/2.0"], "the log says %r" % [x[2] for x in rows])
+    pixel_exact(h, "tiled.j2k", out, 1, 100, 100, 200, 150)
+
+
 def case_redirect(h, tls, cert):
     """A redirect (302 from /moved/ to /jpip/) is followed, query kept."""
     out = os.path.join(TMP, "moved.jp2")
@@ -316,6 +330,7 @@ def main():
         run.case("a session's requests over one HTTP/2 connection", case_session_one_connection,
                  h, tls, cert)
         run.case("--repeat over one kept-alive HTTP/1.1 connection", case_repeat_keepalive, h)
+        run.case("--http2 speaks h2c on http://", case_h2c, h)
         run.case("redirects are followed", case_redirect, h, tls, cert)
         run.case("--user answers Basic authentication", case_user, h, tls, cert)
         run.case("http_proxy from the environment", case_proxy, h, proxy)
