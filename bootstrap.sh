@@ -20,7 +20,8 @@ top=$(pwd)
 
 PACKAGES="build-essential autoconf automake libtool pkg-config apache2 apache2-dev \
 libapr1-dev libaprutil1-dev check libopenjp2-7-dev libopenjp2-tools python3 \
-clang-format binutils openjph-tools zlib1g-dev libgdcm-tools dcmtk dicom3tools"
+clang-format binutils openjph-tools zlib1g-dev libgdcm-tools dcmtk dicom3tools \
+libcurl4-openssl-dev curl openssl"
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 

@@ -5,7 +5,8 @@ next to the same httpd serving the identical response bytes as static files.
     bench/bench.py [--work DIR] [--plots DIR] [--only PARTS]    (or `make bench`)
 
 Parts (all by default, or a comma-separated --only list): images,
-throughput, latency, coldstart, memory, efficiency, scaling. Results go to
+throughput, latency, coldstart, memory, efficiency, budget, scaling. With
+--only budget alone, only the two images it measures are made. Results go to
 WORK/results.json and, as Markdown tables, to stdout; with --plots DIR the
 PNG plots (gnuplot) are written there (docs/bench-throughput.png,
 docs/bench-scaling.png).
@@ -103,8 +104,9 @@ def drop_caches():
         return False
 
 
-def make_images(work):
-    """The test files, reused when present. Returns {name: path}."""
+def make_images(work, only=None):
+    """The test files, reused when present (only: the names wanted, None
+    for all). Returns {name: path}."""
     arch = os.path.join(work, "archive")
     os.makedirs(arch, exist_ok=True)
     os.chmod(work, 0o755)
@@ -143,17 +145,25 @@ def make_images(work):
             os.chmod(p, 0o644)
         out[name[:-4]] = p
 
+    def wanted(name):
+        return only is None or name in only
+
     for plt in (True, False):
         sfx = "plt" if plt else "noplt"
-        place("img8k-%s.j2k" % sfx, encode("img8k-%s.j2k" % sfx, 8192, plt))
-        t4 = encode("tile4k-%s.j2k" % sfx, 4096, plt)
-        tiled("t32k-%s.j2k" % sfx, t4, 8, 8)
-        tiled("big-%s.j2k" % sfx, t4, 14, 14)
-    t1 = encode("tile1k-plt.j2k", 1024, True)
-    for n in (1, 4, 8, 16, 32):
-        tiled("s%dk.j2k" % n, t1, n, n)
+        if wanted("img8k-" + sfx):
+            place("img8k-%s.j2k" % sfx, encode("img8k-%s.j2k" % sfx, 8192, plt))
+        if wanted("t32k-" + sfx) or wanted("big-" + sfx):
+            t4 = encode("tile4k-%s.j2k" % sfx, 4096, plt)
+        if wanted("t32k-" + sfx):
+            tiled("t32k-%s.j2k" % sfx, t4, 8, 8)
+        if wanted("big-" + sfx):
+            tiled("big-%s.j2k" % sfx, t4, 14, 14)
+    if any(wanted("s%dk" % n) for n in (1, 4, 8, 16, 32)):
+        t1 = encode("tile1k-plt.j2k", 1024, True)
+        for n in (1, 4, 8, 16, 32):
+            tiled("s%dk.j2k" % n, t1, n, n)
     # the synthetic files must decode: a region at a reduced resolution
-    for name in ("t32k-plt", "big-noplt", "s32k"):
+    for name in [n for n in ("t32k-plt", "big-noplt", "s32k") if n in out]:
         o = os.path.join(work, "check.ppm")
         r = subprocess.run([OPJ_D, "-i", out[name], "-o", o, "-r", "4", "-d",
                             "4000,4000,6000,5000"], capture_output=True, text=True)
@@ -605,6 +615,67 @@ def efficiency(srv, images):
     RESULTS["efficiency"] = res
 
 
+def precinct_lengths(path):
+    """In-class id -> length of every precinct data-bin of codestream 0,
+    from jpip-inspect --bins."""
+    out = {}
+    r = subprocess.run([INSPECT, "--bins", path], capture_output=True, check=True)
+    for line in r.stdout.decode().splitlines():
+        if line.startswith("precinct"):
+            kv = dict(x.split("=", 1) for x in line.split()[1:])
+            if kv["csn"] == "0":
+                out[int(kv["id"])] = int(kv["length"])
+    return out
+
+
+def window_of(cs, q):
+    """(d, region) of a trace query (fsiz an exact frame, roff, rsiz)."""
+    f = dict(kv.split("=", 1) for kv in q.split("&"))
+    fx, fy = (int(v) for v in f["fsiz"].split(","))
+    ox, oy = (int(v) for v in f.get("roff", "0,0").split(","))
+    sx, sy = (int(v) for v in f.get("rsiz", "%d,%d" % (fx, fy)).split(","))
+    d = min(e for e in range(33) if cs.frame(e)[0] <= fx and cs.frame(e)[1] <= fy)
+    return d, cs.region(d, ox, oy, sx, sy)
+
+
+def budget(srv, images):
+    """The byte budget of a view: for each window of the pan/zoom trace,
+    asked statelessly, the bytes of the answer against the bytes of the
+    precincts whose own samples meet the window, and against those the
+    inverse wavelet transform of the window reads (both from the
+    codestream's headers by tests/integration/j2kgeom.py, which knows
+    nothing of mod_jpip, and the bins' lengths from jpip-inspect)."""
+    import j2kgeom  # noqa: E402 - tests/integration is on the path
+    res = {}
+    for name in ("img8k-plt", "t32k-plt"):
+        path = images[name]
+        w, h, _ = geometry(path)
+        cs = j2kgeom.Codestream(path=path)
+        oracle = j2kgeom.Oracle(cs)
+        lengths = precinct_lengths(path)
+        comps = list(range(cs.csiz))
+        sent = meet = need = 0
+        ratios = []
+        for q in trace(w, h):
+            st, _, body = srv.get("/b/%s.j2k?%s" % (name, q))
+            if st != 200:
+                raise RuntimeError("%s %s: %d" % (name, q, st))
+            check_eor(body, q)
+            d, rg = window_of(cs, q)
+            n, _ = oracle.bounds(d, rg, comps)
+            m = sum(lengths[i] for i in oracle.meeting(d, rg, comps))
+            sent += len(body)
+            meet += m
+            need += sum(lengths[i] for i in n)
+            ratios.append(len(body) / m)
+        ratios.sort()
+        res[name] = {"windows": len(ratios), "sent_bytes": sent, "meeting_bytes": meet,
+                     "needed_bytes": need, "ratio": sent / meet, "ratio_needed": sent / need,
+                     "median": ratios[len(ratios) // 2], "max": ratios[-1]}
+        log("%s budget: %s" % (name, json.dumps(res[name])))
+    RESULTS["budget"] = res
+
+
 # ----------------------------------------------------------------- scaling
 
 def plan_cost(path, queries, iters):
@@ -750,6 +821,15 @@ def report():
             out.append("| %s | %d | %d | %d | %.3f | %d | %.2f |"
                        % (name, v["bins"], v["needed_bin_bytes"], v["session_bytes"],
                           v["session_ratio"], v["stateless_bytes"], v["stateless_ratio"]))
+    if "budget" in RESULTS:
+        out.append("\n### Byte budget: bytes sent / bytes of the precincts meeting each window\n")
+        out.append("| image | windows | sent | meeting | ratio | median | max |"
+                   " needed by synthesis | sent / needed |")
+        out.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for name, v in RESULTS["budget"].items():
+            out.append("| %s | %d | %d | %d | **%.3f** | %.3f | %.3f | %d | %.3f |"
+                       % (name, v["windows"], v["sent_bytes"], v["meeting_bytes"], v["ratio"],
+                          v["median"], v["max"], v["needed_bytes"], v["ratio_needed"]))
     if "scaling" in RESULTS:
         out.append("\n### Scaling: a fixed 512 x 384 full-resolution viewport, 1k^2 to 32k^2\n")
         out.append("| image | tiles | file MB | index MB | view bytes | r/s (c=8) | static r/s |"
@@ -832,7 +912,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default=None)
     ap.add_argument("--plots", default=None)
-    ap.add_argument("--only", default="throughput,latency,coldstart,memory,efficiency,scaling")
+    ap.add_argument("--only",
+                    default="throughput,latency,coldstart,memory,efficiency,budget,scaling")
     args = ap.parse_args()
     need_tools()
     work = args.work or os.path.join(tempfile.gettempdir(), "jpip-bench")
@@ -842,8 +923,8 @@ def main():
     RESULTS["settings"] = {"duration": DURATION, "repeat": REPEAT, "sessions": NSESS,
                            "concurrency": CONCURRENCY, "viewport": VIEW}
     t0 = time.time()
-    images = make_images(work)
-    if parts & {"throughput", "latency", "coldstart", "efficiency", "scaling"}:
+    images = make_images(work, {"img8k-plt", "t32k-plt"} if parts == {"budget"} else None)
+    if parts & {"throughput", "latency", "coldstart", "efficiency", "budget", "scaling"}:
         srv = Server(work)
         try:
             if "throughput" in parts:
@@ -852,6 +933,8 @@ def main():
                 latency(srv, images)
             if "efficiency" in parts:
                 efficiency(srv, images)
+            if "budget" in parts:
+                budget(srv, images)
             if "scaling" in parts:
                 scaling(srv, images, work)
             if "coldstart" in parts:

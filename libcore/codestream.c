@@ -93,7 +93,7 @@ const char *jpip_marker_name(unsigned code)
     case JPIP_MK_EOC:
         return "EOC";
     }
-    return "marker";
+    return "unknown"; /* "unknown marker segment at offset ..." */
 }
 
 /* ---- marker segment access ---- */

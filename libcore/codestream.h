@@ -273,7 +273,7 @@ jpip_code_t jpip_geom_prec_cblks(const jpip_rect_t *tc, const jpip_tccp_t *tccp,
                                  apr_uint64_t px, apr_uint64_t py, jpip_t2_geom_t *out,
                                  jpip_err_t *err);
 
-/* A short name for a marker code ("SIZ", "COD", ...; "marker" if unknown). */
+/* A short name for a marker code ("SIZ", "COD", ...; "unknown" if unknown). */
 const char *jpip_marker_name(unsigned code);
 
 #endif /* JPIP_CODESTREAM_H */

@@ -28,6 +28,9 @@ static void add_header(jpip_response_t *resp, const char *name, const char *valu
 
 static jpip_code_t refuse(jpip_response_t *resp, int status, const char *msg)
 {
+    if (status != 413) {
+        resp->limit = NULL; /* a syntax error is no limit reached */
+    }
     resp->status = status;
     resp->error = msg;
     resp->plan = NULL;

@@ -370,7 +370,7 @@ static void *APR_THREAD_FUNC rend_build(apr_thread_t *thd, void *data)
                 e->tgt.path, (apr_time_now() - t0) / 1000.0, jpip_rend_size(tr->rd));
         } else {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cache.server,
-                         JPIPLOGNO(0014) "jpip(file=%s): rendition built in %.1f ms, but it "
+                         JPIPLOGNO(0200) "jpip(file=%s): rendition built in %.1f ms, but it "
                                          "could not be mapped",
                          e->tgt.path, (apr_time_now() - t0) / 1000.0);
         }

@@ -3,10 +3,16 @@
  *   jpip-fetch [options] URL -o OUT
  *
  * Sends the JPIP request in URL (every field as given, e.g.
- * http://host/jpip/scan.jp2?type=jpp-stream&fsiz=512,512&roff=0,0&rsiz=256,256)
+ * https://host/jpip/scan.jp2?type=jpp-stream&fsiz=512,512&roff=0,0&rsiz=256,256)
  * to any JPIP server, parses the JPP- or JPT-stream into a data-bin cache,
  * and writes the codestream rebuilt from the bins received (a JP2/JPX file
  * when the target is one).
+ *
+ * HTTP is libcurl's: http:// and https:// URLs, HTTP/2 where the server
+ * offers it (ALPN), one connection kept alive across all the requests of
+ * a run (a session's, --repeat's, --window's), redirects followed, and
+ * proxies from the environment as curl takes them (http_proxy,
+ * https_proxy, all_proxy, no_proxy).
  *
  * options:
  *   -o OUT           where to write the rebuilt image (required unless --jpp)
@@ -25,18 +31,27 @@
  *   --post           send the fields as a form-encoded POST body
  *   --codestream N   write codestream N alone, bare, instead of the whole
  *                    file (e.g. one frame of a multi-frame target)
- *   -v               print each request's status and JPIP headers
+ *   --user USER:PASSWORD
+ *                    authenticate (basic or digest, as the server asks)
+ *   --cacert FILE    trust the certificates in FILE (PEM) for https://
+ *   --insecure       do not verify the server's certificate
+ *   --http1.1        speak HTTP/1.1 only
+ *   --http2          speak HTTP/2, also over http:// (prior knowledge)
+ *   -v               print each request's status, HTTP version and JPIP
+ *                    headers, and at the end the bytes, requests and
+ *                    connections used
  *
- * Each request uses its own connection. Exit status 0 on success, 1 on a
- * network, HTTP or stream error (named on stderr), 2 on a usage error.
+ * Exit status 0 on success, 1 on a network, HTTP or stream error (named on
+ * stderr), 2 on a usage error.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
 #include <apr_file_io.h>
 #include <apr_general.h>
-#include <apr_network_io.h>
 #include <apr_strings.h>
 #include <apr_uri.h>
 
@@ -44,8 +59,18 @@
 #include "jp2rebuild.h"
 #include "rebuild.h"
 
+#define FETCH_VERSION "0.1"
+
+typedef struct http_resp_t {
+    int status;           /* of the last response (after redirects, auth) */
+    apr_table_t *headers; /* of the last response */
+    apr_uint64_t body_bytes;
+} http_resp_t;
+
 typedef struct fetch_t {
     apr_pool_t *pool;
+    CURL *curl; /* one handle: its connection is kept alive */
+    char errbuf[CURL_ERROR_SIZE];
     apr_uri_t uri;
     const char *query; /* fields of URL, without fsiz/roff/rsiz when windows are given */
     jpip_cache_t *cache;
@@ -53,22 +78,22 @@ typedef struct fetch_t {
     apr_file_t *jpp; /* --jpp */
     int verbose;
     int post;
+    int auth;         /* --user given: a 401 is answered by libcurl */
     const char *each; /* --each PREFIX */
     apr_int64_t csn;  /* --codestream N, or -1 */
     const char *ext;  /* extension of the output (from -o), for --each */
     unsigned nresp;
-    /* session */
-    const char *cid;
-    const char *path; /* from JPIP-cnew, or the URL path */
+    unsigned nreq;     /* requests sent */
+    long nconn;        /* connections opened */
+    http_resp_t *resp; /* the response being read */
+    /* where requests go: scheme://host:port, then path */
+    const char *scheme;
     const char *host;
     apr_port_t port;
+    const char *path; /* from JPIP-cnew, or the URL path */
+    /* session */
+    const char *cid;
 } fetch_t;
-
-typedef struct http_resp_t {
-    int status;
-    apr_table_t *headers;
-    apr_uint64_t body_bytes;
-} http_resp_t;
 
 static void die(const char *fmt, ...)
 {
@@ -84,202 +109,200 @@ static void die(const char *fmt, ...)
 
 /* ------------------------------------------------------------------ HTTP */
 
-typedef struct conn_t {
-    apr_socket_t *sock;
-    char buf[65536];
-    apr_size_t pos, len;
-    int eof;
-} conn_t;
-
-/* Fill the buffer; 0 at end of stream. */
-static int fill(conn_t *c)
+/* Body bytes of a response that is not the last of its transfer (a
+ * redirect being followed, a 401 answered with the credentials) are
+ * dropped. */
+static int passes_on(const fetch_t *f, int status)
 {
-    apr_size_t n = sizeof(c->buf);
-    apr_status_t rv;
-
-    if (c->eof) {
-        return 0;
-    }
-    rv = apr_socket_recv(c->sock, c->buf, &n);
-    c->pos = 0;
-    c->len = n;
-    if (rv != APR_SUCCESS || n == 0) {
-        c->eof = 1;
-        return n > 0;
-    }
-    return 1;
+    return !(status >= 100 && status < 200) && !(status >= 300 && status < 400) &&
+           !(status == 401 && f->auth);
 }
 
-/* Read a CRLF-terminated line (without it) of at most 8 KiB. */
-static char *read_line(apr_pool_t *pool, conn_t *c)
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx)
 {
-    char line[8192];
-    apr_size_t n = 0;
-
-    for (;;) {
-        char ch;
-
-        if (c->pos == c->len && !fill(c)) {
-            return n > 0 ? apr_pstrmemdup(pool, line, n) : NULL;
-        }
-        ch = c->buf[c->pos++];
-        if (ch == '\n') {
-            if (n > 0 && line[n - 1] == '\r') {
-                n--;
-            }
-            return apr_pstrmemdup(pool, line, n);
-        }
-        if (n + 1 >= sizeof(line)) {
-            die("an HTTP header line is too long");
-        }
-        line[n++] = ch;
-    }
-}
-
-static void feed(fetch_t *f, const char *data, apr_size_t n, http_resp_t *resp)
-{
+    fetch_t *f = ctx;
+    http_resp_t *resp = f->resp;
+    size_t n = size * nmemb;
     jpip_err_t err;
 
-    if (n == 0) {
-        return;
+    if (n == 0 || !passes_on(f, resp->status)) {
+        return n;
     }
     resp->body_bytes += n;
-    if (f->jpp != NULL) {
-        apr_file_write_full(f->jpp, data, n, NULL);
+    if (f->jpp != NULL && apr_file_write_full(f->jpp, data, n, NULL) != APR_SUCCESS) {
+        die("cannot write the raw response");
     }
     if (resp->status == 200 && jpip_reader_feed(f->reader, data, n, &err) != JPIP_OK) {
         die("malformed JPIP stream: %s", err.msg);
     }
+    return n;
 }
 
-/* Pass up to n body bytes (all until close when n is -1) to feed. */
-static void body_bytes(fetch_t *f, conn_t *c, apr_int64_t n, http_resp_t *resp)
+/* One header line; a status line starts the headers of a new response. */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ctx)
 {
-    while (n != 0) {
-        apr_size_t take;
+    fetch_t *f = ctx;
+    http_resp_t *resp = f->resp;
+    size_t n = size * nmemb, len = n;
+    const char *colon, *v;
 
-        if (c->pos == c->len && !fill(c)) {
-            if (n > 0) {
-                die("the connection closed %" APR_INT64_T_FMT " bytes before the end of the body",
-                    n);
-            }
-            return;
-        }
-        take = c->len - c->pos;
-        if (n > 0 && (apr_int64_t)take > n) {
-            take = (apr_size_t)n;
-        }
-        feed(f, c->buf + c->pos, take, resp);
-        c->pos += take;
-        if (n > 0) {
-            n -= (apr_int64_t)take;
-        }
+    while (len > 0 && (data[len - 1] == '\r' || data[len - 1] == '\n')) {
+        len--;
     }
+    if (len > 5 && strncmp(data, "HTTP/", 5) == 0) {
+        const char *sp = memchr(data, ' ', len);
+        resp->status = sp != NULL ? atoi(sp + 1) : 0;
+        apr_table_clear(resp->headers);
+        return n;
+    }
+    colon = memchr(data, ':', len);
+    if (colon == NULL) {
+        return n;
+    }
+    for (v = colon + 1; v < data + len && (*v == ' ' || *v == '\t'); v++) {
+    }
+    apr_table_add(resp->headers, apr_pstrmemdup(f->pool, data, (apr_size_t)(colon - data)),
+                  apr_pstrmemdup(f->pool, v, (apr_size_t)(data + len - v)));
+    return n;
 }
 
-static void read_chunked(fetch_t *f, conn_t *c, http_resp_t *resp)
+/* scheme://host:port (an IPv6 address in brackets) */
+static const char *origin(const fetch_t *f)
 {
-    for (;;) {
-        char *line = read_line(f->pool, c), *end;
-        apr_int64_t size;
+    const char *h = strchr(f->host, ':') != NULL ? apr_psprintf(f->pool, "[%s]", f->host) : f->host;
 
-        if (line == NULL) {
-            die("the connection closed inside a chunked body");
-        }
-        size = apr_strtoi64(line, &end, 16);
-        if (end == line || size < 0) {
-            die("malformed chunk size line \"%.40s\"", line);
-        }
-        if (size == 0) {
-            while ((line = read_line(f->pool, c)) != NULL && *line != '\0') {
-            }
-            return;
-        }
-        body_bytes(f, c, size, resp);
-        line = read_line(f->pool, c);
-        if (line == NULL || *line != '\0') {
-            die("a chunk is not followed by CRLF");
-        }
+    return apr_psprintf(f->pool, "%s://%s:%u", f->scheme, h, f->port);
+}
+
+static const char *http_version(long v)
+{
+    switch (v) {
+    case CURL_HTTP_VERSION_1_0:
+        return "HTTP/1.0";
+    case CURL_HTTP_VERSION_1_1:
+        return "HTTP/1.1";
+    case CURL_HTTP_VERSION_2_0:
+        return "HTTP/2";
+#ifdef CURL_HTTP_VERSION_3
+    case CURL_HTTP_VERSION_3:
+        return "HTTP/3";
+#endif
     }
+    return "HTTP";
 }
 
 /* One request: GET (or POST) path?fields, parse the response. */
 static void http_request(fetch_t *f, const char *path, const char *fields, http_resp_t *resp)
 {
-    apr_sockaddr_t *sa;
-    conn_t *c = apr_pcalloc(f->pool, sizeof(*c));
-    const char *req, *line, *te, *cl;
-    apr_size_t n;
+    const char *url;
+    long version = 0, conns = 0;
+    CURLcode rc;
     jpip_err_t err;
 
-    if (apr_sockaddr_info_get(&sa, f->host, APR_UNSPEC, f->port, 0, f->pool) != APR_SUCCESS ||
-        apr_socket_create(&c->sock, sa->family, SOCK_STREAM, APR_PROTO_TCP, f->pool) !=
-            APR_SUCCESS ||
-        apr_socket_timeout_set(c->sock, apr_time_from_sec(120)) != APR_SUCCESS ||
-        apr_socket_connect(c->sock, sa) != APR_SUCCESS) {
-        die("cannot connect to %s:%u", f->host, f->port);
-    }
+    memset(resp, 0, sizeof(*resp));
+    resp->headers = apr_table_make(f->pool, 8);
+    f->resp = resp;
+    f->errbuf[0] = '\0';
     /* long requests (a big model=) go as a form body, as JPIP allows */
     if (f->post || strlen(fields) > 6000) {
-        req = apr_psprintf(f->pool,
-                           "POST %s HTTP/1.1\r\nHost: %s:%u\r\nConnection: close\r\n"
-                           "Content-Type: application/x-www-form-urlencoded\r\n"
-                           "Content-Length: %" APR_SIZE_T_FMT "\r\n\r\n%s",
-                           path, f->host, f->port, strlen(fields), fields);
+        url = apr_pstrcat(f->pool, origin(f), path, NULL);
+        curl_easy_setopt(f->curl, CURLOPT_POSTFIELDS, fields);
+        curl_easy_setopt(f->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(fields));
     } else {
-        req =
-            apr_psprintf(f->pool, "GET %s%s%s HTTP/1.1\r\nHost: %s:%u\r\nConnection: close\r\n\r\n",
-                         path, *fields ? "?" : "", fields, f->host, f->port);
+        url = apr_pstrcat(f->pool, origin(f), path, *fields ? "?" : "", fields, NULL);
+        curl_easy_setopt(f->curl, CURLOPT_HTTPGET, 1L);
     }
-    n = strlen(req);
-    if (apr_socket_send(c->sock, req, &n) != APR_SUCCESS || n != strlen(req)) {
-        die("cannot send the request");
+    curl_easy_setopt(f->curl, CURLOPT_URL, url);
+    jpip_reader_next_response(f->reader);
+    rc = curl_easy_perform(f->curl);
+    f->nreq++;
+    if (curl_easy_getinfo(f->curl, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK) {
+        f->nconn += conns;
     }
-    line = read_line(f->pool, c);
-    if (line == NULL || sscanf(line, "HTTP/%*d.%*d %d", &resp->status) != 1) {
-        die("no HTTP status line in the response");
+    if (rc != CURLE_OK) {
+        die("%s: %s", url, f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
     }
-    resp->headers = apr_table_make(f->pool, 8);
-    while ((line = read_line(f->pool, c)) != NULL && *line != '\0') {
-        const char *colon = strchr(line, ':');
-        if (colon != NULL) {
-            const char *v = colon + 1;
-            while (*v == ' ' || *v == '\t') {
-                v++;
-            }
-            apr_table_add(resp->headers, apr_pstrmemdup(f->pool, line, (apr_size_t)(colon - line)),
-                          v);
-        }
-    }
+    curl_easy_getinfo(f->curl, CURLINFO_HTTP_VERSION, &version);
     if (f->verbose) {
         const apr_array_header_t *h = apr_table_elts(resp->headers);
         int i;
 
-        fprintf(stderr, "jpip-fetch: %d for %s%s%s\n", resp->status, path, *fields ? "?" : "",
-                fields);
+        fprintf(stderr, "jpip-fetch: %d for %s%s%s (%s)\n", resp->status, path, *fields ? "?" : "",
+                fields, http_version(version));
         for (i = 0; i < h->nelts; i++) {
             const apr_table_entry_t *e = &((const apr_table_entry_t *)h->elts)[i];
             if (strncasecmp(e->key, "JPIP-", 5) == 0) {
-                fprintf(stderr, "  %s: %s\n", e->key, e->val);
+                /* HTTP/2 sends names in lower case */
+                fprintf(stderr, "  JPIP-%s: %s\n", e->key + 5, e->val);
             }
         }
     }
-    jpip_reader_next_response(f->reader);
-    te = apr_table_get(resp->headers, "Transfer-Encoding");
-    cl = apr_table_get(resp->headers, "Content-Length");
-    if (te != NULL && strcasecmp(te, "chunked") == 0) {
-        read_chunked(f, c, resp);
-    } else if (cl != NULL) {
-        body_bytes(f, c, apr_atoi64(cl), resp);
-    } else {
-        body_bytes(f, c, -1, resp);
-    }
-    apr_socket_close(c->sock);
     if (resp->status != 200) {
         die("HTTP %d for %s", resp->status, path);
     }
     if (jpip_reader_finish(f->reader, &err) != JPIP_OK) {
         die("truncated JPIP stream: %s", err.msg);
+    }
+}
+
+/* After a redirect, later requests go where the first one ended up. */
+static void follow_effective(fetch_t *f)
+{
+    char *eff = NULL;
+    apr_uri_t u;
+
+    if (curl_easy_getinfo(f->curl, CURLINFO_EFFECTIVE_URL, &eff) != CURLE_OK || eff == NULL ||
+        apr_uri_parse(f->pool, eff, &u) != APR_SUCCESS || u.hostname == NULL || u.scheme == NULL) {
+        return;
+    }
+    f->scheme = apr_pstrdup(f->pool, u.scheme);
+    f->host = apr_pstrdup(f->pool, u.hostname);
+    f->port = u.port ? u.port : apr_uri_port_of_scheme(u.scheme);
+    f->path = u.path != NULL ? apr_pstrdup(f->pool, u.path) : "/";
+}
+
+static void http_setup(fetch_t *f, const char *user, const char *cacert, int insecure, long version)
+{
+    CURL *c;
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (c = curl_easy_init()) == NULL) {
+        die("cannot start libcurl");
+    }
+    f->curl = c;
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, f->errbuf);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, f);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "jpip-fetch/" FETCH_VERSION);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+    /* a server that stalls for two minutes is gone */
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 120L);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+    /* a redirected POST stays a POST: its body holds the request's fields */
+    curl_easy_setopt(c, CURLOPT_POSTREDIR, (long)CURL_REDIR_POST_ALL);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, version);
+    if (user != NULL) {
+        f->auth = 1;
+        curl_easy_setopt(c, CURLOPT_USERPWD, user);
+        curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_ANY);
+    }
+    if (cacert != NULL) {
+        curl_easy_setopt(c, CURLOPT_CAINFO, cacert);
+    }
+    if (insecure) {
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
     }
 }
 
@@ -439,17 +462,19 @@ static unsigned after_response(fetch_t *f)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: jpip-fetch [--session] [--post] [--window fx,fy,ox,oy,sx,sy]... "
-                    "[--jpp FILE] [--codestream N] [-v] URL -o OUT\n");
+    fprintf(stderr, "usage: jpip-fetch [--session] [--repeat] [--each PREFIX] [--post] "
+                    "[--window fx,fy,ox,oy,sx,sy]... [--user USER:PASSWORD] [--cacert FILE] "
+                    "[--insecure] [--http1.1|--http2] [--jpp FILE] [--codestream N] [-v] URL -o OUT\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
     fetch_t f;
-    const char *url = NULL, *out = NULL, *jppfile = NULL;
+    const char *url = NULL, *out = NULL, *jppfile = NULL, *user = NULL, *cacert = NULL;
     apr_array_header_t *windows;
-    int session = 0, repeat = 0, i;
+    int session = 0, repeat = 0, insecure = 0, i;
+    long version = CURL_HTTP_VERSION_2TLS; /* HTTP/2 where TLS offers it */
     jpip_err_t err;
     http_resp_t resp;
     apr_uint64_t total = 0;
@@ -480,6 +505,16 @@ int main(int argc, char **argv)
             if (*end != '\0' || end == argv[i] || f.csn < 0) {
                 return usage();
             }
+        } else if (strcmp(argv[i], "--user") == 0 && i + 1 < argc) {
+            user = argv[++i];
+        } else if (strcmp(argv[i], "--cacert") == 0 && i + 1 < argc) {
+            cacert = argv[++i];
+        } else if (strcmp(argv[i], "--insecure") == 0 || strcmp(argv[i], "-k") == 0) {
+            insecure = 1;
+        } else if (strcmp(argv[i], "--http1.1") == 0) {
+            version = CURL_HTTP_VERSION_1_1;
+        } else if (strcmp(argv[i], "--http2") == 0) {
+            version = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
         } else if (strcmp(argv[i], "-v") == 0) {
             f.verbose = 1;
         } else if (argv[i][0] == '-' || url != NULL) {
@@ -492,15 +527,21 @@ int main(int argc, char **argv)
         return usage();
     }
     if (apr_uri_parse(f.pool, url, &f.uri) != APR_SUCCESS || f.uri.hostname == NULL ||
-        (f.uri.scheme != NULL && strcmp(f.uri.scheme, "http") != 0)) {
-        fprintf(stderr, "jpip-fetch: expected an http:// URL\n");
+        f.uri.scheme == NULL ||
+        (strcasecmp(f.uri.scheme, "http") != 0 && strcasecmp(f.uri.scheme, "https") != 0)) {
+        fprintf(stderr, "jpip-fetch: expected an http:// or https:// URL\n");
         return 2;
     }
+    if (version == CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE && strcasecmp(f.uri.scheme, "https") == 0) {
+        version = CURL_HTTP_VERSION_2TLS; /* TLS negotiates it */
+    }
+    f.scheme = apr_pstrdup(f.pool, f.uri.scheme);
     f.host = f.uri.hostname;
-    f.port = f.uri.port ? f.uri.port : 80;
+    f.port = f.uri.port ? f.uri.port : apr_uri_port_of_scheme(f.scheme);
     f.path = f.uri.path != NULL ? f.uri.path : "/";
     f.query = windows->nelts > 0 ? strip_fields(f.pool, f.uri.query, window_prefixes)
                                  : (f.uri.query ? f.uri.query : "");
+    http_setup(&f, user, cacert, insecure, version);
     if (jpip_cache_create(&f.cache, f.pool, NULL, &err) != JPIP_OK ||
         jpip_reader_create(&f.reader, f.cache, f.pool, &err) != JPIP_OK) {
         die("%s", err.msg);
@@ -524,6 +565,7 @@ int main(int argc, char **argv)
                 const char *cnew;
 
                 http_request(&f, f.path, join(f.pool, fields, "cnew=http"), &resp);
+                follow_effective(&f);
                 cnew = apr_table_get(resp.headers, "JPIP-cnew");
                 if (cnew == NULL || !parse_cnew(&f, cnew)) {
                     if (f.verbose) {
@@ -545,6 +587,9 @@ int main(int argc, char **argv)
                     q = join(f.pool, fields, apr_pstrcat(f.pool, "model=", model, NULL));
                 }
                 http_request(&f, f.path, q, &resp);
+                if (f.nresp == 0) {
+                    follow_effective(&f);
+                }
             }
             total += resp.body_bytes;
             reason = after_response(&f);
@@ -555,8 +600,10 @@ int main(int argc, char **argv)
                      apr_pstrcat(f.pool, "cid=", f.cid, "&cclose=", f.cid, "&len=0", NULL), &resp);
     }
     if (f.verbose) {
-        fprintf(stderr, "jpip-fetch: %" APR_UINT64_T_FMT " body bytes in %d request(s)\n", total,
-                windows->nelts);
+        fprintf(stderr,
+                "jpip-fetch: %" APR_UINT64_T_FMT " body bytes in %d request(s)"
+                " (%u sent over %ld connection(s))\n",
+                total, windows->nelts, f.nreq, f.nconn);
     }
     if (f.jpp != NULL) {
         apr_file_close(f.jpp);
@@ -564,6 +611,8 @@ int main(int argc, char **argv)
     if (out != NULL) {
         write_output(&f, out);
     }
+    curl_easy_cleanup(f.curl);
+    curl_global_cleanup();
     apr_pool_destroy(f.pool);
     apr_terminate();
     return 0;

@@ -134,13 +134,40 @@ def case_exports_only_module(h):
     expect(syms == ["jpip_module"], "exported: %s" % syms)
 
 
+def log_pids(h, path):
+    """The process ids that answered path, from the access log of
+    REND_CONF (%P first)."""
+    pids = []
+    with open(os.path.join(h.logs, "rend.log")) as f:
+        for line in f:
+            parts = line.split(" ")
+            if len(parts) > 4 and parts[4] == path:
+                pids.append(int(parts[0]))
+    return pids
+
+
 def case_spread_over_children(h):
-    """Many requests, several connections: the module answers the same in
-    every child (each child loaded the module and its configuration)."""
+    """Many requests over many connections, several at a time: at least two
+    children answer (the access log says which process did), and every
+    answer is the same (each child loaded the module and its
+    configuration)."""
     name = sample_names(h)[0]
-    for _ in range(40):
-        st, _, _ = h.get("/jpip/" + name + "?fsiz=64,64")
-        expect(st == 200, "status %d" % st)
+    path = "/jpip/%s?fsiz=64,64&rsiz=64,64" % name
+    kids = set(h.children())
+    bodies = set()
+    deadline = time.time() + 30
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        while True:
+            for st, _, body in pool.map(lambda _: h.get(path), range(24)):
+                expect(st == 200, "status %d" % st)
+                bodies.add(body)
+            pids = set(log_pids(h, path))
+            if len(pids) >= 2 or time.time() > deadline:
+                break
+    kids |= set(h.children())  # the MPM may have started more under load
+    expect(pids <= kids, "answered by %s, not httpd's children %s" % (sorted(pids), sorted(kids)))
+    expect(len(pids) >= 2, "every answer came from process %s" % sorted(pids))
+    expect(len(bodies) == 1, "the children answered %d different bodies" % len(bodies))
 
 
 def first_image(h):
@@ -241,6 +268,10 @@ def case_protocol_errors(h):
                             ("cid=nosuchchannel", 503, b"channel")):
         st, _, body = h.get("/jpip/%s?%s" % (name, q))
         expect(st == status and word in body, "%s: %d %r" % (q, st, body[:120]))
+    # a syntax error names no limit directive: none was reached
+    for q in ("fsiz=64,64&model=Z9", "fsiz=64,64&need=Z9", "fsiz=64,64&model=P1-"):
+        st, _, body = h.get("/jpip/%s?%s" % (name, q))
+        expect(st == 400 and b"JPIPMax" not in body, "%s: %d %r" % (q, st, body[:160]))
 
 
 REND_QUERIES = ("type=jpp-stream&fsiz=256,192",
@@ -267,11 +298,11 @@ def rend_log(h):
     return rows
 
 
-def rendition_case(h, name, damaged, need_procs=1):
+def rendition_case(h, name, damaged, need_procs=1, h2=True):
     """A fresh copy of a sample: answers before its rendition exists, then
     the rendition is built once (one process, in the background), every
     process serves from it, and every answer stays byte for byte the
-    same, over HTTP/1.1 and HTTP/2."""
+    same, over HTTP/1.1 and (h2: the server speaks h2c) HTTP/2."""
     src = os.path.join(h.archive, "sample.j2k")
     if not os.path.exists(src):
         raise Skip("sample.j2k not in the archive")
@@ -306,11 +337,14 @@ def rendition_case(h, name, damaged, need_procs=1):
             st, _, body = h.get("/jpip/%s?%s" % (name, q))
             expect(st == 200 and body == before[q],
                    "%s: the answer changed once the rendition was there" % q)
-    url = "http://127.0.0.1:%d/jpip/%s?%s" % (h.port, name, REND_QUERIES[4])
-    r = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "-", url],
-                       capture_output=True)
-    expect(r.returncode != 0 or r.stdout == before[REND_QUERIES[4]],
-           "HTTP/2 answer differs with the rendition")
+    if h2:
+        url = "http://127.0.0.1:%d/jpip/%s?%s" % (h.port, name, REND_QUERIES[4])
+        r = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "-", "-w",
+                            "\n%{http_version}", url], capture_output=True)
+        expect(r.returncode == 0, "curl over HTTP/2 failed: exit %d" % r.returncode)
+        body, _, version = r.stdout.rpartition(b"\n")
+        expect(version == b"2", "curl spoke HTTP/%s, not HTTP/2" % version.decode())
+        expect(body == before[REND_QUERIES[4]], "HTTP/2 answer differs with the rendition")
     # concurrent rounds: with prefork, overlapping requests are served by
     # different processes, and each maps the rendition (after
     # JPIPRenditionAfter requests, and within a second)
@@ -358,7 +392,7 @@ def rendition_prefork(run):
         return
     try:
         run.case("prefork: a rendition built by one process is used by the others",
-                 rendition_case, h, "rend-prefork.j2k", False, 2)
+                 rendition_case, h, "rend-prefork.j2k", False, 2, False)
     finally:
         h.stop()
     run.case("prefork: error log has no [error]/[crit]/exit signal lines", case_error_log_clean, h)
@@ -412,7 +446,8 @@ Protocols h2c http/1.1
             ("POST body over JPIPMaxRequestBody answers 413", case_post_too_large),
             ("malformed fields answer 400", case_bad_fields_400),
             ("mod_jpip.so exports only jpip_module", case_exports_only_module),
-            ("requests over many connections", case_spread_over_children),
+            ("requests over many connections: two or more children answer, alike",
+             case_spread_over_children),
             ("HTTP/1.1 responses are chunked", case_chunked_http11),
             ("HTTP/1.0 responses carry Content-Length", case_content_length_http10),
             ("JPIPContentLength Always", case_content_length_always),

@@ -158,6 +158,11 @@ Include "{confdir}/example-site.conf"
            archive=self.archive, confdir=self.confdir)
         conf += self.extra_conf.format(root=self.root, archive=self.archive,
                                        docroot=self.docroot, port=self.port)
+        # $JPIP_HTTPD_CONF: directives added to every server a test starts,
+        # so that whole suites run again under another output path (e.g.
+        # EnableSendfile On, EnableMMAP Off; tests/integration/Makefile.am)
+        if os.environ.get("JPIP_HTTPD_CONF"):
+            conf += "\n# from $JPIP_HTTPD_CONF\n%s\n" % os.environ["JPIP_HTTPD_CONF"]
         self.conf = os.path.join(self.root, "httpd.conf")
         with open(self.conf, "w") as f:
             f.write(conf)

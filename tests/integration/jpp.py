@@ -4,11 +4,12 @@ what the server sent without trusting the server's own code."""
 
 
 class Message:
-    __slots__ = ("cls", "csn", "id", "off", "len", "complete", "aux")
+    __slots__ = ("cls", "csn", "id", "off", "len", "complete", "aux", "body")
 
-    def __init__(self, cls, csn, id_, off, length, complete, aux):
+    def __init__(self, cls, csn, id_, off, length, complete, aux, body=None):
         self.cls, self.csn, self.id = cls, csn, id_
         self.off, self.len, self.complete, self.aux = off, length, complete, aux
+        self.body = body
 
     def __repr__(self):
         return "Message(cls=%d csn=%d id=%d off=%d len=%d c=%d)" % (
@@ -32,8 +33,9 @@ def _vbas(buf, pos):
     raise StreamError("VBAS longer than 10 bytes")
 
 
-def parse(buf):
-    """Return (messages, eor_reason or None, trailing_bytes)."""
+def parse(buf, bodies=False):
+    """Return (messages, eor_reason or None, trailing_bytes); with bodies,
+    each message also carries its bytes (.body)."""
     msgs = []
     pos = 0
     cls = csn = 0
@@ -71,6 +73,42 @@ def parse(buf):
             aux, pos = _vbas(buf, pos)
         if pos + length > len(buf):
             raise StreamError("message body runs past the end")
-        msgs.append(Message(cls, csn, idv, off, length, complete, aux))
+        msgs.append(Message(cls, csn, idv, off, length, complete, aux,
+                            bytes(buf[pos:pos + length]) if bodies else None))
         pos += length
     return msgs, None, 0
+
+
+def _vbas_bytes(v):
+    out = [v & 0x7F]
+    v >>= 7
+    while v:
+        out.append(0x80 | (v & 0x7F))
+        v >>= 7
+    return bytes(reversed(out))
+
+
+def encode(msgs, eor=2):
+    """A JPP/JPT-stream of the messages (each with .body), every header in
+    full (class and codestream explicit: bb = 3), ending with EOR eor."""
+    out = bytearray()
+    for m in msgs:
+        # Bin-ID: the top 4 bits in the first byte, then 7 bits a byte
+        groups = []
+        v = m.id
+        while v >= 16:
+            groups.append(v & 0x7F)
+            v >>= 7
+        first = 0x60 | (0x10 if m.complete else 0) | v
+        if groups:
+            first |= 0x80
+        out.append(first)
+        for i, g in enumerate(reversed(groups)):
+            out.append(g | (0x80 if i + 1 < len(groups) else 0))
+        out += _vbas_bytes(m.cls) + _vbas_bytes(m.csn) + _vbas_bytes(m.off)
+        out += _vbas_bytes(len(m.body))
+        if m.cls & 1:
+            out += _vbas_bytes(m.aux or 0)
+        out += m.body
+    out += bytes((0, eor, 0))
+    return bytes(out)

@@ -13,12 +13,14 @@ OPJ_DECOMPRESS.
 """
 
 import glob
+import http.client
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -197,7 +199,10 @@ def window_case(h, g, name, d, ox, oy, sx, sy, extra_fields="", layers=0, comps=
         for part in headers["jpip-comps"].split(","):
             a, _, b = part.partition("-")
             served |= set(range(int(a), int(b or a) + 1))
-    check_stream(g, body, 0 if jpt else d, g.tiles_meeting(rg), served)
+    msgs, _ = check_stream(g, body, 0 if jpt else d, g.tiles_meeting(rg), served)
+    if not jpt and not layers:
+        # whole precinct bins: from the second on, a rendition sends them
+        WHOLE[(name, fields)] = sum(1 for m in msgs if m.cls == 0 and m.off == 0 and m.complete)
     orig = os.path.join(h.archive, name)
     if comps is not None:
         orig = codestream_of(orig, os.path.join(TMP, "orig.j2k"))
@@ -347,15 +352,100 @@ def jp2_case(h, g, name):
     expect(not any(m.cls in (0, 1) for m in msgs), "[*]!! sent image data")
 
 
+REND_LOG = """
+LogFormat "%P %{{jpip-rendition-messages}}n %{{jpip-messages}}n %>s %r" jpiprend
+CustomLog "{root}/logs/rend.log" jpiprend
+"""
+WHOLE = {}  # (name, fields) -> whole precinct messages in the answer
+
+
+def warm_path(name, g):
+    return "/jpip/%s?type=jpp-stream&fsiz=%d,%d" % ((urllib.parse.quote(name),) + g.frame(0))
+
+
+def rend_lines(h):
+    """(pid, rendition messages, messages, status, request path) of every
+    answer so far."""
+    out = []
+    try:
+        with open(os.path.join(h.logs, "rend.log")) as f:
+            for line in f:
+                pid, nr, nm, st, rest = line.rstrip("\n").split(" ", 4)
+                path = rest.split(" ")[1] if " " in rest else ""
+                out.append((int(pid), int(nr) if nr.isdigit() else 0, st, path))
+    except OSError:
+        pass
+    return out
+
+
+def warm_renditions(h, geos, timeout=40):
+    """Ask every target for its whole image until each process has served
+    it from its rendition: a process builds a rendition in the background
+    and looks for one at most once a second, so without this the windows
+    of a small file would all be answered before either process had mapped
+    it. Returns the (target, pid) pairs that never were."""
+    want = {}
+    for n, g in geos.items():
+        if sum(1 for k in g.bins if k[0] == 0) >= 2:  # one precinct: nothing to run
+            want[warm_path(n, g)] = n
+    kids = set(h.children())
+    deadline = time.time() + timeout
+    while True:
+        for path in want:
+            for _ in range(2):
+                try:
+                    h.get(path)
+                except (OSError, http.client.HTTPException):
+                    pass  # a broken answer fails the window cases, not this
+        served = set()
+        for pid, nr, st, path in rend_lines(h):
+            if path in want and nr > 0:
+                served.add((want[path], pid))
+        missing = {(n, pid) for n in want.values() for pid in kids} - served
+        if not missing or time.time() > deadline:
+            return missing
+        time.sleep(0.3)
+
+
+def case_renditions_used(h, geos, missing):
+    """JPIPRenditionAfter 1, and every process warmed: every window answer
+    with two or more whole precinct bins sent all but the first of them
+    from the rendition (the rendition's messages assume a precinct message
+    before them), as the counters in the request notes say
+    (jpip-rendition-messages of jpip-messages)."""
+    expect(not missing, "never answered from a rendition: %s" % sorted(missing)[:5])
+    paths = {"/jpip/%s?%s" % (urllib.parse.quote(n), f): (n, f, k) for (n, f), k in WHOLE.items()}
+    checked = used = 0
+    short = []
+    for pid, nr, st, path in rend_lines(h):
+        if path not in paths or st != "200":
+            continue
+        n, f, k = paths[path]
+        if k < 2:
+            continue
+        checked += 1
+        used += nr > 0
+        if nr < k - 1:
+            short.append("%s?%s: %d of %d whole bins" % (n, f, nr, k))
+    expect(checked > 0, "no window answer with two or more whole precinct bins")
+    expect(not short, "%d of %d answers not from the rendition: %s"
+           % (len(short), checked, "; ".join(short[:4])))
+    print("# %d window answers, each from its rendition" % checked, flush=True)
+
+
 def main():
     data = os.environ.get("JPIP_TESTDATA", "")
     conf = sorted(glob.glob(os.path.join(data, "conformance", "*.j*")))
+    only = [n for n in os.environ.get("JPIP_VIEW_FILES", "").split(",") if n]
+    if only:
+        # a subset (the output-path variants of tests/integration/Makefile.am)
+        conf = [f for f in conf if os.path.basename(f) in only]
     h = Httpd(os.environ["HTTPD"], os.environ["APXS"], os.environ["JPIP_MODULE"],
               os.path.join(os.environ["JPIP_SRCDIR"], "..", "..", "httpd-conf"),
               samples=os.environ.get("JPIP_SAMPLES"), extra_files=conf, servers=2,
               # renditions from the first request on: most windows below
               # are then answered from them, and checked as any other
-              extra_conf="\nJPIPRenditionAfter 1\n")
+              extra_conf="\nJPIPRenditionAfter 1\n" + REND_LOG)
     run = Runner()
     try:
         h.start()
@@ -367,13 +457,15 @@ def main():
         run.case("conformance corpus", lambda: (_ for _ in ()).throw(
             Skip("not found (JPIP_TESTDATA=%r)" % data)))
     try:
-        names = sorted(n for n in os.listdir(h.archive) if n.endswith((".j2k", ".jp2")))
+        names = sorted(n for n in os.listdir(h.archive) if n.endswith((".j2k", ".jp2"))
+                       and (not only or n in only))
         geos = {}
         for n in names:
             try:
                 geos[n] = Geometry(os.path.join(h.archive, n))
             except subprocess.CalledProcessError as e:
                 run.case("%s: index" % n, lambda: expect(False, e.stderr.decode()))
+        missing = warm_renditions(h, geos)
         for n, g in geos.items():
             for label, d, ox, oy, sx, sy, kw in windows_for(g):
                 run.case("%s: %s" % (n, label), window_case, h, g, n, d, ox, oy, sx, sy,
@@ -389,6 +481,8 @@ def main():
                          20000 if n != "p0_04.j2k" else 40000)
     finally:
         h.stop()
+    run.case("window answers come from renditions (rendition counters)",
+             case_renditions_used, h, geos, missing)
     run.case("error log has no [error]/[crit]/exit signal lines",
              lambda: expect(not h.bad_log_lines(), "\n  ".join(h.bad_log_lines()[:10])))
     h.cleanup()
