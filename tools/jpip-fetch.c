@@ -462,9 +462,10 @@ static unsigned after_response(fetch_t *f)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: jpip-fetch [--session] [--repeat] [--each PREFIX] [--post] "
-                    "[--window fx,fy,ox,oy,sx,sy]... [--user USER:PASSWORD] [--cacert FILE] "
-                    "[--insecure] [--http1.1|--http2] [--jpp FILE] [--codestream N] [-v] URL -o OUT\n");
+    fprintf(stderr,
+            "usage: jpip-fetch [--session] [--repeat] [--each PREFIX] [--post] "
+            "[--window fx,fy,ox,oy,sx,sy]... [--user USER:PASSWORD] [--cacert FILE] "
+            "[--insecure] [--http1.1|--http2] [--jpp FILE] [--codestream N] [-v] URL -o OUT\n");
     return 2;
 }
 
