@@ -170,7 +170,7 @@ static void xml_element(collect_t *c, const char *s, const char *end)
         if (klen == 4 && memcmp(k, "name", 4) == 0) {
             name = val;
             nlen = vlen;
-        } else if (klen == 1 && strchr("xywh", *k) != NULL) {
+        } else if (klen == 1 && *k != '\0' && strchr("xywh", *k) != NULL) {
             int idx = (int)(strchr("xywh", *k) - "xywh");
 
             if (!parse_num(val, vlen, &v[idx])) {

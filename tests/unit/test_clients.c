@@ -613,6 +613,17 @@ START_TEST(hostile_xml_regions)
         open_target(&t, b.p, b.n, 1);
         ck_assert_msg(t.rois.n == 0, "'%s' gave a region", xml[i]);
     }
+    {
+        /* a NUL where an attribute name is (found by fuzzing) */
+        static const char nul[] = "<roi name=\"a\" x=\"1\" y=\"1\" w=\"1\" h=\"1\" \0=\"2\"/>";
+        tu_buf_t b = tu_buf(pool);
+        target_t t;
+
+        tu_buf_put(&b, jp2, n);
+        tu_box_data(&b, "xml ", nul, sizeof(nul) - 1);
+        open_target(&t, b.p, b.n, 1);
+        ck_assert_uint_eq(t.rois.n, 1);
+    }
 }
 END_TEST
 
