@@ -13,7 +13,7 @@
 
 const char *jpip_serve_handled(void)
 {
-    return "target,tid,cid,cnew=http,cclose,qid,fsiz,rsiz,roff,comps,stream,context=jpxl,layers,"
+    return "target,tid,cid,cnew=http,cclose,qid,fsiz,rsiz,roff,comps,stream,context=jpxl,roi,layers,"
            "metareq,len,quality,align,wait,type=jpp-stream,type=jpt-stream,model,need,mset,pref,"
            "handled";
 }

@@ -542,6 +542,27 @@ def case_targetless_bound(h):
     expect(st == 200 and body != direct, "target= at the bound location: status %d" % st)
 
 
+def case_target_directive(h):
+    """JPIPTarget is parsed strictly (httpd -t refuses a path that is not
+    relative to JPIPRoot, naming the directive); `none` undoes an
+    inherited binding."""
+    for bad in ("../x.jp2", "/abs.jp2", "a/../b.jp2", "..", '""', "a\\b.jp2"):
+        conf = ('<Location "/bad">\n    SetHandler jpip\n    JPIPRoot "{archive}"\n'
+                '    JPIPTarget %s\n</Location>\n' % bad)
+        t = Httpd(env("HTTPD"), env("APXS"), env("JPIP_MODULE"), confdir(), extra_conf=conf)
+        try:
+            t.write_config()
+            r = subprocess.run([env("HTTPD"), "-t", "-f", t.conf, "-d", t.root],
+                               capture_output=True, text=True)
+            expect(r.returncode != 0 and "JPIPTarget" in r.stdout + r.stderr,
+                   "JPIPTarget %s accepted: %s" % (bad, r.stdout + r.stderr))
+        finally:
+            t.cleanup()
+    # /three is bound, then unbound by a later section for the same path
+    st, _, body = h.get("/three?fsiz=1,1&type=jpp-stream")
+    expect(st == 400 and b"no target" in body, "JPIPTarget none: %d %r" % (st, body[:80]))
+
+
 def case_model_forms(h):
     """The model forms real clients write, at the bound location (tiled.j2k:
     12 tiles): ranges of tile headers and precincts, OpenHTJ2K's Ht/Hp,
@@ -651,6 +672,15 @@ def main():
     JPIPContentLength Always
     Require all granted
 </Location>
+<Location "/three">
+    SetHandler jpip
+    JPIPRoot "{archive}"
+    JPIPTarget "tiled.j2k"
+    Require all granted
+</Location>
+<Location "/three">
+    JPIPTarget none
+</Location>
 <Location "/viewer">
     SetHandler jpip
     JPIPRoot "{archive}"
@@ -675,6 +705,7 @@ def main():
             ("OpenJPIP's viewer closes its session with cclose alone", case_viewer_close),
             ("OpenJPIP's viewer stateless: tid-only requests", case_viewer_stateless),
             ("target-less requests at a JPIPTarget location", case_targetless_bound),
+            ("JPIPTarget is parsed strictly; none unbinds", case_target_directive),
             ("model ranges and Ht/Hp forms", case_model_forms),
             ("roi names from opj_jpip_addxml XML boxes", case_roi),
             ("error answers read as JPP carry no data", case_error_bodies),
