@@ -20,7 +20,7 @@ top=$(pwd)
 
 PACKAGES="build-essential autoconf automake libtool pkg-config apache2 apache2-dev \
 libapr1-dev libaprutil1-dev check libopenjp2-7-dev libopenjp2-tools python3 \
-clang-format binutils openjph-tools"
+clang-format binutils openjph-tools libopenjpip-dec-server"
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 
