@@ -80,6 +80,7 @@ jpip_code_t jpip_tileparts_needed(const jpip_index_t *ix, const jpip_view_t *v, 
     if (tbin->nbounds <= 1 || wants_all(v)) {
         return JPIP_OK;
     }
+    tb = jpip_index_bounds(ix, tbin);
     for (c = 0; c < cs->siz.csiz && c < v->ncomps; c++) {
         const jpip_ix_tc_t *tc;
         unsigned nl, r, rmax;
@@ -124,11 +125,13 @@ jpip_code_t jpip_tileparts_needed(const jpip_index_t *ix, const jpip_view_t *v, 
                 if (pos + 1 > need) {
                     need = pos + 1;
                 }
+                if (need > tb[tbin->nbounds - 2]) {
+                    return JPIP_OK; /* the last tile-part is needed: all of them */
+                }
             }
         }
     }
     /* the tile-parts up to the one holding the last needed byte */
-    tb = jpip_index_bounds(ix, tbin);
     k = 0;
     while (k < tbin->nbounds && tb[k] < need) {
         k++;
