@@ -13,9 +13,9 @@
 
 const char *jpip_serve_handled(void)
 {
-    return "target,tid,cid,cnew=http,cclose,qid,fsiz,rsiz,roff,comps,stream,context=jpxl,roi,layers,"
-           "metareq,len,quality,align,wait,type=jpp-stream,type=jpt-stream,model,need,mset,pref,"
-           "handled";
+    return "target,tid,cid,cnew=http,cclose,qid,fsiz,rsiz,roff,comps,stream,context=jpxl,roi,"
+           "layers,metareq,len,quality,align,wait,type=jpp-stream,type=jpt-stream,model,need,"
+           "mset,pref,handled";
 }
 
 static void add_header(jpip_response_t *resp, const char *name, const char *value)
