@@ -114,6 +114,13 @@ apr_size_t jpip_jpp_eor(unsigned reason, unsigned char *out)
     return JPIP_JPP_EOR_LEN;
 }
 
+apr_size_t jpip_jpp_eor_head(unsigned reason, apr_uint64_t body_len, unsigned char *out)
+{
+    out[0] = 0x00;
+    out[1] = (unsigned char)(reason & 0xFF);
+    return 2 + jpip_vbas_put(body_len, out + 2);
+}
+
 const char *jpip_eor_name(unsigned reason)
 {
     switch (reason) {

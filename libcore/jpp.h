@@ -13,7 +13,8 @@
  * response: its first message always says both (bb=11), later messages
  * drop what repeats (bb=01 both repeat, bb=10 only CSn repeats).
  *
- * The End-Of-Response message is 00, reason, 00 (empty body).
+ * The End-Of-Response message is 00, reason, 00 (empty body), or, with a
+ * body, 00, reason, VBAS length, body.
  */
 #ifndef JPIP_JPP_H
 #define JPIP_JPP_H
@@ -80,6 +81,16 @@ apr_size_t jpip_jpp_header(jpip_jpp_writer_t *w, unsigned cls, apr_uint64_t csn,
 /* Write the EOR message (00, reason, 00: empty body) to out (room for
  * JPIP_JPP_EOR_LEN bytes); returns JPIP_JPP_EOR_LEN. */
 apr_size_t jpip_jpp_eor(unsigned reason, unsigned char *out);
+
+/* Write the start of an EOR message whose body is body_len bytes (00,
+ * reason, VBAS body_len) to out (room for JPIP_JPP_EOR_HEAD_MAX bytes);
+ * returns its length. The caller sends the body after it. The body is
+ * server-specific (T.808 D.3: clients skip it): mod_jpip puts a sentence
+ * for humans there, e.g. the names of the regions a file offers, and
+ * frames every error answer's text this way, so that a client that parses
+ * any answer as a JPP-stream finds an EOR and no data. */
+#define JPIP_JPP_EOR_HEAD_MAX (2 + JPIP_VBAS_MAX)
+apr_size_t jpip_jpp_eor_head(unsigned reason, apr_uint64_t body_len, unsigned char *out);
 
 /* A short name for an EOR reason ("window done", ...; "reserved" for codes
  * Table D.2 does not define). */

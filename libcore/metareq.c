@@ -753,3 +753,61 @@ jpip_code_t jpip_metareq_render(const jpip_box_layout_t *layout, const apr_uint3
     }
     return rc;
 }
+
+jpip_code_t jpip_metareq_box_ends(const jpip_box_layout_t *layout, apr_uint32_t bin,
+                                  apr_pool_t *pool, const apr_uint64_t **ends, apr_size_t *n,
+                                  jpip_err_t *err)
+{
+    apr_uint32_t first, last, i;
+    apr_size_t count = 0, k = 0;
+    apr_uint64_t *e;
+
+    *ends = NULL;
+    *n = 0;
+    if (bin >= layout->nbins) {
+        return JPIP_OK;
+    }
+    if (bin == 0) {
+        first = 0;
+        last = layout->nboxes;
+    } else {
+        apr_uint32_t p = layout->bins[bin].box;
+
+        /* a bin holding the raw contents of one box has no boxes to end */
+        if (p >= layout->nboxes || !(layout->boxes[p].flags & JPIP_BOXF_SUPER) ||
+            layout->boxes[p].mode != JPIP_BOX_PLACED) {
+            return JPIP_OK;
+        }
+        first = p + 1;
+        last = layout->boxes[p].end;
+    }
+    for (i = first; i < last && i < layout->nboxes; i = layout->boxes[i].end) {
+        count++;
+        if (layout->boxes[i].end <= i) {
+            break; /* the layout is well formed; never loop if it were not */
+        }
+    }
+    if (count == 0) {
+        return JPIP_OK;
+    }
+    e = apr_palloc(pool, count * sizeof(*e));
+    if (e == NULL) {
+        return jpip_err_set(err, JPIP_E_NOMEM, "out of memory");
+    }
+    for (i = first; i < last && i < layout->nboxes && k < count; i = layout->boxes[i].end) {
+        const jpip_box_t *b = &layout->boxes[i];
+        apr_uint64_t end =
+            b->hdr_bin_off + (b->mode == JPIP_BOX_VERBATIM ? b->hdr_len + b->contents_len
+                                                           : (apr_uint64_t)b->hdr_bin_len);
+
+        if (b->hdr_bin == bin && (k == 0 || end > e[k - 1])) {
+            e[k++] = end;
+        }
+        if (b->end <= i) {
+            break;
+        }
+    }
+    *ends = e;
+    *n = k;
+    return JPIP_OK;
+}

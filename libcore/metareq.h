@@ -119,4 +119,14 @@ jpip_code_t jpip_metareq_render(const jpip_box_layout_t *layout, const apr_uint3
                                 apr_size_t ncs, apr_pool_t *pool, jpip_metasel_t *out,
                                 jpip_err_t *err);
 
+/* The end offsets, increasing, of the boxes carried at the top of
+ * metadata-bin `bin` (the top-level boxes for bin 0, the sub-boxes of a
+ * placed superbox for its contents bin; each verbatim box or placeholder
+ * once): where one message per box ends (plan.h jpip_plan_meta_ends). A bin
+ * that holds the raw contents of one box, an unknown bin, or a bin without
+ * boxes gives *n = 0. *ends is allocated in pool. Errors: JPIP_E_NOMEM. */
+jpip_code_t jpip_metareq_box_ends(const jpip_box_layout_t *layout, apr_uint32_t bin,
+                                  apr_pool_t *pool, const apr_uint64_t **ends, apr_size_t *n,
+                                  jpip_err_t *err);
+
 #endif /* JPIP_METAREQ_H */

@@ -195,6 +195,15 @@ static jpip_code_t mp_element(mparse_t *p, int need, jpip_model_item_t *it)
             break;
         }
         it->kind = JPIP_MODEL_ITEM_TILEHDR;
+        /* OpenHTJ2K's client writes tile headers as "Ht" and precincts as
+         * "Hp"; T.808 allows nothing but 'm', a digit or '*' after 'H', so
+         * the letters cannot mean anything else */
+        if (p->s[p->i] == 't') {
+            p->i++;
+        } else if (p->s[p->i] == 'p') {
+            p->i++;
+            it->kind = JPIP_MODEL_ITEM_PRECINCT;
+        }
         goto uid;
     case 'P':
         it->kind = JPIP_MODEL_ITEM_PRECINCT;
@@ -229,9 +238,25 @@ uid:
         it->all = 1;
         p->i++;
     } else {
+        apr_size_t at = p->i;
+
         rc = mp_uint(p, &it->id, "expected a bin id or '*'");
         if (rc != JPIP_OK) {
             return rc;
+        }
+        it->id_last = it->id;
+        if (p->s[p->i] == '-') {
+            /* a range of bin ids, as clients that compress their cache
+             * lists write them: both ends given, the last not before the
+             * first */
+            p->i++;
+            rc = mp_uint(p, &it->id_last, "expected the last bin id of the range");
+            if (rc != JPIP_OK) {
+                return rc;
+            }
+            if (it->id_last < it->id) {
+                return mp_fail(p, at, "range ends before it starts");
+            }
         }
     }
 qualifier:
@@ -1130,7 +1155,7 @@ static jpip_code_t apply_item(apply_t *ap, jpip_err_t *err)
 {
     const jpip_model_item_t *it = ap->it;
     static const jpip_model_range_t all = {0, JPIP_MODEL_END};
-    apr_uint64_t first = it->all ? 0 : it->id, last = it->all ? JPIP_MODEL_END : it->id;
+    apr_uint64_t first = it->all ? 0 : it->id, last = it->all ? JPIP_MODEL_END : it->id_last;
 
     switch (it->kind) {
     case JPIP_MODEL_ITEM_MAIN:
@@ -1144,6 +1169,21 @@ static jpip_code_t apply_item(apply_t *ap, jpip_err_t *err)
     case JPIP_MODEL_ITEM_PRECINCT:
         if (it->all && it->qual == JPIP_MODEL_QUAL_LAYERS && !ap->need) {
             return apply_implicit(ap, &all, &all, &all, &all, err);
+        }
+        if (first < last && it->qual == JPIP_MODEL_QUAL_LAYERS && !ap->need) {
+            /* layers are bytes that differ per bin: resolve each */
+            apr_uint64_t id;
+
+            for (id = first;; id++) {
+                jpip_code_t rc = count_visit(ap, err);
+
+                if (rc == JPIP_OK) {
+                    rc = apply_ids(ap, 0, id, id, err);
+                }
+                if (rc != JPIP_OK || id == last) {
+                    return rc;
+                }
+            }
         }
         return apply_ids(ap, 0, first, last, err);
     default:

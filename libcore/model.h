@@ -4,7 +4,8 @@
  * Grammar. jpip_model_parse turns a field value into a list of typed items:
  * codestream qualifiers ("[0]", "[1-3;5]", "[2-]", "[*]", applying to every
  * later item; default codestream 0), explicit bins (Hm, H<t>, P<I>, T<t>,
- * M<n>, each uid a number or "*") with an optional ":<bytes>" or
+ * M<n>, each uid a number, a range "a-b" of numbers, or "*"; OpenHTJ2K's
+ * "Ht<t>" and "Hp<I>" are read as H<t> and P<I>) with an optional ":<bytes>" or
  * ":L<layers>" qualifier, and implicit descriptors (t/c/r/p, each a number,
  * a range a-b or "*", in any order, each at most once) with an optional
  * ":L<layers>". A leading "-" makes an item subtractive; `need` forbids it.
@@ -65,9 +66,10 @@ typedef enum {
 
 typedef struct jpip_model_item_t {
     jpip_model_kind_t kind;
-    int subtract;    /* "-" */
-    int all;         /* uid "*" (explicit kinds) */
-    apr_uint64_t id; /* uid (explicit kinds, unless all) */
+    int subtract;         /* "-" */
+    int all;              /* uid "*" (explicit kinds) */
+    apr_uint64_t id;      /* uid (explicit kinds, unless all) */
+    apr_uint64_t id_last; /* last uid of a range "a-b" (= id for one bin) */
     jpip_model_qual_t qual;
     apr_uint64_t bytes;            /* JPIP_MODEL_QUAL_BYTES */
     unsigned layers;               /* JPIP_MODEL_QUAL_LAYERS */

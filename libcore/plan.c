@@ -1,6 +1,8 @@
 /* mod_jpip: planning a JPP/JPT response. */
 #include "plan.h"
 
+#include "tilepart.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +74,13 @@ struct jpip_plan_t {
     int rows;                 /* rows wanted whole may become runs */
     unsigned rows_nb;         /* ... when their layer limit is none or at least this */
     int last_bound_len;       /* jpip_index_last_bound_is_len */
+    /* where messages of a metadata-bin end: after each box (plan.h) */
+    struct meta_ends_t {
+        apr_uint64_t id;
+        const apr_uint64_t *ends;
+        apr_size_t n;
+    } * mends;
+    apr_size_t nmends, capmends;
 };
 
 static ent_t *list_push(apr_pool_t *pool, elist_t *l)
@@ -246,6 +255,55 @@ jpip_code_t jpip_plan_add_meta(jpip_plan_t *plan, apr_uint64_t id, apr_uint64_t 
                 err);
 }
 
+jpip_code_t jpip_plan_meta_ends(jpip_plan_t *plan, apr_uint64_t id, const apr_uint64_t *ends,
+                                apr_size_t n, jpip_err_t *err)
+{
+    (void)err;
+    if (plan->nmends == plan->capmends) {
+        apr_size_t cap = plan->capmends ? 2 * plan->capmends : 4;
+        struct meta_ends_t *m = apr_palloc(plan->pool, cap * sizeof(*m));
+
+        if (plan->nmends > 0) {
+            memcpy(m, plan->mends, plan->nmends * sizeof(*m));
+        }
+        plan->mends = m;
+        plan->capmends = cap;
+    }
+    plan->mends[plan->nmends].id = id;
+    plan->mends[plan->nmends].ends = ends;
+    plan->mends[plan->nmends].n = n;
+    plan->nmends++;
+    return JPIP_OK;
+}
+
+/* Where the next message of metadata entry e must end: at the end of the
+ * box its first byte lies in, or at the end of the range. */
+static apr_uint64_t meta_end(const jpip_plan_t *p, const ent_t *e)
+{
+    apr_uint64_t start = e->pos < e->lo ? e->lo : e->pos;
+    apr_size_t i;
+
+    for (i = 0; i < p->nmends; i++) {
+        const struct meta_ends_t *m = &p->mends[i];
+        apr_size_t lo = 0, hi = m->n;
+
+        if (m->id != e->id) {
+            continue;
+        }
+        while (lo < hi) { /* the first end beyond start */
+            apr_size_t mid = lo + (hi - lo) / 2;
+
+            if (m->ends[mid] <= start) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        return lo < m->n && m->ends[lo] < e->hi ? m->ends[lo] : e->hi;
+    }
+    return e->hi;
+}
+
 static jpip_code_t add_bin(jpip_plan_t *p, int li, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
                            ent_t **out, jpip_err_t *err)
 {
@@ -344,9 +402,19 @@ static jpip_code_t add_tile(jpip_plan_t *plan, const jpip_view_t *view, apr_uint
     jpip_code_t rc;
 
     if (plan->opts.jpt) {
+        apr_uint32_t need;
+
         rc = add_bin(plan, image_list(0), JPIP_CLASS_TILE, view->csn, t, &e, err);
-        if (rc == JPIP_OK && e != NULL && e->nb > plan->nlayers) {
-            plan->nlayers = e->nb;
+        if (rc == JPIP_OK && e != NULL) {
+            /* only the leading tile-parts the view needs (tilepart.h);
+             * tile-parts take the place of layers in the rounds */
+            rc = jpip_tileparts_needed(plan->ix, view, t, &need, err);
+            if (rc == JPIP_OK && need < e->nb) {
+                e->maxl = need;
+            }
+            if (e->nb > plan->nlayers) {
+                plan->nlayers = e->nb;
+            }
         }
         return rc;
     }
@@ -630,6 +698,8 @@ jpip_code_t jpip_plan_next(jpip_plan_t *plan, jpip_msg_t *out, apr_size_t max, a
             end = (last == e->nb && plan->last_bound_len) || last > e->bin->nbounds
                       ? e->blen
                       : jpip_index_bounds(plan->ix, e->bin)[last - 1];
+        } else if (e->cls == JPIP_CLASS_META) {
+            end = meta_end(plan, e);
         } else {
             end = e->hi;
         }
@@ -640,7 +710,8 @@ jpip_code_t jpip_plan_next(jpip_plan_t *plan, jpip_msg_t *out, apr_size_t max, a
         }
         got += (apr_size_t)r;
         nrec += (apr_size_t)r;
-        if (!plan->len_stop) {
+        /* a metadata range goes out a box at a time */
+        if (!plan->len_stop && !(r > 0 && e->cls == JPIP_CLASS_META && e->pos < e->hi)) {
             plan->bi++;
         }
     }

@@ -77,6 +77,15 @@ jpip_code_t jpip_plan_create(jpip_plan_t **plan, apr_pool_t *pool, const jpip_in
 jpip_code_t jpip_plan_add_meta(jpip_plan_t *plan, apr_uint64_t id, apr_uint64_t off,
                                apr_uint64_t len, int priority, jpip_err_t *err);
 
+/* Messages of metadata-bin id end at these offsets (ends[0 .. n), in
+ * increasing order: the end of each box carried at the top of the bin),
+ * so that each message carries one box or placeholder (or the part of one
+ * that a range or len leaves), as clients that read one box per message
+ * need. ends must outlive the plan. Without a call, a range goes out as
+ * one message. */
+jpip_code_t jpip_plan_meta_ends(jpip_plan_t *plan, apr_uint64_t id, const apr_uint64_t *ends,
+                                apr_size_t n, jpip_err_t *err);
+
 /* Everything the view needs: the main header of its codestream (always),
  * the tile headers and precincts (JPP) or tiles (JPT) it meets, up to its
  * layer limit. */

@@ -13,9 +13,9 @@
 
 const char *jpip_serve_handled(void)
 {
-    return "target,tid,cid,cnew=http,cclose,qid,fsiz,rsiz,roff,comps,stream,context=jpxl,layers,"
-           "metareq,len,quality,align,wait,type=jpp-stream,type=jpt-stream,model,need,mset,pref,"
-           "handled";
+    return "target,tid,cid,cnew=http,cclose,qid,fsiz,rsiz,roff,comps,stream,context=jpxl,roi,"
+           "layers,metareq,len,quality,align,wait,type=jpp-stream,type=jpt-stream,model,need,"
+           "mset,pref,handled";
 }
 
 static void add_header(jpip_response_t *resp, const char *name, const char *value)
@@ -256,15 +256,34 @@ static jpip_code_t choose_codestreams(apr_pool_t *pool, const jpip_serve_target_
 
 /* ------------------------------------------------------------ metadata */
 
-static jpip_code_t plan_metasel(jpip_plan_t *plan, const jpip_metasel_t *sel, int force_priority,
-                                jpip_err_t *err)
+/* Plan the selected ranges; the messages of each bin end at its boxes'
+ * ends (one box or placeholder per message, in file order: clients such as
+ * OpenJPIP's read only the first box of each message). done[] marks the
+ * bins whose ends the plan has (nbins entries). */
+static jpip_code_t plan_metasel(apr_pool_t *pool, const jpip_box_layout_t *layout,
+                                jpip_plan_t *plan, const jpip_metasel_t *sel, int force_priority,
+                                unsigned char *done, jpip_err_t *err)
 {
     apr_size_t i;
 
     for (i = 0; i < sel->nranges; i++) {
         const jpip_metarange_t *m = &sel->ranges[i];
-        jpip_code_t rc =
-            jpip_plan_add_meta(plan, m->bin, m->off, m->len, force_priority || m->priority, err);
+        jpip_code_t rc;
+
+        if (layout != NULL && m->bin < layout->nbins && !done[m->bin]) {
+            const apr_uint64_t *ends;
+            apr_size_t n;
+
+            done[m->bin] = 1;
+            rc = jpip_metareq_box_ends(layout, m->bin, pool, &ends, &n, err);
+            if (rc == JPIP_OK && n > 0) {
+                rc = jpip_plan_meta_ends(plan, m->bin, ends, n, err);
+            }
+            if (rc != JPIP_OK) {
+                return rc;
+            }
+        }
+        rc = jpip_plan_add_meta(plan, m->bin, m->off, m->len, force_priority || m->priority, err);
         if (rc != JPIP_OK) {
             return rc;
         }
@@ -281,6 +300,8 @@ static jpip_code_t plan_metadata(apr_pool_t *pool, const jpip_serve_target_t *tg
     jpip_metareq_t mq;
     jpip_metasel_t sel;
     jpip_code_t rc;
+    unsigned char *done =
+        apr_pcalloc(pool, tgt->layout != NULL && tgt->layout->nbins > 0 ? tgt->layout->nbins : 1);
 
     *metadata_only = 0;
     *all_meta = jpip_index_nmeta(tgt->ix) <= 1;
@@ -296,7 +317,7 @@ static jpip_code_t plan_metadata(apr_pool_t *pool, const jpip_serve_target_t *tg
         }
         rc = jpip_metareq_render(tgt->layout, ids, (apr_size_t)cs->nelts, pool, &sel, err);
         if (rc == JPIP_OK) {
-            rc = plan_metasel(plan, &sel, 1, err);
+            rc = plan_metasel(pool, tgt->layout, plan, &sel, 1, done, err);
         }
     }
     if (rc != JPIP_OK || req->metareq == NULL) {
@@ -319,24 +340,39 @@ static jpip_code_t plan_metadata(apr_pool_t *pool, const jpip_serve_target_t *tg
             mq.nitems == 1 && mq.items[0].root == 0) {
             *all_meta = 1;
         }
-        rc = plan_metasel(plan, &sel, 0, err);
+        rc = plan_metasel(pool, tgt->layout, plan, &sel, 0, done, err);
     }
     return rc;
 }
 
 /* ---------------------------------------------------------------- main */
 
-static void report_view(apr_pool_t *pool, const jpip_view_t *v, jpip_response_t *resp)
+static void report_view(apr_pool_t *pool, const jpip_view_t *v, const jpip_roi_t *roi,
+                        jpip_response_t *resp)
 {
-    if (v->modified & JPIP_VIEW_MOD_FSIZ) {
+    if (roi != NULL) {
+        /* the window came from the region: say all of it */
+        add_header(resp, "JPIP-roi",
+                   apr_psprintf(pool,
+                                "roi=%s;fsiz=%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT
+                                ";rsiz=%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT
+                                ";roff=%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT,
+                                roi->name, v->fw, v->fh, v->sx, v->sy, v->ox, v->oy));
+        add_header(resp, "JPIP-fsiz",
+                   apr_psprintf(pool, "%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT, v->fw, v->fh));
+        add_header(resp, "JPIP-roff",
+                   apr_psprintf(pool, "%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT, v->ox, v->oy));
+        add_header(resp, "JPIP-rsiz",
+                   apr_psprintf(pool, "%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT, v->sx, v->sy));
+    } else if (v->modified & JPIP_VIEW_MOD_FSIZ) {
         add_header(resp, "JPIP-fsiz",
                    apr_psprintf(pool, "%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT, v->fw, v->fh));
     }
-    if (v->modified & JPIP_VIEW_MOD_ROFF) {
+    if (roi == NULL && (v->modified & JPIP_VIEW_MOD_ROFF)) {
         add_header(resp, "JPIP-roff",
                    apr_psprintf(pool, "%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT, v->ox, v->oy));
     }
-    if (v->modified & JPIP_VIEW_MOD_RSIZ) {
+    if (roi == NULL && (v->modified & JPIP_VIEW_MOD_RSIZ)) {
         add_header(resp, "JPIP-rsiz",
                    apr_psprintf(pool, "%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT, v->sx, v->sy));
     }
@@ -366,6 +402,39 @@ static int view_is_full(const jpip_index_t *ix, const jpip_view_t *v)
         }
     }
     return 1;
+}
+
+/* The window of a `roi` request: the named region's (roi.h), else the
+ * request's own with "JPIP-roi: roi=no-roi" and the names on offer in the
+ * EOR body. The geometry is the first codestream's. */
+static jpip_code_t choose_roi(apr_pool_t *pool, const jpip_serve_target_t *tgt,
+                              const jpip_request_t *req, const apr_array_header_t *cs,
+                              jpip_response_t *resp, jpip_request_t *wreq, const jpip_roi_t **roi)
+{
+    const jpip_ix_cs_t *c;
+    apr_uint64_t w, h;
+
+    *wreq = *req;
+    *roi = NULL;
+    if (req->roi == NULL || cs->nelts == 0) {
+        return JPIP_OK;
+    }
+    c = jpip_index_cs(tgt->ix, APR_ARRAY_IDX(cs, 0, apr_uint64_t));
+    w = c->siz.xsiz - c->siz.xosiz;
+    h = c->siz.ysiz - c->siz.yosiz;
+    *roi = jpip_roi_choose(tgt->rois, req->roi, req, w, h);
+    if (*roi != NULL) {
+        jpip_roi_apply(*roi, w, h, wreq);
+        return JPIP_OK;
+    }
+    add_header(resp, "JPIP-roi", "roi=no-roi");
+    resp->eor_body =
+        tgt->rois != NULL && tgt->rois->n > 0
+            ? apr_psprintf(pool, "no region of interest '%s' in this target; its regions: %s",
+                           req->roi, jpip_roi_names(tgt->rois, pool))
+            : apr_psprintf(pool, "no region of interest '%s': this target names no regions",
+                           req->roi);
+    return JPIP_OK;
 }
 
 /* The stateless model: the request's model/need fields (when its tid, if
@@ -431,6 +500,8 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
     const jpip_model_t *model = session_model;
     jpip_model_t *smodel = NULL;
     apr_array_header_t *cs;
+    jpip_request_t wreq; /* the window served: the request's, or its roi's */
+    const jpip_roi_t *roi = NULL;
     int tid_ok = 1, metadata_only = 0, all_meta = 0, full = 1, i;
     jpip_code_t rc;
 
@@ -447,8 +518,13 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
         o.max_codestreams = DEFAULT_MAX_CODESTREAMS;
     }
 
-    /* fields that need an answer whatever happens */
-    if (req->tid != NULL && strcmp(req->tid, tgt->tid) != 0) {
+    /* fields that need an answer whatever happens. The target id goes
+     * out unless the request named the current one (notes: OpenJPIP's
+     * server sends it on every answer and its viewer relies on it, T.808
+     * requires it when tid differs; a matching tid needs no answer) */
+    if (req->tid == NULL) {
+        add_header(resp, "JPIP-tid", tgt->tid);
+    } else if (strcmp(req->tid, tgt->tid) != 0) {
         add_header(resp, "JPIP-tid", tgt->tid);
         tid_ok = 0; /* the client's cache is of another target version */
     }
@@ -534,9 +610,13 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
     if (rc != JPIP_OK) {
         return rc == JPIP_E_NOMEM ? rc : refuse(resp, status_of(rc), err->msg);
     }
+    rc = choose_roi(pool, tgt, req, cs, resp, &wreq, &roi);
+    if (rc != JPIP_OK) {
+        return rc;
+    }
     for (i = 0; i < cs->nelts; i++) {
         jpip_view_t v;
-        jpip_request_t r = *req;
+        jpip_request_t r = wreq;
 
         if (metadata_only) {
             r.has_fsiz = 0;
@@ -549,7 +629,7 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
             return rc == JPIP_E_NOMEM ? rc : refuse(resp, status_of(rc), err->msg);
         }
         if (i == 0) {
-            report_view(pool, &v, resp);
+            report_view(pool, &v, roi, resp);
         }
         full &= view_is_full(tgt->ix, &v);
     }
@@ -598,7 +678,6 @@ jpip_code_t jpip_serve_stream(apr_pool_t *pool, const jpip_response_t *resp, con
     jpip_msg_t msgs[32];
     apr_size_t n, i;
     stream_ctx_t c;
-    unsigned char eor[JPIP_JPP_EOR_LEN];
     jpip_code_t rc;
 
     c.src = src;
@@ -628,7 +707,33 @@ jpip_code_t jpip_serve_stream(apr_pool_t *pool, const jpip_response_t *resp, con
     if (rc != JPIP_OK) {
         return rc;
     }
-    return write(wctx, eor, jpip_jpp_eor(jpip_serve_eor(resp), eor), err);
+    {
+        apr_size_t elen;
+        const unsigned char *e = jpip_serve_eor_msg(pool, resp, jpip_serve_eor(resp), &elen);
+
+        return write(wctx, e, elen, err);
+    }
+}
+
+const unsigned char *jpip_serve_eor_msg(apr_pool_t *pool, const jpip_response_t *resp,
+                                        unsigned reason, apr_size_t *len)
+{
+    apr_size_t blen = resp->eor_body != NULL ? strlen(resp->eor_body) : 0;
+    unsigned char *out = apr_palloc(pool, JPIP_JPP_EOR_HEAD_MAX + blen);
+    apr_size_t n = jpip_jpp_eor_head(reason, blen, out);
+
+    if (blen > 0) {
+        memcpy(out + n, resp->eor_body, blen);
+    }
+    *len = n + blen;
+    return out;
+}
+
+apr_size_t jpip_serve_eor_len(const jpip_response_t *resp)
+{
+    apr_size_t blen = resp->eor_body != NULL ? strlen(resp->eor_body) : 0;
+
+    return 2 + jpip_vbas_size(blen) + blen;
 }
 
 unsigned jpip_serve_eor(const jpip_response_t *resp)

@@ -5,7 +5,11 @@
  * decides everything about the answer: the HTTP status (200, or the error
  * with a sentence naming the problem), the media type, the JPIP-* response
  * headers that tell the client what was served whenever it differs from
- * what was asked, and the plan of messages (plan.h). The web server glue
+ * what was asked, and the plan of messages (plan.h). A `roi` field sets
+ * the window to the named region (roi.h) and is answered in JPIP-roi
+ * (with JPIP-fsiz, JPIP-roff and JPIP-rsiz); an unknown name gets
+ * "JPIP-roi: roi=no-roi", the window as asked, and the names on offer in
+ * the EOR body. The web server glue
  * then only writes headers and streams the plan's messages.
  */
 #ifndef JPIP_SERVE_H
@@ -19,6 +23,7 @@
 #include "model.h"
 #include "plan.h"
 #include "request.h"
+#include "roi.h"
 
 typedef struct jpip_header_t {
     const char *name;
@@ -39,6 +44,8 @@ typedef struct jpip_serve_target_t {
     const jpip_box_layout_t *layout; /* boxes of a JP2-family file; NULL for raw codestreams */
     const char *tid;                 /* the target's current id */
     const jpip_rend_t *rend;         /* its rendition, or NULL */
+    const jpip_roi_list_t *rois;     /* its named regions (roi.h), or NULL: none; needed only
+                                        when a request has a `roi` field */
 } jpip_serve_target_t;
 
 typedef struct jpip_response_t {
@@ -52,6 +59,7 @@ typedef struct jpip_response_t {
     int covers_target;           /* a complete plan leaves the client holding everything */
     const char *limit;           /* status 413: which limit ("bins", "model-items",
                                     "model-runs") */
+    const char *eor_body;        /* a sentence for humans in the EOR's body, or NULL */
 } jpip_response_t;
 
 /* Prepare the answer to req. session_model is the session's cache model
@@ -67,6 +75,14 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
 /* The EOR reason once the plan is exhausted: 1 when the client now holds
  * the whole target, else what the plan says (2, or 4 when len ran out). */
 unsigned jpip_serve_eor(const jpip_response_t *resp);
+
+/* The EOR message that ends a prepared response with reason: 00, reason,
+ * and the EOR body (resp->eor_body, or nothing), allocated from pool;
+ * jpip_serve_eor_len is its length, for Content-Length before the plan
+ * has run. */
+const unsigned char *jpip_serve_eor_msg(apr_pool_t *pool, const jpip_response_t *resp,
+                                        unsigned reason, apr_size_t *len);
+apr_size_t jpip_serve_eor_len(const jpip_response_t *resp);
 
 /* Write the whole body of a prepared response (its messages, then the EOR)
  * through write, reading file bytes from src: for tests and tools; the

@@ -19,6 +19,7 @@
 #include <apr_strings.h>
 
 #include "fields.h"
+#include "jpp.h"
 #include "model.h"
 #include "plan.h"
 #include "request.h"
@@ -38,15 +39,19 @@ APLOG_USE_MODULE(jpip);
 
 /* -------------------------------------------------------------- answers */
 
-/* Answer with status and a short text body naming the problem. Returns
- * DONE: the request is answered (httpd treats it as OK), which callers
- * tell apart from OK, "go on". */
+/* Answer with status and a short text body naming the problem, framed as
+ * an EOR message (jpp.h) so that a client reading any body as a JPP-stream
+ * takes nothing for data. Returns DONE: the request is answered (httpd
+ * treats it as OK), which callers tell apart from OK, "go on". */
 static int send_text(request_rec *r, int status, const char *msg)
 {
     r->status = status;
     ap_set_content_type(r, "text/plain; charset=utf-8");
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
     if (!r->header_only) {
+        unsigned char eor[JPIP_JPP_EOR_HEAD_MAX];
+
+        ap_rwrite(eor, (int)jpip_jpp_eor_head(JPIP_EOR_NONSPECIFIED, strlen(msg) + 1, eor), r);
         ap_rvputs(r, msg, "\n", NULL);
     }
     return DONE;
@@ -87,7 +92,7 @@ static int refuse(request_rec *r, const char *target, int status, const char *ms
 
 static const char *const exposed_headers =
     "JPIP-cnew,JPIP-tid,JPIP-qid,JPIP-fsiz,JPIP-roff,JPIP-rsiz,JPIP-comps,JPIP-stream,"
-    "JPIP-context,JPIP-layers,JPIP-metareq,JPIP-len,JPIP-quality,JPIP-mset,JPIP-pref,"
+    "JPIP-context,JPIP-roi,JPIP-layers,JPIP-metareq,JPIP-len,JPIP-quality,JPIP-mset,JPIP-pref,"
     "JPIP-handled";
 
 /* Add the CORS headers when the request's Origin is allowed. */
@@ -248,6 +253,21 @@ static const char *target_name(request_rec *r, const jpip_dir_conf_t *conf,
         return r->uri + n;
     }
     return r->uri;
+}
+
+/* A request on no channel that names no target (no field, nothing below
+ * the location JPIPTarget was given for) is for the JPIPTarget image. */
+static const char *bound_target(request_rec *r, const jpip_dir_conf_t *conf,
+                                const jpip_request_t *req)
+{
+    apr_size_t t = conf->target_location != NULL ? strlen(conf->target_location) : 0;
+
+    if (req->target == NULL && conf->target != NULL && *conf->target != '\0' &&
+        strncmp(r->uri, conf->target_location, t) == 0 &&
+        (r->uri[t] == '\0' || (r->uri[t] == '/' && r->uri[t + 1] == '\0'))) {
+        return conf->target;
+    }
+    return target_name(r, conf, req);
 }
 
 /* ------------------------------------------------------------- response */
@@ -830,7 +850,7 @@ static apr_uint64_t plan_size(jpip_response_t *resp, jpip_msg_t *msgs, jpip_err_
             return 0;
         }
     } while (n > 0);
-    total = jpip_plan_bytes(resp->plan) + JPIP_JPP_EOR_LEN;
+    total = jpip_plan_bytes(resp->plan) + jpip_serve_eor_len(resp);
     jpip_plan_rewind(resp->plan);
     return total;
 }
@@ -844,7 +864,6 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
     out_t o;
     apr_size_t n, i, nb;
     apr_uint64_t nmsg = 0, nrend = 0, hbytes = 0, hmsgs = 0;
-    unsigned char eor[JPIP_JPP_EOR_LEN];
     unsigned reason;
     jpip_err_t err;
     apr_status_t rv = APR_SUCCESS;
@@ -936,9 +955,13 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
     }
     reason = ch != NULL && ch->stop != 0 ? ch->stop : jpip_serve_eor(resp);
     jpip_store_count(JPIP_STAT_BYTES, jpip_plan_bytes(resp->plan));
-    APR_BRIGADE_INSERT_TAIL(o.bb,
-                            apr_bucket_heap_create((const char *)eor, jpip_jpp_eor(reason, eor),
-                                                   NULL, c->bucket_alloc));
+    {
+        apr_size_t elen;
+        const unsigned char *e = jpip_serve_eor_msg(r->pool, resp, reason, &elen);
+
+        APR_BRIGADE_INSERT_TAIL(
+            o.bb, apr_bucket_heap_create((const char *)e, elen, NULL, c->bucket_alloc));
+    }
     APR_BRIGADE_INSERT_TAIL(o.bb, apr_bucket_eos_create(c->bucket_alloc));
     rv = ap_pass_brigade(r->output_filters, o.bb);
     gather_done(&o);
@@ -977,6 +1000,19 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
     st.tid = tgt->tid;
     tr = jpip_targets_rendition(r, tgt);
     st.rend = tr != NULL ? tr->rd : NULL;
+    st.rois = NULL;
+    if (req->roi != NULL) {
+        /* regions are read from the file only for the requests that name one */
+        jpip_roi_list_t *rl = apr_pcalloc(r->pool, sizeof(*rl));
+
+        if (jpip_roi_load(tgt->layout, tgt->ix, tgt->path, r->pool, rl, &err) != JPIP_OK) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                          JPIPLOGNO(0120) "jpip(target=%s): its regions of interest cannot be "
+                                          "read: %s",
+                          name, err.msg);
+        }
+        st.rois = rl;
+    }
     rc = jpip_serve_prepare(r->pool, &st, req, ch != NULL ? ch->model : NULL, &so, &resp, &err);
     if (rc != JPIP_OK) {
         return refuse(r, name, rc == JPIP_E_LIMIT ? HTTP_SERVICE_UNAVAILABLE : http_status_of(rc),
@@ -1076,7 +1112,7 @@ int jpip_handle(request_rec *r)
             return st;
         }
     } else {
-        name = target_name(r, conf, &req);
+        name = bound_target(r, conf, &req);
     }
     if (jpip_target_resolve(r->pool, conf->root, name, conf->allow_outside_links == 1, &target,
                             &err) != JPIP_OK) {

@@ -40,6 +40,8 @@ static void *jpip_dir_create(apr_pool_t *p, char *dir)
     c->max_field_len = -1;
     c->max_model_items = -1;
     c->max_bins = -1;
+    c->target = NULL;
+    c->target_location = NULL;
     return c;
 }
 
@@ -61,6 +63,8 @@ static void *jpip_dir_merge(apr_pool_t *p, void *basev, void *addv)
     c->max_field_len = add->max_field_len != -1 ? add->max_field_len : base->max_field_len;
     c->max_model_items = add->max_model_items != -1 ? add->max_model_items : base->max_model_items;
     c->max_bins = add->max_bins != -1 ? add->max_bins : base->max_bins;
+    c->target = add->target != NULL ? add->target : base->target;
+    c->target_location = add->target != NULL ? add->target_location : base->target_location;
     return c;
 }
 
@@ -138,6 +142,40 @@ static const char *cmd_root(cmd_parms *cmd, void *dconf, const char *arg)
     }
     c->root = path;
     c->location = cmd->path;
+    return NULL;
+}
+
+/* JPIPTarget: a path relative to JPIPRoot (confined to it at request time
+ * like any target), or none. */
+static const char *cmd_target(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    jpip_dir_conf_t *c = dconf;
+    const char *p;
+
+    if (strcasecmp(arg, "none") == 0) {
+        c->target = "";
+        c->target_location = cmd->path;
+        return NULL;
+    }
+    if (*arg == '\0' || *arg == '/') {
+        return apr_psprintf(cmd->pool,
+                            "JPIPTarget: '%s' is not a path relative to JPIPRoot (or none)", arg);
+    }
+    for (p = arg; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7F || *p == '\\') {
+            return "JPIPTarget: control characters and backslashes are not allowed";
+        }
+    }
+    for (p = arg; p != NULL; p = strchr(p, '/')) {
+        if (*p == '/') {
+            p++;
+        }
+        if (strncmp(p, "..", 2) == 0 && (p[2] == '/' || p[2] == '\0')) {
+            return apr_psprintf(cmd->pool, "JPIPTarget: '%s' leaves JPIPRoot ('..')", arg);
+        }
+    }
+    c->target = apr_pstrdup(cmd->pool, arg);
+    c->target_location = cmd->path;
     return NULL;
 }
 
@@ -417,6 +455,8 @@ static const char *cmd_session_timeout(cmd_parms *cmd, void *dconf, const char *
 static const command_rec jpip_cmds[] = {
     AP_INIT_TAKE1("JPIPRoot", cmd_root, NULL, ACCESS_CONF,
                   "The directory of JPEG 2000 images served at this location"),
+    AP_INIT_TAKE1("JPIPTarget", cmd_target, NULL, ACCESS_CONF,
+                  "The image (relative to JPIPRoot) served to requests that name none, or none"),
     AP_INIT_FLAG("JPIPFollowOutsideLinks", cmd_outside_links, NULL, ACCESS_CONF,
                  "On to serve symbolic links that lead outside JPIPRoot (default Off)"),
     AP_INIT_TAKE1("JPIPMaxRequestBody", cmd_max_body, NULL, ACCESS_CONF,

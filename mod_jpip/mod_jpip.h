@@ -39,6 +39,9 @@ typedef struct jpip_dir_conf_t {
     apr_int64_t max_field_len;        /* JPIPMaxFieldLength; -1 = unset */
     int max_model_items;              /* JPIPMaxModelItems; -1 = unset */
     apr_int64_t max_bins;             /* JPIPMaxBins; -1 = unset */
+    const char *target;               /* JPIPTarget: image for requests naming none; NULL =
+                                         unset, "" = none */
+    const char *target_location;      /* the <Location> JPIPTarget was given in */
 } jpip_dir_conf_t;
 
 /* Request defaults (docs/security.md). */

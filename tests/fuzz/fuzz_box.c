@@ -18,6 +18,7 @@
 
 #include "box.h"
 #include "metareq.h"
+#include "roi.h"
 #include "source.h"
 
 #define CHECK(cond)                                                                                \
@@ -172,6 +173,27 @@ static void one_layout(const unsigned char *file, apr_size_t fsize, const jpip_m
             all[c] = lay->ncodestreams - 1 - c;
         if (jpip_metareq_render(lay, all, lay->ncodestreams, pool, &sel, &err) == JPIP_OK)
             check_sel(lay, &sel);
+    }
+    /* what clients read of the layout: box ends per bin (increasing, inside
+     * the bin) and the named regions */
+    for (apr_uint32_t b = 0; b < lay->nbins && b < 64; b++) {
+        const apr_uint64_t *ends;
+        apr_size_t n;
+        if (jpip_metareq_box_ends(lay, b, pool, &ends, &n, &err) == JPIP_OK) {
+            for (apr_size_t k = 0; k < n; k++) {
+                CHECK(ends[k] <= lay->bins[b].length);
+                CHECK(k == 0 || ends[k] > ends[k - 1]);
+            }
+        }
+    }
+    {
+        jpip_roi_list_t rois;
+        if (jpip_roi_collect(lay, src, 4096, 4096, pool, &rois, &err) == JPIP_OK) {
+            for (apr_size_t k = 0; k < rois.n; k++) {
+                CHECK(rois.rois[k].w > 0 && rois.rois[k].x + rois.rois[k].w <= 4096);
+                CHECK(rois.rois[k].h > 0 && rois.rois[k].y + rois.rois[k].h <= 4096);
+            }
+        }
     }
     jpip_box_layout_rebase_synth(lay, 4096);
 }

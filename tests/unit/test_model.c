@@ -677,6 +677,104 @@ START_TEST(need_builds_inverted_model)
 }
 END_TEST
 
+/* The forms real clients write: ranges of bin ids (OpenHTJ2K compresses
+ * its cache list into "H0-11,M0,Hm", "P0-5") and OpenHTJ2K's "Ht"/"Hp"
+ * spellings of tile header and precinct bins. Each reading covers exactly
+ * the bins named, never a neighbour the client did not list. */
+START_TEST(client_forms)
+{
+    jpip_model_resolver_t res = {NULL, 1, fake_layer_bytes, fake_implicit, 0};
+    jpip_model_spec_t *s = parse_ok("H0-11,M0,Hm,P0-5,Ht*,Ht3,Hp7-8:100", 0);
+    const jpip_model_item_t *it = s->items;
+    jpip_model_t *m = new_model(64, 0);
+    jpip_err_t err;
+    apr_uint64_t id;
+
+    ck_assert_uint_eq(s->nitems, 7);
+    ck_assert_int_eq(it[0].kind, JPIP_MODEL_ITEM_TILEHDR);
+    ck_assert_uint_eq(it[0].id, 0);
+    ck_assert_uint_eq(it[0].id_last, 11);
+    ck_assert_int_eq(it[1].kind, JPIP_MODEL_ITEM_META);
+    ck_assert_uint_eq(it[1].id_last, 0);
+    ck_assert_int_eq(it[2].kind, JPIP_MODEL_ITEM_MAIN);
+    ck_assert_int_eq(it[3].kind, JPIP_MODEL_ITEM_PRECINCT);
+    ck_assert_uint_eq(it[3].id_last, 5);
+    ck_assert_int_eq(it[4].kind, JPIP_MODEL_ITEM_TILEHDR);
+    ck_assert(it[4].all);
+    ck_assert_int_eq(it[5].kind, JPIP_MODEL_ITEM_TILEHDR);
+    ck_assert_uint_eq(it[5].id, 3);
+    ck_assert_uint_eq(it[5].id_last, 3);
+    ck_assert_int_eq(it[6].kind, JPIP_MODEL_ITEM_PRECINCT);
+    ck_assert_uint_eq(it[6].id, 7);
+    ck_assert_uint_eq(it[6].id_last, 8);
+    ck_assert_uint_eq(it[6].bytes, 100);
+
+    /* a range holds exactly its ends and what lies between */
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("P3-5,H2-3,M1-2:10", 0), NULL, &err), JPIP_OK);
+    for (id = 0; id < 10; id++) {
+        ck_assert_uint_eq(jpip_model_held(m, 0, 0, id),
+                          id >= 3 && id <= 5 ? JPIP_MODEL_COMPLETE : 0);
+        ck_assert_uint_eq(jpip_model_held(m, 2, 0, id),
+                          id >= 2 && id <= 3 ? JPIP_MODEL_COMPLETE : 0);
+        ck_assert_uint_eq(jpip_model_held(m, 8, 0, id), id >= 1 && id <= 2 ? 10 : 0);
+    }
+    /* subtractive ranges, and a range of layers resolved bin by bin */
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("-P4-5,P10-12:L2", 0), &res, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 3), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 4), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 9), 0);
+    for (id = 10; id <= 12; id++) {
+        ck_assert_uint_eq(jpip_model_held(m, 0, 0, id), 200);
+    }
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 13), 0);
+    /* without a resolver a range of layers assumes nothing */
+    m = new_model(64, 0);
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("P1-3:L2", 0), NULL, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 2), 0);
+    /* need: the range is what the client lacks */
+    ck_assert_int_eq(jpip_model_build(pool, 64, NULL, parse_ok("P2-3,Ht1", 1), &res, &m, &err),
+                     JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 1), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 2), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 3), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 4), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 1), 0);
+    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 0), JPIP_MODEL_COMPLETE);
+    /* a range of layers counts against the visit bound */
+    res.max_visits = 8;
+    m = new_model(64, 0);
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("P0-100:L1", 0), &res, &err), JPIP_E_LIMIT);
+    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 0), 0);
+}
+END_TEST
+
+START_TEST(client_forms_rejects)
+{
+    static const struct {
+        const char *v;
+        const char *msg;
+    } bad[] = {
+        {"P5-", "last bin id"}, {"P5-3", "range ends before"},
+        {"P-", "bin id"},       {"H1-x", "last bin id"},
+        {"Hx", "bin id"},       {"Htm", "bin id"},
+        {"Hp", "bin id"},       {"P1-2-3", "','"},
+        {"Hm1", "','"},         {"M0-*", "last bin id"},
+    };
+    unsigned i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        jpip_model_spec_t *spec;
+        jpip_err_t err;
+        jpip_code_t rc = jpip_model_parse(pool, bad[i].v, 0, 0, &spec, &err);
+
+        ck_assert_msg(rc == JPIP_E_REQUEST, "'%s' accepted", bad[i].v);
+        ck_assert_msg(strstr(err.msg, bad[i].msg) != NULL, "'%s': message '%s' lacks '%s'",
+                      bad[i].v, err.msg, bad[i].msg);
+    }
+}
+END_TEST
+
 START_TEST(serialize_round_trip)
 {
     jpip_model_t *m = new_model(1000, 0), *m2;
@@ -900,6 +998,8 @@ static Suite *model_suite(void)
     tcase_add_test(tc, resolver_layers_and_implicit);
     tcase_add_test(tc, unresolvable_stays_safe);
     tcase_add_test(tc, need_builds_inverted_model);
+    tcase_add_test(tc, client_forms);
+    tcase_add_test(tc, client_forms_rejects);
     tcase_add_test(tc, serialize_round_trip);
     tcase_add_test(tc, size_bound_enforced);
     tcase_add_test(tc, forget_codestream);

@@ -363,6 +363,13 @@ START_TEST(len_model_need_eor)
     rest = serve(&t, "fsiz=200,150&tid=test-tid&model=Hm,P*,H*,M*", &resp, NULL);
     ck_assert_ptr_null(header(&resp, "JPIP-tid"));
     ck_assert_uint_lt(rest.n, 20);
+    /* no tid asked: the id comes anyway (clients such as OpenJPIP's
+     * viewer never ask and need it), and the model is honoured */
+    rest = serve(&t, "fsiz=200,150&model=Hm,P*,H*,M*", &resp, NULL);
+    ck_assert_str_eq(header(&resp, "JPIP-tid"), "test-tid");
+    ck_assert_uint_lt(rest.n, 20);
+    rest = serve(&t, "fsiz=200,150&type=jpp-stream&roff=5,5&rsiz=1,1&layers=99", &resp, NULL);
+    ck_assert_str_eq(header(&resp, "JPIP-tid"), "test-tid");
 
     /* no fsiz: headers and metadata only, window done */
     rest = serve(&t, "type=jpp-stream", &resp, NULL);
