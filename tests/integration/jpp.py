@@ -33,6 +33,20 @@ def _vbas(buf, pos):
     raise StreamError("VBAS longer than 10 bytes")
 
 
+def error_text(buf):
+    """The sentence of an error answer: mod_jpip frames it as the body of an
+    EOR message (so a JPP parser sees no data); a bare text body is
+    returned as it is."""
+    if len(buf) >= 3 and buf[0] == 0:
+        try:
+            n, p = _vbas(buf, 2)
+        except StreamError:
+            return buf
+        if p + n == len(buf):
+            return buf[p:]
+    return buf
+
+
 def parse(buf, bodies=False):
     """Return (messages, eor_reason or None, trailing_bytes); with bodies,
     each message also carries its bytes (.body)."""

@@ -55,7 +55,7 @@ def gist(st, hd, body, name):
     expect(400 <= st < 600, "status %d" % st)
     expect(hd.get("content-type", "").startswith("text/plain"),
            "%d of type %r" % (st, hd.get("content-type")))
-    text = body.decode("utf-8", "replace").strip().splitlines()
+    text = jpp.error_text(body).decode("utf-8", "replace").strip().splitlines()
     expect(text and len(text[0]) > 10, "%d without a text body naming the problem" % st)
     line = re.sub(r"\s+", " ", text[0].replace(name, "NAME"))
     # every refusal of a file says this first: the table keeps the reason
