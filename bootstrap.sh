@@ -43,10 +43,15 @@ install_packages() {
     fi
     say "installing:$missing"
     export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq </dev/null
+    # another install in progress (unattended upgrades, a second checkout)
+    # holds dpkg's lock: wait for it rather than fail
+    lock="-o DPkg::Lock::Timeout=900"
+    # shellcheck disable=SC2086
+    $sudo apt-get $lock update -qq </dev/null
     # Debian's apache2 package starts the system httpd; we never need it, and
     # policy-rc.d keeps it from taking port 80 during the install.
-    $sudo apt-get install -y -qq --no-install-recommends $missing </dev/null
+    # shellcheck disable=SC2086
+    $sudo apt-get $lock install -y -qq --no-install-recommends $missing </dev/null
 }
 
 build() {

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Httpd, Runner, Skip, expect  # noqa: E402
@@ -378,31 +379,39 @@ def rend_lines(h):
     return out
 
 
-def warm_renditions(h, geos, timeout=40):
+def warm_renditions(h, geos, timeout=120):
     """Ask every target for its whole image until each process has served
     it from its rendition: a process builds a rendition in the background
     and looks for one at most once a second, so without this the windows
     of a small file would all be answered before either process had mapped
-    it. Returns the (target, pid) pairs that never were."""
+    it. The requests go out several at a time, so that every process
+    accepts some of them (one client asking in turn may be served by one
+    process only, and a slow build, as under the sanitizers, leaves the
+    other cold). Returns the (target, pid) pairs that never were."""
     want = {}
     for n, g in geos.items():
         if sum(1 for k in g.bins if k[0] == 0) >= 2:  # one precinct: nothing to run
             want[warm_path(n, g)] = n
     kids = set(h.children())
     deadline = time.time() + timeout
+
+    def ask(path):
+        try:
+            h.get(path)
+        except (OSError, http.client.HTTPException):
+            pass  # a broken answer fails the window cases, not this
+
+    served = set()
+    pool = ThreadPoolExecutor(max_workers=4)
     while True:
-        for path in want:
-            for _ in range(2):
-                try:
-                    h.get(path)
-                except (OSError, http.client.HTTPException):
-                    pass  # a broken answer fails the window cases, not this
-        served = set()
+        todo = [p for p in want for pid in kids if (want[p], pid) not in served]
+        list(pool.map(ask, todo + todo))
         for pid, nr, st, path in rend_lines(h):
             if path in want and nr > 0:
                 served.add((want[path], pid))
         missing = {(n, pid) for n in want.values() for pid in kids} - served
         if not missing or time.time() > deadline:
+            pool.shutdown()
             return missing
         time.sleep(0.3)
 
