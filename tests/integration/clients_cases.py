@@ -44,10 +44,6 @@ DEC_SERVER = shutil.which("opj_dec_server")
 ADDXML = shutil.which("opj_jpip_addxml")
 TMP = tempfile.mkdtemp(prefix="jpip-clients-")
 
-# The viewer closes its channel with `cclose=<cid>` alone (no cid field, no
-# target). Serving that is part of the session layer's work; set this to
-# True once it is merged, and the viewer case checks that the close works.
-CCLOSE_ALONE = False
 
 ROIS = {"island": (610, 300, 200, 120), "ship": (40, 620, 90, 60)}
 
@@ -486,9 +482,6 @@ def case_viewer_close(h):
     if cid is None:
         raise Skip("no viewer session was opened")
     st, hd, body = h.get("/jpip?cclose=%s" % cid)
-    if not CCLOSE_ALONE:
-        raise Skip("cclose=<cid> without cid arrives with the session layer's work "
-                   "(set CCLOSE_ALONE in clients_cases.py when it is merged); got %d" % st)
     expect(st == 200, "cclose alone: status %d" % st)
     st, _, _ = h.get("/jpip?cid=%s&fsiz=64,48" % cid)
     expect(st == 503, "the channel is still open after cclose (status %d)" % st)

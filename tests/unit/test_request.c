@@ -93,6 +93,26 @@ START_TEST(context_and_prefs)
 }
 END_TEST
 
+START_TEST(cclose_alone_names_its_channel)
+{
+    jpip_request_t r;
+    jpip_err_t err;
+
+    ck_assert_int_eq(parse("cclose=JPH_0123abcd", &r, &err), JPIP_OK);
+    ck_assert_ptr_nonnull(r.cid);
+    ck_assert_str_eq(r.cid, "JPH_0123abcd");
+    /* "*", two ids, a cid or a target of its own: no channel taken from it */
+    ck_assert_int_eq(parse("cclose=*", &r, &err), JPIP_OK);
+    ck_assert_ptr_null(r.cid);
+    ck_assert_int_eq(parse("cclose=a,b", &r, &err), JPIP_OK);
+    ck_assert_ptr_null(r.cid);
+    ck_assert_int_eq(parse("cid=c1&cclose=c2", &r, &err), JPIP_OK);
+    ck_assert_str_eq(r.cid, "c1");
+    ck_assert_int_eq(parse("target=a.jp2&cclose=c2", &r, &err), JPIP_OK);
+    ck_assert_ptr_null(r.cid);
+}
+END_TEST
+
 START_TEST(unsupported_fields_recorded)
 {
     jpip_request_t r;
@@ -166,6 +186,7 @@ static Suite *request_suite(void)
     tcase_add_test(tc, full_view_window);
     tcase_add_test(tc, defaults_and_open_ranges);
     tcase_add_test(tc, context_and_prefs);
+    tcase_add_test(tc, cclose_alone_names_its_channel);
     tcase_add_test(tc, unsupported_fields_recorded);
     tcase_add_test(tc, malformed_requests_refused);
     tcase_add_test(tc, messages_name_the_field);
