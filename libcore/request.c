@@ -667,11 +667,11 @@ jpip_code_t jpip_request_parse(apr_pool_t *pool, const apr_array_header_t *field
                             "\"%s\" needs \"fsiz\": a region is relative to a frame size",
                             req->has_roff ? "roff" : "rsiz");
     }
-    /* `cclose=<cid>` with no cid and no target (OpenJPIP's viewer closes its
-     * channel so) is a request on that channel: the channel it closes is the
-     * one it names. With "*" or several ids there is no channel to speak on. */
+    /* `cclose=<ids>` with no cid and no target (OpenJPIP's viewer closes its
+     * channel so) is a request on the first channel it names, of the session
+     * whose channels it closes. "*" alone names no channel to speak on. */
     if (req->cclose != NULL && req->cid == NULL && req->target == NULL && !req->cnew &&
-        req->cclose->nelts == 1 && strcmp(APR_ARRAY_IDX(req->cclose, 0, const char *), "*") != 0) {
+        strcmp(APR_ARRAY_IDX(req->cclose, 0, const char *), "*") != 0) {
         req->cid = APR_ARRAY_IDX(req->cclose, 0, const char *);
     }
     return JPIP_OK;
