@@ -127,6 +127,40 @@ const char *jpip_index_dir(server_rec *s)
     return sc->index_dir;
 }
 
+const char *jpip_limit_directive(jpip_limit_t limit)
+{
+    switch (limit) {
+    case JPIP_LIMIT_FIELDS:
+        return "JPIPMaxFields";
+    case JPIP_LIMIT_FIELD_LENGTH:
+        return "JPIPMaxFieldLength";
+    case JPIP_LIMIT_REQUEST_BODY:
+        return "JPIPMaxRequestBody";
+    case JPIP_LIMIT_MODEL_ITEMS:
+        return "JPIPMaxModelItems";
+    case JPIP_LIMIT_BINS:
+        return "JPIPMaxBins";
+    case JPIP_LIMIT_INDEX_MEMORY:
+        return "JPIPIndexMaxMemory";
+    case JPIP_LIMIT_INDEX_TIME:
+        return "JPIPIndexMaxTime";
+    case JPIP_LIMIT_INDEX_BUILDS:
+        return "JPIPIndexMaxBuilds";
+    case JPIP_LIMIT_SESSIONS:
+        return "JPIPSessions";
+    case JPIP_LIMIT_SESSIONS_PER_CLIENT:
+        return "JPIPMaxSessionsPerClient";
+    case JPIP_LIMIT_SESSION_MEMORY:
+        return "JPIPSessionMemory";
+    case JPIP_LIMIT_NONE:
+    case JPIP_LIMIT_INDEX_BUSY:
+    case JPIP_LIMIT_TARGET:
+    case JPIP_LIMIT_CHANNELS:
+        break;
+    }
+    return NULL;
+}
+
 static const char *cmd_root(cmd_parms *cmd, void *dconf, const char *arg)
 {
     jpip_dir_conf_t *c = dconf;

@@ -123,6 +123,9 @@ int jpip_status_handle(request_rec *r);
 /* JPIPMaxSessionsPerClient in force (0: no limit). */
 int jpip_sessions_per_client(server_rec *s);
 
+/* The directive that sets limit, or NULL for a limit no directive sets. */
+const char *jpip_limit_directive(jpip_limit_t limit);
+
 /* The index cache directory in force for s ("" or NULL: none). */
 const char *jpip_index_dir(server_rec *s);
 

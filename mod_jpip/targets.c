@@ -141,10 +141,10 @@ static jpip_code_t build_slot(jpip_err_t *err)
         }
         apr_thread_mutex_unlock(cache.lock);
         if (apr_time_now() > deadline) {
-            return jpip_err_set(err, JPIP_E_LIMIT,
-                                "%d files are being indexed by this process already "
-                                "(JPIPIndexMaxBuilds); try again shortly",
-                                cache.max_builds);
+            return jpip_err_limit(err, JPIP_LIMIT_INDEX_BUILDS,
+                                  "%d files are being indexed by this process already; try "
+                                  "again shortly",
+                                  cache.max_builds);
         }
         apr_sleep(apr_time_from_msec(20));
     }
@@ -200,10 +200,6 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
             t0 = apr_time_now(); /* the build itself, not the wait for a slot */
             rc = jpip_ixcache_open(p, dir, t->path, &t->finfo, &lim, &res, err);
             build_slot_release();
-            if (rc == JPIP_E_LIMIT) {
-                jpip_err_set(err, JPIP_E_LIMIT, "%s (JPIPIndexMaxMemory, JPIPIndexMaxTime)",
-                             apr_pstrdup(p, err->msg));
-            }
         }
     }
     if (rc == JPIP_OK) {
@@ -248,7 +244,7 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
         apr_thread_mutex_lock(cache.lock);
         apr_pool_destroy(p);
         apr_thread_mutex_unlock(cache.lock);
-        return rc;
+        return jpip_err_of_target(err); /* the file's failure, not the request's */
     }
     if (res.how != JPIP_IXC_MAPPED) {
         jpip_index_stats_t st;
