@@ -29,7 +29,6 @@
 
 APLOG_USE_MODULE(jpip);
 
-#define DEFAULT_MAX_BODY (64 * 1024)
 #define BATCH 256 /* messages planned at a time */
 /* A brigade is passed down once it holds this many bytes or messages (or
  * the answer is over): runs of rendition messages then go out as a few
@@ -190,9 +189,8 @@ static jpip_code_t read_fields(request_rec *r, const jpip_dir_conf_t *conf,
     apr_array_header_t *f = NULL;
     jpip_fields_limits_t lim;
 
-    lim.max_fields = conf->max_fields > 0 ? (apr_size_t)conf->max_fields : JPIP_DEFAULT_MAX_FIELDS;
-    lim.max_field_bytes =
-        conf->max_field_len > 0 ? (apr_size_t)conf->max_field_len : JPIP_DEFAULT_MAX_FIELD_LEN;
+    lim.max_fields = (apr_size_t)jpip_dir_get(conf, JPIP_V_MAX_FIELDS);
+    lim.max_field_bytes = (apr_size_t)jpip_dir_get(conf, JPIP_V_MAX_FIELD_LEN);
     if (r->args != NULL &&
         jpip_fields_parse(r->pool, r->args, strlen(r->args), &lim, &f, err) != JPIP_OK) {
         return err->code;
@@ -201,7 +199,7 @@ static jpip_code_t read_fields(request_rec *r, const jpip_dir_conf_t *conf,
         const char *body = NULL;
         apr_size_t len = 0;
         jpip_code_t rc =
-            read_body(r, conf->max_body >= 0 ? conf->max_body : DEFAULT_MAX_BODY, &body, &len, err);
+            read_body(r, (apr_off_t)jpip_dir_get(conf, JPIP_V_MAX_BODY), &body, &len, err);
 
         if (rc != JPIP_OK) {
             return rc;
@@ -621,8 +619,7 @@ static void channel_release(chan_t *ch)
 static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip_request_t *req,
                          const jpip_tgt_t *tgt, const char *name, chan_t *ch)
 {
-    apr_size_t max_items = conf->max_model_items > 0 ? (apr_size_t)conf->max_model_items
-                                                     : JPIP_DEFAULT_MAX_MODEL_ITEMS;
+    apr_size_t max_items = (apr_size_t)jpip_dir_get(conf, JPIP_V_MAX_MODEL_ITEMS);
     apr_time_t deadline = apr_time_now() + WAIT_MAX;
     jpip_session_t *s;
     jpip_model_resolver_t res;
@@ -964,11 +961,9 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
     jpip_code_t rc;
     int i;
     memset(&so, 0, sizeof(so));
-    so.max_response = conf->max_response > 0 ? (apr_uint64_t)conf->max_response : 0;
-    so.max_entries =
-        conf->max_bins > 0 ? (apr_uint64_t)conf->max_bins : (apr_uint64_t)JPIP_DEFAULT_MAX_BINS;
-    so.max_model_items = conf->max_model_items > 0 ? (apr_size_t)conf->max_model_items
-                                                   : JPIP_DEFAULT_MAX_MODEL_ITEMS;
+    so.max_response = (apr_uint64_t)jpip_dir_get(conf, JPIP_V_MAX_RESPONSE);
+    so.max_entries = (apr_uint64_t)jpip_dir_get(conf, JPIP_V_MAX_BINS);
+    so.max_model_items = (apr_size_t)jpip_dir_get(conf, JPIP_V_MAX_MODEL_ITEMS);
     st.ix = tgt->ix;
     st.layout = tgt->layout;
     st.tid = tgt->tid;
