@@ -130,6 +130,9 @@ const jpip_tgt_rend_t *jpip_targets_rendition(request_rec *r, const jpip_tgt_t *
 int jpip_handle(request_rec *r);
 int jpip_status_handle(request_rec *r);
 
+/* Show the counters in mod_status's server-status (status.c). */
+void jpip_status_register(void);
+
 /* JPIPMaxSessionsPerClient in force (0: no limit). */
 int jpip_sessions_per_client(server_rec *s);
 

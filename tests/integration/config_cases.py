@@ -1,4 +1,5 @@
-"""mod_jpip's directives as httpd parses them.
+"""mod_jpip's directives as httpd parses them, and its counters in
+mod_status's server-status.
 
 `httpd -t` on generated configurations: every numeric directive goes
 through one strict parser, so trailing characters, signs, values out of
@@ -7,18 +8,22 @@ directive; directives read once per process are refused inside a
 <VirtualHost>. The documented forms (K, M, G and T sizes, decimal seconds,
 httpd's ms/s/mi/h times) are accepted, and a server started with small
 limits written in those forms enforces them (so the value parsed is the
-value meant).
+value meant). With mod_status loaded, server-status (HTML and ?auto) shows
+the JPIP counters beside httpd's own, with the same figures as the
+jpip-status handler.
 
 One line per case, then `N passed, N failed`.
 Environment: HTTPD, APXS, JPIP_MODULE, JPIP_SAMPLES, JPIP_SRCDIR.
 """
 
+import json
 import os
+import re
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Httpd, Runner, expect  # noqa: E402
+from harness import Httpd, Runner, Skip, expect, modules_dir  # noqa: E402
 
 
 def env(name):
@@ -193,6 +198,66 @@ def case_values_in_force():
         h.cleanup()
 
 
+STATUS_CONF = """
+<Location "/server-status">
+    SetHandler server-status
+    Require all granted
+</Location>
+"""
+
+
+def case_server_status():
+    if not os.path.exists(os.path.join(modules_dir(env("APXS")), "mod_status.so")):
+        raise Skip("mod_status.so not installed")
+    h = Httpd(env("HTTPD"), env("APXS"), env("JPIP_MODULE"), confdir(),
+              samples=env("JPIP_SAMPLES"), extra_conf=STATUS_CONF, servers=2,
+              extra_modules=[("status_module", "mod_status.so")])
+    try:
+        h.start()
+        n = 5
+        for i in range(n):
+            st, _, _ = h.get("/jpip/sample.j2k?type=jpp-stream&fsiz=%d,%d" % (32 << (i % 3),
+                                                                            32 << (i % 3)))
+            expect(st == 200, "request %d: %d" % (i, st))
+        st, hd, _ = h.get("/jpip/sample.j2k?type=jpp-stream&fsiz=64,64&cnew=http")
+        expect(st == 200 and "jpip-cnew" in hd, "cnew: %d %r" % (st, hd))
+        st, _, auto = h.get("/server-status?auto")
+        expect(st == 200, "server-status?auto: %d" % st)
+        lines = dict(l.split(": ", 1) for l in auto.decode().splitlines() if ": " in l)
+        # httpd's own lines, then ours
+        expect("BusyWorkers" in lines and "ServerUptimeSeconds" in lines,
+               "httpd's own counters missing: %r" % auto[:300])
+        expect(lines.get("JPIPVersion"), "no JPIPVersion: %r" % auto)
+        expect(lines.get("JPIPRequests") == str(n + 1), "JPIPRequests %r after %d requests"
+               % (lines.get("JPIPRequests"), n + 1))
+        expect(lines.get("JPIPSessionsOpen") == "1" and lines.get("JPIPSessionsCreated") == "1",
+               "sessions: %r" % auto)
+        expect(int(lines.get("JPIPBytesSent", "0")) > 0, "bytes sent: %r" % auto)
+        # the jpip-status handler is still there, with the same figures
+        st, _, js = h.get("/jpip-status?json")
+        expect(st == 200, "jpip-status: %d" % st)
+        j = json.loads(js)
+        for key, name in (("requests", "JPIPRequests"), ("sessions", "JPIPSessionsOpen"),
+                          ("session_slots", "JPIPSessionSlots"),
+                          ("bytes_sent", "JPIPBytesSent"),
+                          ("index_cache_hits", "JPIPIndexCacheHits"),
+                          ("index_cache_misses", "JPIPIndexCacheMisses")):
+            expect(str(j[key]) == lines.get(name), "%s %r, %s %r" % (key, j[key], name,
+                                                                     lines.get(name)))
+        st, _, html = h.get("/server-status")
+        expect(st == 200, "server-status: %d" % st)
+        html = html.decode()
+        expect("Server uptime" in html or "Server Version" in html, "not mod_status's page")
+        m = re.search(r"<th[^>]*>requests</th><td[^>]*>(\d+)</td>", html)
+        expect("mod_jpip" in html and m and m.group(1) == str(n + 1),
+               "no JPIP table in server-status: %r" % html[-800:])
+        bad = h.bad_log_lines()
+        expect(not bad, "error log: %r" % bad)
+    finally:
+        h.stop()
+        h.cleanup()
+
+
 def main():
     run = Runner()
     run.case("malformed numbers and sizes are refused naming the directive", case_refused)
@@ -200,6 +265,7 @@ def main():
              case_global_in_vhost)
     run.case("every documented form is accepted", case_accepted)
     run.case("values written with suffixes are the values in force", case_values_in_force)
+    run.case("server-status shows the JPIP counters beside httpd's", case_server_status)
     return run.summary()
 
 
