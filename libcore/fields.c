@@ -135,16 +135,16 @@ jpip_code_t jpip_fields_parse(apr_pool_t *pool, const char *s, apr_size_t len,
         jpip_code_t rc;
 
         if (n > lim->max_field_bytes) {
-            return jpip_err_set(err, JPIP_E_LIMIT,
-                                "a field is %" APR_SIZE_T_FMT
-                                " bytes long; the limit is %" APR_SIZE_T_FMT,
-                                n, lim->max_field_bytes);
+            return jpip_err_limit(err, JPIP_LIMIT_FIELD_LENGTH,
+                                  "a field is %" APR_SIZE_T_FMT
+                                  " bytes long; the limit is %" APR_SIZE_T_FMT,
+                                  n, lim->max_field_bytes);
         }
         if (n > 0) {
             if ((apr_size_t)(*out)->nelts >= lim->max_fields) {
-                return jpip_err_set(err, JPIP_E_LIMIT,
-                                    "more than %" APR_SIZE_T_FMT " fields in one request",
-                                    lim->max_fields);
+                return jpip_err_limit(err, JPIP_LIMIT_FIELDS,
+                                      "more than %" APR_SIZE_T_FMT " fields in one request",
+                                      lim->max_fields);
             }
             rc = add_field(pool, s + pos, n, *out, err);
             if (rc != JPIP_OK) {

@@ -166,9 +166,9 @@ static jpip_code_t gv_reserve(builder_t *b, unsigned s, apr_size_t k, jpip_err_t
     }
     if ((apr_uint64_t)(cap - g->cap) * g->esz > b->lim.max_memory - b->mem ||
         cap > (apr_size_t)-1 / g->esz) {
-        return jpip_err_set(err, JPIP_E_LIMIT,
-                            "index larger than the limit of %" APR_UINT64_T_FMT " bytes",
-                            b->lim.max_memory);
+        return jpip_err_limit(err, JPIP_LIMIT_INDEX_MEMORY,
+                              "index larger than the limit of %" APR_UINT64_T_FMT " bytes",
+                              b->lim.max_memory);
     }
     np = realloc(g->p, cap * g->esz);
     if (np == NULL) {
@@ -526,10 +526,10 @@ static jpip_code_t prec_state(tw_t *tw, jpip_t2_prec_t **states, const jpip_pkt_
         if (rc == JPIP_OK) {
             tw->t2mem += jpip_t2_prec_bytes(&geom);
             if (tw->t2mem > b->lim.max_memory - b->mem) {
-                rc = jpip_err_set(err, JPIP_E_LIMIT,
-                                  "decoding the packet headers of tile %u would need more than "
-                                  "%" APR_UINT64_T_FMT " bytes",
-                                  (unsigned)tw->tile->index, b->lim.max_memory);
+                rc = jpip_err_limit(err, JPIP_LIMIT_INDEX_MEMORY,
+                                    "decoding the packet headers of tile %u would need more than "
+                                    "%" APR_UINT64_T_FMT " bytes",
+                                    (unsigned)tw->tile->index, b->lim.max_memory);
             }
         }
         if (rc == JPIP_OK) {
@@ -622,9 +622,10 @@ static jpip_code_t packed_after_cut(tw_t *tw, jpip_t2_prec_t **states, jpip_t2_s
 static jpip_code_t check_deadline(const builder_t *b, jpip_err_t *err)
 {
     if (b->deadline != 0 && apr_time_now() > b->deadline) {
-        return jpip_err_set(err, JPIP_E_LIMIT,
-                            "indexing took longer than the %" APR_INT64_T_FMT " s allowed per file",
-                            (apr_int64_t)apr_time_sec(b->lim.max_time));
+        return jpip_err_limit(err, JPIP_LIMIT_INDEX_TIME,
+                              "indexing took longer than the %" APR_INT64_T_FMT
+                              " s allowed per file",
+                              (apr_int64_t)apr_time_sec(b->lim.max_time));
     }
     return JPIP_OK;
 }
@@ -696,15 +697,12 @@ static jpip_code_t t2_locate(tw_t *tw, jpip_err_t *err)
             rc = jpip_t2_stream_skip(&bs, pkt.body_len, tw_add, tw, err);
         }
         if (rc != JPIP_OK) {
-            char msg[JPIP_ERR_MSG_MAX];
-
-            apr_cpystrn(msg, err != NULL ? err->msg : "", sizeof(msg));
-            return jpip_err_set(err, rc,
-                                "tile %u, packet %" APR_SIZE_T_FMT " (layer %u, resolution %u, "
-                                "component %u, precinct %" APR_UINT64_T_FMT "): %s",
-                                (unsigned)tile->index, k, (unsigned)tw->pk[k].layer,
-                                (unsigned)tw->pk[k].res, (unsigned)tw->pk[k].comp, tw->pk[k].prec,
-                                msg);
+            return jpip_err_prefix(err, rc,
+                                   "tile %u, packet %" APR_SIZE_T_FMT " (layer %u, resolution %u, "
+                                   "component %u, precinct %" APR_UINT64_T_FMT ")",
+                                   (unsigned)tile->index, k, (unsigned)tw->pk[k].layer,
+                                   (unsigned)tw->pk[k].res, (unsigned)tw->pk[k].comp,
+                                   tw->pk[k].prec);
         }
         tw->loc[k].npieces = tw->npcs - tw->loc[k].piece0;
         tw->nloc = k + 1;
@@ -1027,12 +1025,8 @@ static jpip_code_t cs_index(builder_t *b, jpip_src_t *src, apr_uint64_t csn, jpi
     cl.max_tile_comps = b->lim.max_tile_comps;
     rc = jpip_cs_parse(&cs, pool, src, &cl, err);
     if (rc != JPIP_OK) {
-        char msg[JPIP_ERR_MSG_MAX];
-
-        apr_cpystrn(msg, err != NULL ? err->msg : "", sizeof(msg));
         apr_pool_destroy(pool);
-        return csn == 0 ? rc
-                        : jpip_err_set(err, rc, "codestream %" APR_UINT64_T_FMT ": %s", csn, msg);
+        return csn == 0 ? rc : jpip_err_prefix(err, rc, "codestream %" APR_UINT64_T_FMT, csn);
     }
     memset(&w, 0, sizeof(w));
     w.b = b;
@@ -1135,8 +1129,8 @@ static jpip_code_t blob_make(builder_t *b, apr_pool_t *pool, const jpip_index_ke
     }
     total = off;
     if (total > b->lim.max_memory || total > (apr_size_t)-1) {
-        return jpip_err_set(err, JPIP_E_LIMIT,
-                            "index of %" APR_UINT64_T_FMT " bytes exceeds the limit", total);
+        return jpip_err_limit(err, JPIP_LIMIT_INDEX_MEMORY,
+                              "index of %" APR_UINT64_T_FMT " bytes exceeds the limit", total);
     }
     h.total = total;
     blob = apr_palloc(pool, (apr_size_t)total);

@@ -198,14 +198,17 @@ jpip_code_t jpip_ixcache_rend_store(apr_pool_t *pool, const char *dir, const cha
          * it has not changed for stale_after */
         if (apr_stat(&fi, tmp, APR_FINFO_MTIME, pool) != APR_SUCCESS ||
             apr_time_now() - fi.mtime < stale_after) {
-            return jpip_err_set(err, JPIP_E_LIMIT, "another process is building it");
+            return jpip_err_limit(err, JPIP_LIMIT_INDEX_BUSY, "another process is building it");
         }
         apr_file_remove(tmp, pool);
         rv = apr_file_open(&f, tmp, flags, perms, pool);
     }
     if (rv != APR_SUCCESS) {
-        return jpip_err_set(err, APR_STATUS_IS_EEXIST(rv) ? JPIP_E_LIMIT : JPIP_E_IO,
-                            "cannot create a file in the index cache directory");
+        if (APR_STATUS_IS_EEXIST(rv)) {
+            return jpip_err_limit(err, JPIP_LIMIT_INDEX_BUSY,
+                                  "cannot create a file in the index cache directory");
+        }
+        return jpip_err_set(err, JPIP_E_IO, "cannot create a file in the index cache directory");
     }
     rc = jpip_rend_write(ix, file, f, cancel, err);
     if (apr_file_close(f) != APR_SUCCESS && rc == JPIP_OK) {

@@ -98,9 +98,10 @@ static jpip_code_t mp_range(mparse_t *p, jpip_model_range_t *r, const char *what
 static jpip_code_t mp_count(mparse_t *p, apr_size_t pos)
 {
     if (++p->count > p->max) {
-        return jpip_err_set(p->err, JPIP_E_LIMIT,
-                            "%s: position %" APR_SIZE_T_FMT ": more than %" APR_SIZE_T_FMT " items",
-                            p->field, pos, p->max);
+        return jpip_err_limit(p->err, JPIP_LIMIT_MODEL_ITEMS,
+                              "%s: position %" APR_SIZE_T_FMT ": more than %" APR_SIZE_T_FMT
+                              " items",
+                              p->field, pos, p->max);
     }
     return JPIP_OK;
 }

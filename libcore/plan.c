@@ -139,10 +139,10 @@ jpip_code_t jpip_plan_create(jpip_plan_t **plan, apr_pool_t *pool, const jpip_in
 
 static jpip_code_t too_many(const jpip_plan_t *p, jpip_err_t *err)
 {
-    return jpip_err_set(err, JPIP_E_LIMIT,
-                        "the view involves more than %" APR_UINT64_T_FMT
-                        " data-bins (ask for a smaller region or resolution)",
-                        p->opts.max_entries);
+    return jpip_err_limit(err, JPIP_LIMIT_BINS,
+                          "the view involves more than %" APR_UINT64_T_FMT
+                          " data-bins (ask for a smaller region or resolution)",
+                          p->opts.max_entries);
 }
 
 /* Layer rounds of a bin: its bounds, and one more when bytes follow the

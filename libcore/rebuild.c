@@ -298,18 +298,11 @@ static jpip_code_t put_packet(rb_tile_t *rt, const jpip_pkt_t *k, apr_uint64_t s
             st->pos = st->len;
             return rc;
         }
-        {
-            char msg[JPIP_ERR_MSG_MAX];
-            apr_uint64_t sq = jpip_pkt_seq_s(rt->lay, k);
-
-            memcpy(msg, err->msg, sizeof(msg));
-            msg[sizeof(msg) - 1] = '\0';
-            return jpip_err_set(err, rc,
-                                "precinct bin of tile %u, component %u, resolution %u, "
-                                "precinct %" APR_UINT64_T_FMT " (s=%" APR_UINT64_T_FMT "): %s",
-                                (unsigned)rt->lay->tile, (unsigned)k->comp, (unsigned)k->res,
-                                k->prec, sq, msg);
-        }
+        return jpip_err_prefix(err, rc,
+                               "precinct bin of tile %u, component %u, resolution %u, "
+                               "precinct %" APR_UINT64_T_FMT " (s=%" APR_UINT64_T_FMT ")",
+                               (unsigned)rt->lay->tile, (unsigned)k->comp, (unsigned)k->res,
+                               k->prec, jpip_pkt_seq_s(rt->lay, k));
     }
     {
         apr_size_t end = (apr_size_t)(hpos + pk.header_len + pk.body_len);

@@ -26,14 +26,29 @@ static void add_header(jpip_response_t *resp, const char *name, const char *valu
     h->value = value;
 }
 
-static jpip_code_t refuse(jpip_response_t *resp, int status, const char *msg)
+/* Refuse for err: the status of its kind (and limit), its message. A
+ * server failure (JPIP_E_NOMEM) is returned instead. */
+static jpip_code_t refuse_err(jpip_response_t *resp, apr_pool_t *pool, const jpip_err_t *err)
 {
-    if (status != 413) {
-        resp->limit = NULL; /* a syntax error is no limit reached */
+    if (err->code == JPIP_E_NOMEM) {
+        return err->code;
     }
-    resp->status = status;
-    resp->error = msg;
+    resp->status = jpip_err_status(err);
+    resp->error = apr_pstrdup(pool, err->msg);
+    resp->limit = err->code == JPIP_E_LIMIT ? err->limit : JPIP_LIMIT_NONE;
     resp->plan = NULL;
+    return JPIP_OK;
+}
+
+/* Refuse with an error of kind code and msg (of any length). */
+static jpip_code_t refuse(jpip_response_t *resp, apr_pool_t *pool, jpip_code_t code,
+                          const char *msg)
+{
+    jpip_err_t e;
+
+    jpip_err_set(&e, code, "-");
+    refuse_err(resp, pool, &e);
+    resp->error = msg;
     return JPIP_OK;
 }
 
@@ -441,8 +456,7 @@ static jpip_code_t choose_roi(apr_pool_t *pool, const jpip_serve_target_t *tgt,
  * any, matches). */
 static jpip_code_t stateless_model(apr_pool_t *pool, const jpip_serve_target_t *tgt,
                                    const jpip_request_t *req, int tid_ok,
-                                   const jpip_serve_opts_t *o, jpip_model_t **m, const char **limit,
-                                   jpip_err_t *err)
+                                   const jpip_serve_opts_t *o, jpip_model_t **m, jpip_err_t *err)
 {
     jpip_model_spec_t *model = NULL, *need = NULL;
     jpip_model_resolver_t res;
@@ -452,7 +466,6 @@ static jpip_code_t stateless_model(apr_pool_t *pool, const jpip_serve_target_t *
     if (!tid_ok || (req->model == NULL && req->need == NULL)) {
         return JPIP_OK;
     }
-    *limit = "model-items";
     if (req->model != NULL) {
         rc = jpip_model_parse(pool, req->model, 0, o->max_model_items, &model, err);
         if (rc != JPIP_OK) {
@@ -465,29 +478,13 @@ static jpip_code_t stateless_model(apr_pool_t *pool, const jpip_serve_target_t *
             return rc;
         }
     }
-    *limit = "model-runs";
     jpip_serve_resolver(tgt->ix, &res);
     rc = jpip_model_build(pool, o->max_model_runs, model, need, &res, m, err);
-    if (rc == JPIP_OK) {
-        *limit = NULL;
+    if (rc != JPIP_OK) {
+        /* the runs the items make are bounded with them */
+        return jpip_err_set_limit(err, JPIP_LIMIT_MODEL_ITEMS);
     }
-    return rc;
-}
-
-static int status_of(jpip_code_t rc)
-{
-    switch (rc) {
-    case JPIP_E_REQUEST:
-        return 400;
-    case JPIP_E_LIMIT:
-        return 413;
-    case JPIP_E_UNSUPPORTED:
-        return 501;
-    case JPIP_E_NOTFOUND:
-        return 404;
-    default:
-        return 500;
-    }
+    return JPIP_OK;
 }
 
 jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
@@ -540,14 +537,14 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
 
     if (req->unsupported != NULL) {
         return refuse(
-            resp, 501,
+            resp, pool, JPIP_E_UNSUPPORTED,
             apr_psprintf(pool, "the \"%s\" request field is not served", req->unsupported));
     }
     if (req->pref_required != NULL) {
         const char *bad = unsupported_prefs(pool, req->pref_required);
         if (bad != NULL) {
             add_header(resp, "JPIP-pref", bad);
-            return refuse(resp, 501,
+            return refuse(resp, pool, JPIP_E_UNSUPPORTED,
                           apr_psprintf(pool, "required preferences are not supported: %s", bad));
         }
     }
@@ -559,13 +556,13 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
                 /* tile-parts of a PPM codestream carry no packet headers: a
                  * client could only decode them with the main header's PPM,
                  * which the main header bin cannot carry for JPP clients */
-                return refuse(resp, 415,
+                return refuse(resp, pool, JPIP_E_FORMAT,
                               "jpt-stream is not offered for this target: its packet headers "
                               "are packed in PPM markers; ask for jpp-stream");
             }
             resp->jpt = 1;
         } else {
-            return refuse(resp, 415,
+            return refuse(resp, pool, JPIP_E_FORMAT,
                           apr_psprintf(pool,
                                        "none of the return types \"%s\" is served "
                                        "(jpp-stream, jpt-stream)",
@@ -593,14 +590,13 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
     po.rend = tgt->rend;
     resp->rend = tgt->rend;
     if (model == NULL) {
-        rc = stateless_model(pool, tgt, req, tid_ok, &o, &smodel, &resp->limit, err);
+        rc = stateless_model(pool, tgt, req, tid_ok, &o, &smodel, err);
         if (rc != JPIP_OK) {
-            return rc == JPIP_E_NOMEM ? rc : refuse(resp, status_of(rc), err->msg);
+            return refuse_err(resp, pool, err);
         }
         model = smodel;
     }
     rc = choose_codestreams(pool, tgt, req, o.max_codestreams, resp, &cs, err);
-    resp->limit = "bins";
     if (rc == JPIP_OK) {
         rc = jpip_plan_create(&resp->plan, pool, tgt->ix, model, &po, err);
     }
@@ -608,7 +604,7 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
         rc = plan_metadata(pool, tgt, req, cs, resp->plan, resp, &metadata_only, &all_meta, err);
     }
     if (rc != JPIP_OK) {
-        return rc == JPIP_E_NOMEM ? rc : refuse(resp, status_of(rc), err->msg);
+        return refuse_err(resp, pool, err);
     }
     rc = choose_roi(pool, tgt, req, cs, resp, &wreq, &roi);
     if (rc != JPIP_OK) {
@@ -626,14 +622,13 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
             rc = jpip_plan_add_view(resp->plan, &v, err);
         }
         if (rc != JPIP_OK) {
-            return rc == JPIP_E_NOMEM ? rc : refuse(resp, status_of(rc), err->msg);
+            return refuse_err(resp, pool, err);
         }
         if (i == 0) {
             report_view(pool, &v, roi, resp);
         }
         full &= view_is_full(tgt->ix, &v);
     }
-    resp->limit = NULL;
     resp->covers_target =
         full && all_meta && (apr_uint64_t)cs->nelts == jpip_index_ncs(tgt->ix) && !resp->jpt;
     return JPIP_OK;

@@ -49,7 +49,7 @@ typedef struct jpip_serve_target_t {
 } jpip_serve_target_t;
 
 typedef struct jpip_response_t {
-    int status;                  /* HTTP status: 200, or 400/415/501/... */
+    int status;                  /* HTTP status: 200, or jpip_err_status() of the refusal */
     const char *error;           /* for errors: what was wrong */
     const char *content_type;    /* image/jpp-stream or image/jpt-stream */
     apr_array_header_t *headers; /* of jpip_header_t: the JPIP-* headers */
@@ -57,16 +57,15 @@ typedef struct jpip_response_t {
     int jpt;                     /* JPT-stream */
     const jpip_rend_t *rend;     /* the rendition messages may come from, or NULL */
     int covers_target;           /* a complete plan leaves the client holding everything */
-    const char *limit;           /* status 413: which limit ("bins", "model-items",
-                                    "model-runs") */
+    jpip_limit_t limit;          /* for a limit's status (413): which one */
     const char *eor_body;        /* a sentence for humans in the EOR's body, or NULL */
 } jpip_response_t;
 
 /* Prepare the answer to req. session_model is the session's cache model
  * (NULL for a stateless request: the model comes from the request's
  * model/need fields). Request-level problems are answered through
- * resp->status and resp->error with JPIP_OK returned; a non-OK return is a
- * server failure (JPIP_E_NOMEM) or a limit (JPIP_E_LIMIT, say 503 or 413). */
+ * resp->status and resp->error (and resp->limit) with JPIP_OK returned; a
+ * non-OK return is a server failure (JPIP_E_NOMEM) described by err. */
 jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
                                const jpip_request_t *req, const jpip_model_t *session_model,
                                const jpip_serve_opts_t *opts, jpip_response_t *resp,

@@ -26,9 +26,9 @@ jpip_code_t jpip_session_init(void *buf, apr_size_t size, const char *target, co
     jpip_code_t rc;
 
     if (size < header_bytes() + jpip_model_bytes_for(1) || size > 0xFFFFFFFFu) {
-        return jpip_err_set(err, JPIP_E_LIMIT,
-                            "a session slot of %" APR_SIZE_T_FMT " bytes cannot hold a session",
-                            size);
+        return jpip_err_limit(err, JPIP_LIMIT_SESSION_MEMORY,
+                              "a session slot of %" APR_SIZE_T_FMT " bytes cannot hold a session",
+                              size);
     }
     if (strlen(target) >= sizeof(s->target) || strlen(tid) >= sizeof(s->tid)) {
         return jpip_err_set(err, JPIP_E_REQUEST, "the target name is too long for a session");
@@ -112,8 +112,8 @@ jpip_code_t jpip_session_channel_open(jpip_session_t *s, const char *cid, int jp
             return JPIP_OK;
         }
     }
-    return jpip_err_set(err, JPIP_E_LIMIT, "a session has at most %d channels",
-                        JPIP_SESSION_CHANNELS);
+    return jpip_err_limit(err, JPIP_LIMIT_CHANNELS, "a session has at most %d channels",
+                          JPIP_SESSION_CHANNELS);
 }
 
 apr_uint32_t jpip_session_channel_close(jpip_session_t *s, const char *cid)

@@ -796,10 +796,10 @@ static jpip_code_t read_contributions(t2_bits_t *br, jpip_t2_prec_t *prec, unsig
                 jpip_code_t rc;
 
                 if (deadline != 0 && (++visited & 0xFFFF) == 0 && apr_time_now() > deadline) {
-                    return jpip_err_set(br->err, JPIP_E_LIMIT,
-                                        "packet header decoding ran out of time (layer %u, "
-                                        "band %u)",
-                                        layer, b);
+                    return jpip_err_limit(br->err, JPIP_LIMIT_INDEX_TIME,
+                                          "packet header decoding ran out of time (layer %u, "
+                                          "band %u)",
+                                          layer, b);
                 }
                 rc = read_cblk(br, prec, band, &w, body);
                 if (rc != JPIP_OK) {

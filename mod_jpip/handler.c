@@ -29,7 +29,6 @@
 
 APLOG_USE_MODULE(jpip);
 
-#define DEFAULT_MAX_BODY (64 * 1024)
 #define BATCH 256 /* messages planned at a time */
 /* A brigade is passed down once it holds this many bytes or messages (or
  * the answer is over): runs of rendition messages then go out as a few
@@ -57,28 +56,6 @@ static int send_text(request_rec *r, int status, const char *msg)
     return DONE;
 }
 
-static int http_status_of(jpip_code_t code)
-{
-    switch (code) {
-    case JPIP_E_REQUEST:
-        return HTTP_BAD_REQUEST;
-    case JPIP_E_FORBIDDEN:
-        return HTTP_FORBIDDEN;
-    case JPIP_E_NOTFOUND:
-        return HTTP_NOT_FOUND;
-    case JPIP_E_UNSUPPORTED:
-        return HTTP_NOT_IMPLEMENTED;
-    case JPIP_E_LIMIT:
-        return HTTP_REQUEST_ENTITY_TOO_LARGE;
-    case JPIP_E_FORMAT:
-        return HTTP_UNSUPPORTED_MEDIA_TYPE;
-    case JPIP_E_NOMEM:
-        return HTTP_SERVICE_UNAVAILABLE;
-    default:
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-}
-
 /* Log a refused request at info level (the client's fault, not the
  * server's) and answer it. */
 static int refuse(request_rec *r, const char *target, int status, const char *msg)
@@ -86,6 +63,23 @@ static int refuse(request_rec *r, const char *target, int status, const char *ms
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, JPIPLOGNO(0001) "jpip(target=%s): %d %s",
                   target != NULL ? target : "-", status, msg);
     return send_text(r, status, msg);
+}
+
+/* msg, followed by the directive of the limit hit, if it has one. */
+static const char *with_directive(request_rec *r, const char *msg, jpip_limit_t limit)
+{
+    const char *d = jpip_limit_directive(limit);
+
+    return d != NULL ? apr_psprintf(r->pool, "%s (%s)", msg, d) : msg;
+}
+
+/* Refuse for err: the status of its kind and limit (jpip_err_status),
+ * its message naming the limit's directive. */
+static int refuse_err(request_rec *r, const char *target, const jpip_err_t *err)
+{
+    return refuse(r, target, jpip_err_status(err),
+                  with_directive(r, apr_pstrdup(r->pool, err->msg),
+                                 err->code == JPIP_E_LIMIT ? err->limit : JPIP_LIMIT_NONE));
 }
 
 /* ----------------------------------------------------------------- CORS */
@@ -128,8 +122,8 @@ static void add_cors(request_rec *r, const jpip_dir_conf_t *conf, int preflight)
 
 /* Read a form-encoded POST body of at most max bytes. Each bucket is
  * copied out as it arrives: input filters may reuse their buffers. */
-static int read_body(request_rec *r, apr_off_t max, const char **out, apr_size_t *outlen,
-                     jpip_err_t *err)
+static jpip_code_t read_body(request_rec *r, apr_off_t max, const char **out, apr_size_t *outlen,
+                             jpip_err_t *err)
 {
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     const char *ctype = apr_table_get(r->headers_in, "Content-Type");
@@ -138,17 +132,15 @@ static int read_body(request_rec *r, apr_off_t max, const char **out, apr_size_t
     int seen_eos = 0;
 
     if (ctype != NULL && ap_strstr_c(ctype, "x-www-form-urlencoded") == NULL) {
-        jpip_err_set(err, JPIP_E_REQUEST,
-                     "a POST body must be application/x-www-form-urlencoded JPIP fields");
-        return HTTP_UNSUPPORTED_MEDIA_TYPE;
+        return jpip_err_set(err, JPIP_E_FORMAT,
+                            "a POST body must be application/x-www-form-urlencoded JPIP fields");
     }
     while (!seen_eos) {
         apr_status_t rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ,
                                          HUGE_STRING_LEN);
 
         if (rv != APR_SUCCESS) {
-            jpip_err_set(err, JPIP_E_REQUEST, "the request body could not be read");
-            return HTTP_BAD_REQUEST;
+            return jpip_err_set(err, JPIP_E_REQUEST, "the request body could not be read");
         }
         if (APR_BRIGADE_EMPTY(bb)) {
             break;
@@ -162,16 +154,12 @@ static int read_body(request_rec *r, apr_off_t max, const char **out, apr_size_t
                 seen_eos = 1;
             } else if (!APR_BUCKET_IS_METADATA(b)) {
                 if (apr_bucket_read(b, &data, &n, APR_BLOCK_READ) != APR_SUCCESS) {
-                    jpip_err_set(err, JPIP_E_REQUEST, "the request body could not be read");
-                    return HTTP_BAD_REQUEST;
+                    return jpip_err_set(err, JPIP_E_REQUEST, "the request body could not be read");
                 }
                 if ((apr_off_t)(len + n) > max) {
-                    jpip_err_set(
-                        err, JPIP_E_LIMIT,
-                        "the request body is larger than JPIPMaxRequestBody (%" APR_OFF_T_FMT
-                        " bytes)",
-                        max);
-                    return HTTP_REQUEST_ENTITY_TOO_LARGE;
+                    return jpip_err_limit(
+                        err, JPIP_LIMIT_REQUEST_BODY,
+                        "the request body is larger than %" APR_OFF_T_FMT " bytes", max);
                 }
                 if (len + n > cap) {
                     char *nb;
@@ -191,52 +179,40 @@ static int read_body(request_rec *r, apr_off_t max, const char **out, apr_size_t
     buf[len] = '\0';
     *out = buf;
     *outlen = len;
-    return OK;
-}
-
-/* The status for a field-splitting error; a limit names its directive. */
-static int fields_error(request_rec *r, jpip_err_t *err)
-{
-    if (err->code == JPIP_E_LIMIT) {
-        jpip_err_set(err, JPIP_E_LIMIT, "%s (%s)", apr_pstrdup(r->pool, err->msg),
-                     strncmp(err->msg, "more than", 9) == 0 ? "JPIPMaxFields"
-                                                            : "JPIPMaxFieldLength");
-    }
-    return http_status_of(err->code);
+    return JPIP_OK;
 }
 
 /* Collect the JPIP fields from the query string and, for POST, the body. */
-static int read_fields(request_rec *r, const jpip_dir_conf_t *conf, apr_array_header_t **fields,
-                       jpip_err_t *err)
+static jpip_code_t read_fields(request_rec *r, const jpip_dir_conf_t *conf,
+                               apr_array_header_t **fields, jpip_err_t *err)
 {
     apr_array_header_t *f = NULL;
     jpip_fields_limits_t lim;
 
-    lim.max_fields = conf->max_fields > 0 ? (apr_size_t)conf->max_fields : JPIP_DEFAULT_MAX_FIELDS;
-    lim.max_field_bytes =
-        conf->max_field_len > 0 ? (apr_size_t)conf->max_field_len : JPIP_DEFAULT_MAX_FIELD_LEN;
+    lim.max_fields = (apr_size_t)jpip_dir_get(conf, JPIP_V_MAX_FIELDS);
+    lim.max_field_bytes = (apr_size_t)jpip_dir_get(conf, JPIP_V_MAX_FIELD_LEN);
     if (r->args != NULL &&
         jpip_fields_parse(r->pool, r->args, strlen(r->args), &lim, &f, err) != JPIP_OK) {
-        return fields_error(r, err);
+        return err->code;
     }
     if (r->method_number == M_POST) {
         const char *body = NULL;
         apr_size_t len = 0;
-        int st =
-            read_body(r, conf->max_body >= 0 ? conf->max_body : DEFAULT_MAX_BODY, &body, &len, err);
+        jpip_code_t rc =
+            read_body(r, (apr_off_t)jpip_dir_get(conf, JPIP_V_MAX_BODY), &body, &len, err);
 
-        if (st != OK) {
-            return st;
+        if (rc != JPIP_OK) {
+            return rc;
         }
         if (jpip_fields_parse(r->pool, body, len, &lim, &f, err) != JPIP_OK) {
-            return fields_error(r, err);
+            return err->code;
         }
     }
     if (f == NULL) {
         f = apr_array_make(r->pool, 1, sizeof(jpip_field_t));
     }
     *fields = f;
-    return OK;
+    return JPIP_OK;
 }
 
 /* The target name: the `target` field, else the URL path below the
@@ -597,13 +573,12 @@ static int channel_open(request_rec *r, const jpip_dir_conf_t *conf, const jpip_
                                              jpip_sessions_per_client(r->server), &err);
     if (s == NULL) {
         jpip_store_unlock();
-        return req->cid != NULL ? session_gone(r, name, req->cid)
-                                : refuse(r, name, HTTP_SERVICE_UNAVAILABLE, err.msg);
+        return req->cid != NULL ? session_gone(r, name, req->cid) : refuse_err(r, name, &err);
     }
     if (jpip_store_new_cid(s, cid, &err) != JPIP_OK ||
         jpip_session_channel_open(s, cid, jpt, &c, &err) != JPIP_OK) {
         jpip_store_unlock();
-        return refuse(r, name, HTTP_SERVICE_UNAVAILABLE, err.msg);
+        return refuse_err(r, name, &err);
     }
     jpip_store_unlock();
     ch->cid = apr_pstrdup(r->pool, cid);
@@ -644,8 +619,7 @@ static void channel_release(chan_t *ch)
 static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip_request_t *req,
                          const jpip_tgt_t *tgt, const char *name, chan_t *ch)
 {
-    apr_size_t max_items = conf->max_model_items > 0 ? (apr_size_t)conf->max_model_items
-                                                     : JPIP_DEFAULT_MAX_MODEL_ITEMS;
+    apr_size_t max_items = (apr_size_t)jpip_dir_get(conf, JPIP_V_MAX_MODEL_ITEMS);
     apr_time_t deadline = apr_time_now() + WAIT_MAX;
     jpip_session_t *s;
     jpip_model_resolver_t res;
@@ -660,10 +634,7 @@ static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip
          jpip_model_parse(r->pool, req->model, 0, max_items, &model, &err) != JPIP_OK) ||
         (req->need != NULL &&
          jpip_model_parse(r->pool, req->need, 1, max_items, &need, &err) != JPIP_OK)) {
-        return refuse(r, name, http_status_of(err.code),
-                      err.code == JPIP_E_LIMIT
-                          ? apr_psprintf(r->pool, "%s (JPIPMaxModelItems)", err.msg)
-                          : err.msg);
+        return refuse_err(r, name, &err);
     }
     jpip_store_lock();
     s = jpip_store_find(ch->cid);
@@ -990,11 +961,9 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
     jpip_code_t rc;
     int i;
     memset(&so, 0, sizeof(so));
-    so.max_response = conf->max_response > 0 ? (apr_uint64_t)conf->max_response : 0;
-    so.max_entries =
-        conf->max_bins > 0 ? (apr_uint64_t)conf->max_bins : (apr_uint64_t)JPIP_DEFAULT_MAX_BINS;
-    so.max_model_items = conf->max_model_items > 0 ? (apr_size_t)conf->max_model_items
-                                                   : JPIP_DEFAULT_MAX_MODEL_ITEMS;
+    so.max_response = (apr_uint64_t)jpip_dir_get(conf, JPIP_V_MAX_RESPONSE);
+    so.max_entries = (apr_uint64_t)jpip_dir_get(conf, JPIP_V_MAX_BINS);
+    so.max_model_items = (apr_size_t)jpip_dir_get(conf, JPIP_V_MAX_MODEL_ITEMS);
     st.ix = tgt->ix;
     st.layout = tgt->layout;
     st.tid = tgt->tid;
@@ -1015,28 +984,14 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
     }
     rc = jpip_serve_prepare(r->pool, &st, req, ch != NULL ? ch->model : NULL, &so, &resp, &err);
     if (rc != JPIP_OK) {
-        return refuse(r, name, rc == JPIP_E_LIMIT ? HTTP_SERVICE_UNAVAILABLE : http_status_of(rc),
-                      err.msg);
+        return refuse_err(r, name, &err);
     }
     for (i = 0; i < resp.headers->nelts; i++) {
         const jpip_header_t *h = &APR_ARRAY_IDX(resp.headers, i, jpip_header_t);
         apr_table_setn(r->headers_out, h->name, h->value);
     }
     if (resp.status != 200) {
-        if (resp.limit != NULL) {
-            static const char *const names[][2] = {{"bins", "JPIPMaxBins"},
-                                                   {"model-items", "JPIPMaxModelItems"},
-                                                   {"model-runs", "JPIPMaxModelItems"}};
-            apr_size_t k;
-
-            for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-                if (strcmp(resp.limit, names[k][0]) == 0) {
-                    return refuse(r, name, resp.status,
-                                  apr_psprintf(r->pool, "%s (%s)", resp.error, names[k][1]));
-                }
-            }
-        }
-        return refuse(r, name, resp.status, resp.error);
+        return refuse(r, name, resp.status, with_directive(r, resp.error, resp.limit));
     }
     ap_set_content_type(r, resp.content_type);
     if (ch != NULL) {
@@ -1095,12 +1050,9 @@ int jpip_handle(request_rec *r)
                          "this JPIP location has no JPIPRoot configured");
     }
     jpip_err_clear(&err);
-    st = read_fields(r, conf, &fields, &err);
-    if (st != OK) {
-        return refuse(r, NULL, st, err.msg);
-    }
-    if (jpip_request_parse(r->pool, fields, &req, &err) != JPIP_OK) {
-        return refuse(r, NULL, HTTP_BAD_REQUEST, err.msg);
+    if (read_fields(r, conf, &fields, &err) != JPIP_OK ||
+        jpip_request_parse(r->pool, fields, &req, &err) != JPIP_OK) {
+        return refuse_err(r, NULL, &err);
     }
     jpip_store_count(JPIP_STAT_REQUESTS, 1);
     if (req.cid != NULL) {
@@ -1116,19 +1068,17 @@ int jpip_handle(request_rec *r)
     }
     if (jpip_target_resolve(r->pool, conf->root, name, conf->allow_outside_links == 1, &target,
                             &err) != JPIP_OK) {
-        return refuse(r, name, http_status_of(err.code), err.msg);
+        return refuse_err(r, name, &err);
     }
     if (jpip_targets_get(r, &target, &tgt, &err) != JPIP_OK) {
-        int status = err.code == JPIP_E_FORMAT || err.code == JPIP_E_UNSUPPORTED
-                         ? HTTP_UNSUPPORTED_MEDIA_TYPE
-                     : err.code == JPIP_E_LIMIT ? HTTP_SERVICE_UNAVAILABLE
-                                                : HTTP_INTERNAL_SERVER_ERROR;
-        return refuse(r, target.name, status,
-                      err.code == JPIP_E_LIMIT
-                          ? apr_psprintf(r->pool, "%s cannot be indexed within the limits: %s",
-                                         target.name, err.msg)
-                          : apr_psprintf(r->pool, "%s is not a servable JPEG 2000 file: %s",
-                                         target.name, err.msg));
+        const char *what = err.code == JPIP_E_LIMIT    ? "cannot be indexed within the limits"
+                           : err.code == JPIP_E_FORMAT ? "is not a servable JPEG 2000 file"
+                                                       : "cannot be served now";
+
+        return refuse(r, target.name, jpip_err_status(&err),
+                      with_directive(r,
+                                     apr_psprintf(r->pool, "%s %s: %s", target.name, what, err.msg),
+                                     err.code == JPIP_E_LIMIT ? err.limit : JPIP_LIMIT_NONE));
     }
     if ((req.cid == NULL && !(req.cnew & JPIP_TRANSPORT_HTTP)) || !jpip_store_ready()) {
         return respond(r, conf, tgt, target.name, &req, NULL); /* stateless */

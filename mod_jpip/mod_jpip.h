@@ -25,55 +25,65 @@
 #define JPIP_CL_AUTO 0   /* only for HTTP/1.0 clients; chunked otherwise */
 #define JPIP_CL_ALWAYS 1 /* plan twice and send Content-Length to everyone */
 
+/* The numeric and On/Off directives (config.c): their defaults, forms and
+ * ranges are one table there, read through jpip_dir_get/jpip_srv_get. */
+typedef enum {
+    /* per <Location> */
+    JPIP_V_MAX_BODY,        /* JPIPMaxRequestBody: bytes */
+    JPIP_V_MAX_RESPONSE,    /* JPIPMaxResponseBytes: bytes, 0 = no limit */
+    JPIP_V_MAX_FIELDS,      /* JPIPMaxFields */
+    JPIP_V_MAX_FIELD_LEN,   /* JPIPMaxFieldLength: bytes */
+    JPIP_V_MAX_MODEL_ITEMS, /* JPIPMaxModelItems */
+    JPIP_V_MAX_BINS,        /* JPIPMaxBins */
+    /* per server: a virtual host may set its own */
+    JPIP_V_SESSIONS_PER_CLIENT, /* JPIPMaxSessionsPerClient, 0 = no limit */
+    JPIP_V_INDEX_MEMORY,        /* JPIPIndexMaxMemory: bytes */
+    JPIP_V_INDEX_TIME,          /* JPIPIndexMaxTime: microseconds */
+    /* global: read once per process, refused in a <VirtualHost> */
+    JPIP_V_INDEX_ENTRIES,   /* JPIPIndexCacheEntries */
+    JPIP_V_INDEX_BUILDS,    /* JPIPIndexMaxBuilds */
+    JPIP_V_RENDITION,       /* JPIPRendition: 0 or 1 */
+    JPIP_V_RENDITION_AFTER, /* JPIPRenditionAfter */
+    JPIP_V_SESSIONS,        /* JPIPSessions */
+    JPIP_V_SESSION_MEMORY,  /* JPIPSessionMemory: bytes */
+    JPIP_V_SESSION_TIMEOUT, /* JPIPSessionTimeout: microseconds */
+    JPIP_NVARS
+} jpip_var_t;
+
 /* Per-directory (per-<Location>) configuration. Every field has an
  * explicit unset value so the merge can tell "not said" from "said". */
 typedef struct jpip_dir_conf_t {
     const char *root;                 /* JPIPRoot: the archive directory; NULL = unset */
     const char *location;             /* the <Location> path JPIPRoot was given in */
     int allow_outside_links;          /* JPIPFollowOutsideLinks; -1 = unset */
-    apr_off_t max_body;               /* JPIPMaxRequestBody; -1 = unset */
     int content_length;               /* JPIPContentLength; JPIP_CL_UNSET */
     apr_array_header_t *cors_origins; /* JPIPCORSOrigin (const char *); NULL = unset */
-    apr_int64_t max_response;         /* JPIPMaxResponseBytes; -1 = unset, 0 = none */
-    int max_fields;                   /* JPIPMaxFields; -1 = unset */
-    apr_int64_t max_field_len;        /* JPIPMaxFieldLength; -1 = unset */
-    int max_model_items;              /* JPIPMaxModelItems; -1 = unset */
-    apr_int64_t max_bins;             /* JPIPMaxBins; -1 = unset */
     const char *target;               /* JPIPTarget: image for requests naming none; NULL =
                                          unset, "" = none */
     const char *target_location;      /* the <Location> JPIPTarget was given in */
+    apr_int64_t num[JPIP_NVARS];      /* the numeric directives given here; -1 = unset */
 } jpip_dir_conf_t;
-
-/* Request defaults (docs/security.md). */
-#define JPIP_DEFAULT_MAX_FIELDS 64
-#define JPIP_DEFAULT_MAX_FIELD_LEN (256 * 1024)
-#define JPIP_DEFAULT_MAX_MODEL_ITEMS 16384
-#define JPIP_DEFAULT_MAX_BINS (1 << 20)
 
 /* Server-wide configuration. */
 typedef struct jpip_srv_conf_t {
-    const char *index_dir;      /* JPIPIndexCache: directory, "" = none, NULL = unset (default) */
-    int max_targets;            /* JPIPIndexCacheEntries: targets kept per process; -1 = unset */
-    int sessions;               /* JPIPSessions: session slots; -1 = unset */
-    apr_int64_t session_memory; /* JPIPSessionMemory: bytes; -1 = unset */
-    apr_interval_time_t session_idle; /* JPIPSessionTimeout; -1 = unset */
-    int sessions_per_client;          /* JPIPMaxSessionsPerClient; -1 = unset */
-    apr_int64_t index_memory;         /* JPIPIndexMaxMemory; -1 = unset */
-    apr_interval_time_t index_time;   /* JPIPIndexMaxTime; -1 = unset */
-    int index_builds;                 /* JPIPIndexMaxBuilds: per process; -1 = unset */
-    int rendition;                    /* JPIPRendition: 0 off, 1 on; -1 = unset */
-    int rendition_after;              /* JPIPRenditionAfter: requests; -1 = unset */
+    const char *index_dir;       /* JPIPIndexCache: directory, "" = none, NULL = unset (default) */
+    apr_int64_t num[JPIP_NVARS]; /* the numeric directives given here; -1 = unset */
 } jpip_srv_conf_t;
 
-/* Session defaults. */
-#define JPIP_DEFAULT_SESSIONS 256
-#define JPIP_DEFAULT_SESSION_MEMORY (64 * 1024 * 1024)
-#define JPIP_DEFAULT_SESSION_IDLE apr_time_from_sec(300)
-#define JPIP_DEFAULT_SESSIONS_PER_CLIENT 32
-#define JPIP_DEFAULT_INDEX_MEMORY ((apr_int64_t)1 << 30)
-#define JPIP_DEFAULT_INDEX_TIME apr_time_from_sec(120)
-#define JPIP_DEFAULT_INDEX_BUILDS 2
-#define JPIP_DEFAULT_RENDITION_AFTER 8
+/* The value in force of a per-<Location> directive (its default unless
+ * given), and of a server or global one for server s. */
+apr_int64_t jpip_dir_get(const jpip_dir_conf_t *c, jpip_var_t v);
+apr_int64_t jpip_srv_get(const server_rec *s, jpip_var_t v);
+
+/* The directive's name. */
+const char *jpip_var_name(jpip_var_t v);
+
+/* The module's configuration hooks and directives (config.c). */
+void *jpip_dir_create(apr_pool_t *p, char *dir);
+void *jpip_dir_merge(apr_pool_t *p, void *basev, void *addv);
+void *jpip_srv_create(apr_pool_t *p, server_rec *s);
+void *jpip_srv_merge(apr_pool_t *p, void *basev, void *addv);
+extern const command_rec jpip_cmds[];
 
 extern module AP_MODULE_DECLARE_DATA jpip_module;
 
@@ -120,8 +130,14 @@ const jpip_tgt_rend_t *jpip_targets_rendition(request_rec *r, const jpip_tgt_t *
 int jpip_handle(request_rec *r);
 int jpip_status_handle(request_rec *r);
 
+/* Show the counters in mod_status's server-status (status.c). */
+void jpip_status_register(void);
+
 /* JPIPMaxSessionsPerClient in force (0: no limit). */
 int jpip_sessions_per_client(server_rec *s);
+
+/* The directive that sets limit, or NULL for a limit no directive sets. */
+const char *jpip_limit_directive(jpip_limit_t limit);
 
 /* The index cache directory in force for s ("" or NULL: none). */
 const char *jpip_index_dir(server_rec *s);

@@ -1,17 +1,98 @@
 /* mod_jpip: the status page (SetHandler jpip-status), as text or, with
- * ?json, as JSON. Counters come from the shared session segment, so every
- * process reports the same figures. */
+ * ?json, as JSON, and the same counters in mod_status's server-status
+ * (HTML, and ?auto's "Key: value" lines). Counters come from the shared
+ * session segment, so every process reports the same figures. */
 #include "mod_jpip.h"
 #include "store.h"
 
 #include <http_protocol.h>
+#include <mod_status.h>
 
 #include <apr_strings.h>
+
+/* One counter: its JSON name, its server-status ?auto key, its label. */
+typedef struct counter_t {
+    const char *json;
+    const char *key;
+    const char *label;
+    apr_uint64_t value;
+} counter_t;
+
+#define NCOUNTERS 14
+
+static void counters(counter_t *c)
+{
+    jpip_store_stats_t st;
+    const counter_t all[NCOUNTERS] = {
+        {"sessions", "JPIPSessionsOpen", "sessions open", 0},
+        {"session_slots", "JPIPSessionSlots", "session slots", 0},
+        {"channels", "JPIPChannels", "channels open", 0},
+        {"sessions_created", "JPIPSessionsCreated", "sessions created", 0},
+        {"sessions_evicted", "JPIPSessionsEvicted", "sessions evicted", 0},
+        {"sessions_expired", "JPIPSessionsExpired", "sessions expired", 0},
+        {"sessions_refused", "JPIPSessionsRefused", "sessions refused", 0},
+        {"sessions_reclaimed", "JPIPSessionsReclaimed", "sessions reclaimed", 0},
+        {"model_bytes_used", "JPIPModelBytesUsed", "cache model bytes used", 0},
+        {"shared_memory_bytes", "JPIPSharedMemoryBytes", "shared memory bytes", 0},
+        {"requests", "JPIPRequests", "requests", 0},
+        {"bytes_sent", "JPIPBytesSent", "bytes sent", 0},
+        {"index_cache_hits", "JPIPIndexCacheHits", "index cache hits", 0},
+        {"index_cache_misses", "JPIPIndexCacheMisses", "index cache misses", 0}};
+    const apr_uint64_t *v[NCOUNTERS] = {
+        &st.sessions, &st.slots,   &st.channels,   &st.created,     &st.evicted,
+        &st.expired,  &st.refused, &st.reclaimed,  &st.mem_used,    &st.mem_limit,
+        &st.requests, &st.bytes,   &st.index_hits, &st.index_builds};
+    int i;
+
+    jpip_store_stats(&st);
+    for (i = 0; i < NCOUNTERS; i++) {
+        c[i] = all[i];
+        c[i].value = *v[i];
+    }
+}
+
+/* server-status (mod_status): the counters beside httpd's own. */
+static int jpip_status_hook(request_rec *r, int flags)
+{
+    counter_t c[NCOUNTERS];
+    int i;
+
+    counters(c);
+    if (flags & AP_STATUS_SHORT) {
+        ap_rprintf(r, "JPIPVersion: %s\n", JPIP_MODULE_VERSION);
+        for (i = 0; i < NCOUNTERS; i++) {
+            ap_rprintf(r, "%s: %" APR_UINT64_T_FMT "\n", c[i].key, c[i].value);
+        }
+        return OK;
+    }
+    ap_rprintf(r, "<hr />\n<h2>mod_jpip %s</h2>\n", JPIP_MODULE_VERSION);
+    if (flags & AP_STATUS_NOTABLE) {
+        for (i = 0; i < NCOUNTERS; i++) {
+            ap_rprintf(r, "%s: %" APR_UINT64_T_FMT "<br />\n", c[i].label, c[i].value);
+        }
+        return OK;
+    }
+    ap_rputs("<table border=\"0\">\n", r);
+    for (i = 0; i < NCOUNTERS; i++) {
+        ap_rprintf(r,
+                   "<tr><th align=\"left\">%s</th><td align=\"right\">%" APR_UINT64_T_FMT
+                   "</td></tr>\n",
+                   c[i].label, c[i].value);
+    }
+    ap_rputs("</table>\n", r);
+    return OK;
+}
+
+void jpip_status_register(void)
+{
+    APR_OPTIONAL_HOOK(ap, status_hook, jpip_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
+}
 
 int jpip_status_handle(request_rec *r)
 {
     jpip_store_stats_t st;
-    int json;
+    counter_t c[NCOUNTERS];
+    int json, i;
 
     if (r->handler == NULL || strcmp(r->handler, "jpip-status") != 0) {
         return DECLINED;
@@ -20,31 +101,21 @@ int jpip_status_handle(request_rec *r)
         return HTTP_METHOD_NOT_ALLOWED;
     }
     json = r->args != NULL && strcmp(r->args, "json") == 0;
-    jpip_store_stats(&st);
     ap_set_content_type(r, json ? "application/json" : "text/plain; charset=utf-8");
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
     if (r->header_only) {
         return OK;
     }
     if (json) {
-        ap_rprintf(r,
-                   "{\"version\": \"%s\", \"sessions\": %" APR_UINT64_T_FMT
-                   ", \"session_slots\": %" APR_UINT64_T_FMT ", \"channels\": %" APR_UINT64_T_FMT
-                   ", \"sessions_created\": %" APR_UINT64_T_FMT
-                   ", \"sessions_evicted\": %" APR_UINT64_T_FMT
-                   ", \"sessions_expired\": %" APR_UINT64_T_FMT
-                   ", \"sessions_refused\": %" APR_UINT64_T_FMT
-                   ", \"sessions_reclaimed\": %" APR_UINT64_T_FMT
-                   ", \"model_bytes_used\": %" APR_UINT64_T_FMT
-                   ", \"shared_memory_bytes\": %" APR_UINT64_T_FMT
-                   ", \"requests\": %" APR_UINT64_T_FMT ", \"bytes_sent\": %" APR_UINT64_T_FMT
-                   ", \"index_cache_hits\": %" APR_UINT64_T_FMT
-                   ", \"index_cache_misses\": %" APR_UINT64_T_FMT "}\n",
-                   JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted,
-                   st.expired, st.refused, st.reclaimed, st.mem_used, st.mem_limit, st.requests,
-                   st.bytes, st.index_hits, st.index_builds);
+        counters(c);
+        ap_rprintf(r, "{\"version\": \"%s\"", JPIP_MODULE_VERSION);
+        for (i = 0; i < NCOUNTERS; i++) {
+            ap_rprintf(r, ", \"%s\": %" APR_UINT64_T_FMT, c[i].json, c[i].value);
+        }
+        ap_rputs("}\n", r);
         return OK;
     }
+    jpip_store_stats(&st);
     ap_rprintf(r,
                "mod_jpip %s\n"
                "sessions: %" APR_UINT64_T_FMT " open of %" APR_UINT64_T_FMT

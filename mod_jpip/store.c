@@ -249,10 +249,8 @@ jpip_session_t *jpip_store_create(const char *target, const char *tid, const cha
     }
     if (max_per_client > 0 && mine >= max_per_client) {
         store->hdr->refused++;
-        jpip_err_set(err, JPIP_E_LIMIT,
-                     "this client already has %d sessions (JPIPMaxSessionsPerClient); close "
-                     "some with cclose",
-                     mine);
+        jpip_err_limit(err, JPIP_LIMIT_SESSIONS_PER_CLIENT,
+                       "this client already has %d sessions; close some with cclose", mine);
         return NULL;
     }
     for (i = 0; i < store->hdr->slots && free_slot == NULL; i++) {
@@ -270,10 +268,9 @@ jpip_session_t *jpip_store_create(const char *target, const char *tid, const cha
     }
     if (free_slot == NULL) {
         store->hdr->refused++;
-        jpip_err_set(err, JPIP_E_LIMIT,
-                     "too many sessions: all %u are busy (JPIPSessions); try again later or "
-                     "without cnew",
-                     store->hdr->slots);
+        jpip_err_limit(err, JPIP_LIMIT_SESSIONS,
+                       "too many sessions: all %u are busy; try again later or without cnew",
+                       store->hdr->slots);
         return NULL;
     }
     if (jpip_session_init(free_slot, (apr_size_t)store->hdr->slot_size, target, tid, now, &s,

@@ -72,17 +72,16 @@ static apr_status_t stop_builder(void *data)
 
 apr_status_t jpip_targets_init(apr_pool_t *pchild, server_rec *s)
 {
-    jpip_srv_conf_t *sc = ap_get_module_config(s->module_config, &jpip_module);
     apr_status_t rv;
 
     cache.pool = pchild;
     cache.table = apr_hash_make(pchild);
-    cache.max = sc->max_targets > 0 ? sc->max_targets : 64;
-    cache.max_builds = sc->index_builds > 0 ? sc->index_builds : JPIP_DEFAULT_INDEX_BUILDS;
+    /* global directives: the main server's values, once per process */
+    cache.max = (int)jpip_srv_get(s, JPIP_V_INDEX_ENTRIES);
+    cache.max_builds = (int)jpip_srv_get(s, JPIP_V_INDEX_BUILDS);
     cache.server = s;
-    cache.rend_after = sc->rendition == 0        ? 0
-                       : sc->rendition_after > 0 ? sc->rendition_after
-                                                 : JPIP_DEFAULT_RENDITION_AFTER;
+    cache.rend_after =
+        jpip_srv_get(s, JPIP_V_RENDITION) ? (int)jpip_srv_get(s, JPIP_V_RENDITION_AFTER) : 0;
     rv = apr_thread_mutex_create(&cache.lock, APR_THREAD_MUTEX_DEFAULT, pchild);
     apr_pool_pre_cleanup_register(pchild, NULL, stop_builder);
     return rv;
@@ -141,10 +140,10 @@ static jpip_code_t build_slot(jpip_err_t *err)
         }
         apr_thread_mutex_unlock(cache.lock);
         if (apr_time_now() > deadline) {
-            return jpip_err_set(err, JPIP_E_LIMIT,
-                                "%d files are being indexed by this process already "
-                                "(JPIPIndexMaxBuilds); try again shortly",
-                                cache.max_builds);
+            return jpip_err_limit(err, JPIP_LIMIT_INDEX_BUILDS,
+                                  "%d files are being indexed by this process already; try "
+                                  "again shortly",
+                                  cache.max_builds);
         }
         apr_sleep(apr_time_from_msec(20));
     }
@@ -179,14 +178,9 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
     e->tgt.size = (apr_uint64_t)t->finfo.size;
     e->tgt.mtime = t->finfo.mtime;
     e->tgt.tid = jpip_ixcache_tid(p, t->path, e->tgt.size, e->tgt.mtime);
-    {
-        const jpip_srv_conf_t *sc = ap_get_module_config(r->server->module_config, &jpip_module);
-
-        jpip_index_limits_default(&lim);
-        lim.max_memory =
-            (apr_uint64_t)(sc->index_memory > 0 ? sc->index_memory : JPIP_DEFAULT_INDEX_MEMORY);
-        lim.max_time = sc->index_time > 0 ? sc->index_time : JPIP_DEFAULT_INDEX_TIME;
-    }
+    jpip_index_limits_default(&lim);
+    lim.max_memory = (apr_uint64_t)jpip_srv_get(r->server, JPIP_V_INDEX_MEMORY);
+    lim.max_time = jpip_srv_get(r->server, JPIP_V_INDEX_TIME);
     if (dir != NULL && *dir == '\0') {
         dir = NULL;
     }
@@ -200,10 +194,6 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
             t0 = apr_time_now(); /* the build itself, not the wait for a slot */
             rc = jpip_ixcache_open(p, dir, t->path, &t->finfo, &lim, &res, err);
             build_slot_release();
-            if (rc == JPIP_E_LIMIT) {
-                jpip_err_set(err, JPIP_E_LIMIT, "%s (JPIPIndexMaxMemory, JPIPIndexMaxTime)",
-                             apr_pstrdup(p, err->msg));
-            }
         }
     }
     if (rc == JPIP_OK) {
@@ -248,7 +238,7 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
         apr_thread_mutex_lock(cache.lock);
         apr_pool_destroy(p);
         apr_thread_mutex_unlock(cache.lock);
-        return rc;
+        return jpip_err_of_target(err); /* the file's failure, not the request's */
     }
     if (res.how != JPIP_IXC_MAPPED) {
         jpip_index_stats_t st;

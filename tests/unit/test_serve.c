@@ -77,25 +77,33 @@ static const char *header(const jpip_response_t *r, const char *name)
     return NULL;
 }
 
-/* Serve query q on t; return the body and the response. */
-static tu_buf_t serve(target_t *t, const char *q, jpip_response_t *resp, const jpip_model_t *m)
+/* Serve query q on t with options o; return the body and the response. */
+static tu_buf_t serve_with(target_t *t, const char *q, const jpip_serve_opts_t *o,
+                           jpip_response_t *resp, const jpip_model_t *m)
 {
     apr_array_header_t *f = NULL;
     jpip_request_t req;
-    jpip_serve_opts_t o;
     jpip_err_t err;
     tu_buf_t b = tu_buf(pool);
 
-    memset(&o, 0, sizeof(o));
     ck_assert_msg(jpip_fields_parse(pool, q, strlen(q), NULL, &f, &err) == JPIP_OK, "%s", err.msg);
     ck_assert_msg(jpip_request_parse(pool, f, &req, &err) == JPIP_OK, "%s: %s", q, err.msg);
-    ck_assert_msg(jpip_serve_prepare(pool, &t->tgt, &req, m, &o, resp, &err) == JPIP_OK, "%s: %s",
-                  q, err.msg);
+    ck_assert_msg(jpip_serve_prepare(pool, &t->tgt, &req, m, o, resp, &err) == JPIP_OK, "%s: %s", q,
+                  err.msg);
     if (resp->status == 200) {
         ck_assert_msg(jpip_serve_stream(pool, resp, t->ix, t->src, buf_write, &b, &err) == JPIP_OK,
                       "%s: %s", q, err.msg);
     }
     return b;
+}
+
+/* Serve query q on t with the default options. */
+static tu_buf_t serve(target_t *t, const char *q, jpip_response_t *resp, const jpip_model_t *m)
+{
+    jpip_serve_opts_t o;
+
+    memset(&o, 0, sizeof(o));
+    return serve_with(t, q, &o, resp, m);
 }
 
 static jpip_cache_t *parse(const tu_buf_t *b, unsigned *eor)
@@ -421,6 +429,38 @@ START_TEST(modified_window_headers)
 }
 END_TEST
 
+/* A refusal for a limit says which limit it was; other refusals name none. */
+START_TEST(refusals_say_which_limit)
+{
+    const char *path = generate("limits", 400, 300, 3, "-n 4 -r 20,5");
+    target_t t;
+    jpip_response_t resp;
+    jpip_serve_opts_t o;
+
+    ck_assert(open_target(&t, path));
+    memset(&o, 0, sizeof(o));
+    o.max_entries = 3;
+    serve_with(&t, "fsiz=400,300", &o, &resp, NULL);
+    ck_assert_int_eq(resp.status, 413);
+    ck_assert_int_eq(resp.limit, JPIP_LIMIT_BINS);
+    memset(&o, 0, sizeof(o));
+    o.max_model_items = 2;
+    serve_with(&t, "fsiz=400,300&model=P1,P2,P3", &o, &resp, NULL);
+    ck_assert_int_eq(resp.status, 413);
+    ck_assert_int_eq(resp.limit, JPIP_LIMIT_MODEL_ITEMS);
+    /* a syntax error is no limit, even under a tight one */
+    serve_with(&t, "fsiz=400,300&model=Q5", &o, &resp, NULL);
+    ck_assert_int_eq(resp.status, 400);
+    ck_assert_int_eq(resp.limit, JPIP_LIMIT_NONE);
+    serve(&t, "type=image/gif", &resp, NULL);
+    ck_assert_int_eq(resp.status, 415);
+    ck_assert_int_eq(resp.limit, JPIP_LIMIT_NONE);
+    serve(&t, "fsiz=400,300", &resp, NULL);
+    ck_assert_int_eq(resp.status, 200);
+    ck_assert_int_eq(resp.limit, JPIP_LIMIT_NONE);
+}
+END_TEST
+
 static Suite *serve_suite(void)
 {
     Suite *s = suite_create("serve");
@@ -429,6 +469,7 @@ static Suite *serve_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, modified_window_headers);
+    tcase_add_test(tc, refusals_say_which_limit);
     tcase_add_test(tc, len_model_need_eor);
     tcase_add_test(tc, generated_images);
     tcase_add_test(tc, conformance_images);
