@@ -65,6 +65,15 @@ static int refuse(request_rec *r, const char *target, int status, const char *ms
     return send_text(r, status, msg);
 }
 
+/* The status of an error of kind code (jpip_err_status). */
+static int status_of_kind(jpip_code_t code)
+{
+    jpip_err_t e;
+
+    jpip_err_set(&e, code, "-");
+    return jpip_err_status(&e);
+}
+
 /* msg, followed by the directive of the limit hit, if it has one. */
 static const char *with_directive(request_rec *r, const char *msg, jpip_limit_t limit)
 {
@@ -853,7 +862,7 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
                       APR_FOPEN_READ | APR_FOPEN_BINARY |
                           (o.sendfile ? APR_FOPEN_SENDFILE_ENABLED : 0),
                       0, r->pool) != APR_SUCCESS) {
-        return refuse(r, name, HTTP_INTERNAL_SERVER_ERROR, "the target cannot be read");
+        return refuse(r, name, status_of_kind(JPIP_E_IO), "the target cannot be read");
     }
     if (resp->rend != NULL) {
         o.rmap = jpip_rend_data(resp->rend);
@@ -1046,7 +1055,7 @@ int jpip_handle(request_rec *r)
     if (conf->root == NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       JPIPLOGNO(0002) "SetHandler jpip at %s without JPIPRoot", r->uri);
-        return send_text(r, HTTP_INTERNAL_SERVER_ERROR,
+        return send_text(r, status_of_kind(JPIP_E_INTERNAL),
                          "this JPIP location has no JPIPRoot configured");
     }
     jpip_err_clear(&err);
@@ -1073,7 +1082,7 @@ int jpip_handle(request_rec *r)
     if (jpip_targets_get(r, &target, &tgt, &err) != JPIP_OK) {
         const char *what = err.code == JPIP_E_LIMIT    ? "cannot be indexed within the limits"
                            : err.code == JPIP_E_FORMAT ? "is not a servable JPEG 2000 file"
-                                                       : "cannot be served now";
+                                                       : "cannot be served";
 
         return refuse(r, target.name, jpip_err_status(&err),
                       with_directive(r,
