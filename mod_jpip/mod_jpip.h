@@ -43,14 +43,14 @@ typedef struct jpip_dir_conf_t {
                                          unset, "" = none */
     const char *target_location;      /* the <Location> JPIPTarget was given in */
     /* the IIIF handler (iiif.c); -1 / NULL = unset */
-    const char *iiif_cache_control;  /* JPIPIIIFCacheControl */
-    apr_int64_t iiif_max_width;      /* JPIPIIIFMaxWidth */
-    apr_int64_t iiif_max_height;     /* JPIPIIIFMaxHeight */
-    apr_int64_t iiif_max_area;       /* JPIPIIIFMaxArea */
-    apr_int64_t iiif_render_memory;  /* JPIPIIIFRenderMemory: bytes */
-    apr_interval_time_t iiif_time;   /* JPIPIIIFRenderTime */
-    int iiif_max_renders;            /* JPIPIIIFMaxRenders: per process */
-    int iiif_jpeg_quality;           /* JPIPIIIFJPEGQuality */
+    const char *iiif_cache_control; /* JPIPIIIFCacheControl */
+    apr_int64_t iiif_max_width;     /* JPIPIIIFMaxWidth */
+    apr_int64_t iiif_max_height;    /* JPIPIIIFMaxHeight */
+    apr_int64_t iiif_max_area;      /* JPIPIIIFMaxArea */
+    apr_int64_t iiif_render_memory; /* JPIPIIIFRenderMemory: bytes */
+    apr_interval_time_t iiif_time;  /* JPIPIIIFRenderTime */
+    int iiif_max_renders;           /* JPIPIIIFMaxRenders: per process */
+    int iiif_jpeg_quality;          /* JPIPIIIFJPEGQuality */
 } jpip_dir_conf_t;
 
 /* IIIF defaults (docs/iiif.md). */
