@@ -402,6 +402,10 @@ static int parse_size(const char *s, apr_uint64_t rw, apr_uint64_t rh, const lim
             *msg = "the size is zero";
             return HTTP_BAD_REQUEST;
         }
+        if (v[0] > 1e6) {
+            *msg = "the size exceeds the server's maxWidth, maxHeight or maxArea (see info.json)";
+            return HTTP_BAD_REQUEST;
+        }
         if (v[0] > 100 && !up) {
             *msg = "a size above pct:100 needs the ^ prefix";
             return HTTP_BAD_REQUEST;
@@ -433,6 +437,10 @@ static int parse_size(const char *s, apr_uint64_t rw, apr_uint64_t rh, const lim
         }
         if (n == 0) {
             *msg = "the size is zero";
+            return HTTP_BAD_REQUEST;
+        }
+        if (comma == s ? n > lim->max_h : n > lim->max_w) {
+            *msg = "the size exceeds the server's maxWidth, maxHeight or maxArea (see info.json)";
             return HTTP_BAD_REQUEST;
         }
         if (comma == s) {
@@ -845,10 +853,10 @@ int jpip_iiif_handle(request_rec *r)
     }
     st = parse_path(r, conf, &q, &msg);
     if (st == HTTP_SEE_OTHER) {
+        const char *path = r->parsed_uri.path != NULL ? r->parsed_uri.path : r->uri;
+        apr_size_t pl = strlen(path);
         const char *loc =
-            apr_pstrcat(r->pool, r->parsed_uri.path,
-                        r->parsed_uri.path[strlen(r->parsed_uri.path) - 1] == '/' ? "" : "/",
-                        "info.json", NULL);
+            apr_pstrcat(r->pool, path, pl > 0 && path[pl - 1] == '/' ? "" : "/", "info.json", NULL);
         if (open_target(r, conf, &q, &tgt) != OK) {
             return DONE;
         }
