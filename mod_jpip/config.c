@@ -57,6 +57,22 @@ static const var_def_t vars[JPIP_NVARS] = {
                                 "a count from 1 to 10000000"},
     [JPIP_V_MAX_BINS] = {"JPIPMaxBins", FORM_COUNT, SCOPE_DIR, 1, TIB, 1 << 20,
                          "a count from 1 to 1099511627776"},
+    [JPIP_V_IIIF_MAX_WIDTH] = {"JPIPIIIFMaxWidth", FORM_COUNT, SCOPE_DIR, 1, 65500, 8192,
+                               "a width in pixels from 1 to 65500 (a JPEG's limit)"},
+    [JPIP_V_IIIF_MAX_HEIGHT] = {"JPIPIIIFMaxHeight", FORM_COUNT, SCOPE_DIR, 1, 65500, 8192,
+                                "a height in pixels from 1 to 65500 (a JPEG's limit)"},
+    [JPIP_V_IIIF_MAX_AREA] = {"JPIPIIIFMaxArea", FORM_COUNT, SCOPE_DIR, 1, 4000000000u, 4096 * 4096,
+                              "a count of pixels from 1 to 4000000000"},
+    [JPIP_V_IIIF_MEMORY] = {"JPIPIIIFRenderMemory", FORM_SIZE, SCOPE_DIR, MIB, TIB, 512 * MIB,
+                            "a size such as 512M, from 1M to 1T"},
+    [JPIP_V_IIIF_TIME] = {"JPIPIIIFRenderTime", FORM_SECONDS, SCOPE_DIR, 1000, 86400 * SEC,
+                          30 * SEC,
+                          "seconds (decimals allowed) or a time such as 500ms, 2mi, from "
+                          "0.001 to 86400 seconds"},
+    [JPIP_V_IIIF_RENDERS] = {"JPIPIIIFMaxRenders", FORM_COUNT, SCOPE_DIR, 1, 100000, 4,
+                             "a count from 1 to 100000"},
+    [JPIP_V_IIIF_QUALITY] = {"JPIPIIIFJPEGQuality", FORM_COUNT, SCOPE_DIR, 1, 100, 90,
+                             "a JPEG quality from 1 to 100"},
     [JPIP_V_SESSIONS_PER_CLIENT] = {"JPIPMaxSessionsPerClient", FORM_COUNT, SCOPE_SERVER, 0,
                                     1000000, 32, "a count from 0 (no limit) to 1000000"},
     [JPIP_V_INDEX_MEMORY] = {"JPIPIndexMaxMemory", FORM_SIZE, SCOPE_SERVER, 1, 1024 * TIB, GIB,
@@ -163,6 +179,7 @@ void *jpip_dir_create(apr_pool_t *p, char *dir)
     c->cors_origins = NULL;
     c->target = NULL;
     c->target_location = NULL;
+    c->iiif_cache_control = NULL;
     num_unset(c->num);
     return c;
 }
@@ -181,6 +198,8 @@ void *jpip_dir_merge(apr_pool_t *p, void *basev, void *addv)
     c->cors_origins = add->cors_origins != NULL ? add->cors_origins : base->cors_origins;
     c->target = add->target != NULL ? add->target : base->target;
     c->target_location = add->target != NULL ? add->target_location : base->target_location;
+    c->iiif_cache_control =
+        add->iiif_cache_control != NULL ? add->iiif_cache_control : base->iiif_cache_control;
     num_merge(c->num, base->num, add->num);
     return c;
 }
@@ -405,6 +424,20 @@ static const char *cmd_index_cache(cmd_parms *cmd, void *dconf, const char *arg)
     return sc->index_dir != NULL ? NULL : "JPIPIndexCache: invalid path";
 }
 
+static const char *cmd_iiif_cache_control(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    jpip_dir_conf_t *c = dconf;
+    const char *p;
+
+    for (p = arg; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7F) {
+            return "JPIPIIIFCacheControl: control characters are not allowed in a header value";
+        }
+    }
+    c->iiif_cache_control = apr_pstrdup(cmd->pool, arg);
+    return NULL;
+}
+
 const command_rec jpip_cmds[] = {
     AP_INIT_TAKE1("JPIPRoot", cmd_root, NULL, ACCESS_CONF,
                   "The directory of JPEG 2000 images served at this location"),
@@ -433,6 +466,23 @@ const command_rec jpip_cmds[] = {
                   "Most items in one model= or need= field (default 16384)"),
     AP_INIT_TAKE1("JPIPMaxBins", cmd_var, (void *)JPIP_V_MAX_BINS, ACCESS_CONF,
                   "Most data-bins one response may involve (default 1048576)"),
+    AP_INIT_TAKE1("JPIPIIIFCacheControl", cmd_iiif_cache_control, NULL, ACCESS_CONF,
+                  "Cache-Control of IIIF images and info.json (default \"public, max-age=86400\")"),
+    AP_INIT_TAKE1("JPIPIIIFMaxWidth", cmd_var, (void *)JPIP_V_IIIF_MAX_WIDTH, ACCESS_CONF,
+                  "Widest IIIF output in pixels (default 8192)"),
+    AP_INIT_TAKE1("JPIPIIIFMaxHeight", cmd_var, (void *)JPIP_V_IIIF_MAX_HEIGHT, ACCESS_CONF,
+                  "Tallest IIIF output in pixels (default 8192)"),
+    AP_INIT_TAKE1("JPIPIIIFMaxArea", cmd_var, (void *)JPIP_V_IIIF_MAX_AREA, ACCESS_CONF,
+                  "Most pixels of one IIIF output (default 16777216)"),
+    AP_INIT_TAKE1("JPIPIIIFRenderMemory", cmd_var, (void *)JPIP_V_IIIF_MEMORY, ACCESS_CONF,
+                  "Memory one IIIF render may use, e.g. 512M (default 512M)"),
+    AP_INIT_TAKE1("JPIPIIIFRenderTime", cmd_var, (void *)JPIP_V_IIIF_TIME, ACCESS_CONF,
+                  "Time one IIIF render may take: seconds (decimals allowed) or 500ms "
+                  "(default 30)"),
+    AP_INIT_TAKE1("JPIPIIIFMaxRenders", cmd_var, (void *)JPIP_V_IIIF_RENDERS, ACCESS_CONF,
+                  "IIIF renders one process runs at once; more get 503 (default 4)"),
+    AP_INIT_TAKE1("JPIPIIIFJPEGQuality", cmd_var, (void *)JPIP_V_IIIF_QUALITY, ACCESS_CONF,
+                  "JPEG quality of IIIF jpg output, 1 to 100 (default 90)"),
     AP_INIT_TAKE1("JPIPMaxSessionsPerClient", cmd_var, (void *)JPIP_V_SESSIONS_PER_CLIENT,
                   RSRC_CONF,
                   "Sessions one client address may hold at once, 0 for no limit (default 32)"),

@@ -120,6 +120,7 @@ static void jpip_register_hooks(apr_pool_t *p)
     ap_hook_map_to_storage(jpip_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(jpip_handle, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(jpip_status_handle, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(jpip_iiif_handle, NULL, NULL, APR_HOOK_MIDDLE);
     jpip_status_register();
 }
 

@@ -35,6 +35,13 @@ typedef enum {
     JPIP_V_MAX_FIELD_LEN,   /* JPIPMaxFieldLength: bytes */
     JPIP_V_MAX_MODEL_ITEMS, /* JPIPMaxModelItems */
     JPIP_V_MAX_BINS,        /* JPIPMaxBins */
+    JPIP_V_IIIF_MAX_WIDTH,  /* JPIPIIIFMaxWidth: pixels */
+    JPIP_V_IIIF_MAX_HEIGHT, /* JPIPIIIFMaxHeight: pixels */
+    JPIP_V_IIIF_MAX_AREA,   /* JPIPIIIFMaxArea: pixels */
+    JPIP_V_IIIF_MEMORY,     /* JPIPIIIFRenderMemory: bytes */
+    JPIP_V_IIIF_TIME,       /* JPIPIIIFRenderTime: microseconds */
+    JPIP_V_IIIF_RENDERS,    /* JPIPIIIFMaxRenders: per process */
+    JPIP_V_IIIF_QUALITY,    /* JPIPIIIFJPEGQuality */
     /* per server: a virtual host may set its own */
     JPIP_V_SESSIONS_PER_CLIENT, /* JPIPMaxSessionsPerClient, 0 = no limit */
     JPIP_V_INDEX_MEMORY,        /* JPIPIndexMaxMemory: bytes */
@@ -61,8 +68,12 @@ typedef struct jpip_dir_conf_t {
     const char *target;               /* JPIPTarget: image for requests naming none; NULL =
                                          unset, "" = none */
     const char *target_location;      /* the <Location> JPIPTarget was given in */
+    const char *iiif_cache_control;   /* JPIPIIIFCacheControl (iiif.c); NULL = unset */
     apr_int64_t num[JPIP_NVARS];      /* the numeric directives given here; -1 = unset */
 } jpip_dir_conf_t;
+
+/* JPIPIIIFCacheControl's default (docs/iiif.md). */
+#define JPIP_DEFAULT_IIIF_CACHE_CONTROL "public, max-age=86400"
 
 /* Server-wide configuration. */
 typedef struct jpip_srv_conf_t {
@@ -129,6 +140,11 @@ const jpip_tgt_rend_t *jpip_targets_rendition(request_rec *r, const jpip_tgt_t *
 /* The handler hooks (handler.c, status.c). */
 int jpip_handle(request_rec *r);
 int jpip_status_handle(request_rec *r);
+int jpip_iiif_handle(request_rec *r);
+
+/* Add the CORS headers of JPIPCORSOrigin when the request's Origin is
+ * allowed (handler.c). */
+void jpip_add_cors(request_rec *r, const jpip_dir_conf_t *conf, int preflight);
 
 /* Show the counters in mod_status's server-status (status.c). */
 void jpip_status_register(void);

@@ -18,7 +18,7 @@ typedef struct counter_t {
     apr_uint64_t value;
 } counter_t;
 
-#define NCOUNTERS 14
+#define NCOUNTERS 19
 
 static void counters(counter_t *c)
 {
@@ -37,11 +37,19 @@ static void counters(counter_t *c)
         {"requests", "JPIPRequests", "requests", 0},
         {"bytes_sent", "JPIPBytesSent", "bytes sent", 0},
         {"index_cache_hits", "JPIPIndexCacheHits", "index cache hits", 0},
-        {"index_cache_misses", "JPIPIndexCacheMisses", "index cache misses", 0}};
-    const apr_uint64_t *v[NCOUNTERS] = {
-        &st.sessions, &st.slots,   &st.channels,   &st.created,     &st.evicted,
-        &st.expired,  &st.refused, &st.reclaimed,  &st.mem_used,    &st.mem_limit,
-        &st.requests, &st.bytes,   &st.index_hits, &st.index_builds};
+        {"index_cache_misses", "JPIPIndexCacheMisses", "index cache misses", 0},
+        {"iiif_renders", "JPIPIIIFRenders", "IIIF renders", 0},
+        {"iiif_render_us", "JPIPIIIFRenderMicroseconds", "IIIF render time (us)", 0},
+        {"iiif_bytes", "JPIPIIIFBytes", "IIIF bytes sent", 0},
+        {"iiif_not_modified", "JPIPIIIFNotModified", "IIIF not modified (304)", 0},
+        {"iiif_busy", "JPIPIIIFBusy", "IIIF renders refused busy", 0}};
+    const apr_uint64_t *v[NCOUNTERS] = {&st.sessions,       &st.slots,        &st.channels,
+                                        &st.created,        &st.evicted,      &st.expired,
+                                        &st.refused,        &st.reclaimed,    &st.mem_used,
+                                        &st.mem_limit,      &st.requests,     &st.bytes,
+                                        &st.index_hits,     &st.index_builds, &st.iiif_renders,
+                                        &st.iiif_render_us, &st.iiif_bytes,   &st.iiif_not_modified,
+                                        &st.iiif_busy};
     int i;
 
     jpip_store_stats(&st);
@@ -127,9 +135,13 @@ int jpip_status_handle(request_rec *r)
                " bytes of shared memory\n"
                "requests: %" APR_UINT64_T_FMT "\n"
                "bytes sent: %" APR_UINT64_T_FMT "\n"
-               "index cache: %" APR_UINT64_T_FMT " hits, %" APR_UINT64_T_FMT " misses\n",
+               "index cache: %" APR_UINT64_T_FMT " hits, %" APR_UINT64_T_FMT " misses\n"
+               "iiif renders: %" APR_UINT64_T_FMT " (%" APR_UINT64_T_FMT " us, %" APR_UINT64_T_FMT
+               " bytes), not modified (304): %" APR_UINT64_T_FMT
+               ", refused busy: %" APR_UINT64_T_FMT "\n",
                JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted,
                st.expired, st.refused, st.reclaimed, st.mem_used, st.mem_limit, st.requests,
-               st.bytes, st.index_hits, st.index_builds);
+               st.bytes, st.index_hits, st.index_builds, st.iiif_renders, st.iiif_render_us,
+               st.iiif_bytes, st.iiif_not_modified, st.iiif_busy);
     return OK;
 }
