@@ -958,7 +958,51 @@ jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, ap
     return rc;
 }
 
+/* The runs of e do not fit in cap: forget what they say about partly held
+ * bins (those bins go back to holding nothing), then, if that is not
+ * enough, the last complete runs, until they fit. Only for ordinary
+ * models, where forgetting lowers what is held: the server then sends
+ * those bytes again, never omits any. Returns the bins forgotten. */
+static apr_uint64_t shed(emit_t *e, apr_uint64_t cap)
+{
+    apr_uint64_t dropped = 0;
+    apr_size_t i, o = 0;
+
+    for (i = 0; i < e->n; i++) {
+        if (e->out[i].bytes == JPIP_MODEL_COMPLETE) {
+            e->out[o++] = e->out[i];
+        } else {
+            dropped += e->out[i].last - e->out[i].first + 1;
+        }
+    }
+    e->n = o;
+    while (e->n > cap) {
+        e->n--;
+        dropped += e->out[e->n].last - e->out[e->n].first + 1;
+    }
+    return dropped;
+}
+
+static jpip_code_t record_batch(jpip_model_t *m, jpip_model_batch_t *b, apr_uint64_t *dropped,
+                                jpip_err_t *err);
+
 jpip_code_t jpip_model_record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err)
+{
+    return record_batch(m, b, NULL, err);
+}
+
+jpip_code_t jpip_model_record_batch_shed(jpip_model_t *m, jpip_model_batch_t *b,
+                                         apr_uint64_t *dropped, jpip_err_t *err)
+{
+    *dropped = 0;
+    if (m->flags & FLAG_INVERTED) {
+        return record_batch(m, b, NULL, err);
+    }
+    return record_batch(m, b, dropped, err);
+}
+
+static jpip_code_t record_batch(jpip_model_t *m, jpip_model_batch_t *b, apr_uint64_t *dropped,
+                                jpip_err_t *err)
 {
     const mrec_t *r = crecs(m);
     apr_size_t nr = (apr_size_t)m->count, n = b->n, i, j, k, nu = 0;
@@ -1047,6 +1091,9 @@ jpip_code_t jpip_model_record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip
     }
     for (; k < nr; k++) {
         emit_key(&e, r[k].cls, r[k].csn, r[k].first, r[k].last, r[k].bytes);
+    }
+    if (e.n > m->cap && dropped != NULL) {
+        *dropped = shed(&e, m->cap);
     }
     if (e.n > m->cap) {
         free(e.out);

@@ -190,6 +190,18 @@ jpip_code_t jpip_model_batch_make(jpip_model_batch_t **b, const jpip_model_sent_
 jpip_code_t jpip_model_record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err);
 void jpip_model_batch_free(jpip_model_batch_t *b);
 
+/* jpip_model_record_batch that never fails for room in an ordinary
+ * (not inverted) model: when the runs would exceed the capacity, what the
+ * model says about partly held bins is forgotten (they hold nothing
+ * again), then, if need be, the last complete runs, until the runs fit;
+ * *dropped counts the bins forgotten. Forgetting only lowers what is held,
+ * so the server at worst sends bytes again, never omits any. A model
+ * whose bins are all complete is a run per class and codestream however
+ * many bins the image has, so a session that grows to the whole image
+ * ends small. Inverted models get jpip_model_record_batch. */
+jpip_code_t jpip_model_record_batch_shed(jpip_model_t *m, jpip_model_batch_t *b,
+                                         apr_uint64_t *dropped, jpip_err_t *err);
+
 /* held = max(held, bytes) for ids first..last (first <= last). */
 jpip_code_t jpip_model_add_range(jpip_model_t *m, unsigned cls, apr_uint64_t csn,
                                  apr_uint64_t first, apr_uint64_t last, apr_uint64_t bytes,
