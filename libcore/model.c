@@ -983,26 +983,63 @@ static apr_uint64_t shed(emit_t *e, apr_uint64_t cap)
     return dropped;
 }
 
-static jpip_code_t record_batch(jpip_model_t *m, jpip_model_batch_t *b, apr_uint64_t *dropped,
-                                jpip_err_t *err);
+static jpip_code_t record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err);
 
 jpip_code_t jpip_model_record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err)
 {
-    return record_batch(m, b, NULL, err);
+    return record_batch(m, b, err);
 }
 
-jpip_code_t jpip_model_record_batch_shed(jpip_model_t *m, jpip_model_batch_t *b,
-                                         apr_uint64_t *dropped, jpip_err_t *err)
+/* A model of cap runs in malloc'd memory holding m's runs. */
+static jpip_model_t *spill_make(const jpip_model_t *m, apr_uint64_t cap)
 {
-    *dropped = 0;
-    if (m->flags & FLAG_INVERTED) {
-        return record_batch(m, b, NULL, err);
+    apr_size_t size = jpip_model_bytes_for((apr_size_t)cap);
+    jpip_model_t *s = malloc(size);
+
+    if (s != NULL) {
+        memcpy(s, m, jpip_model_size(m));
+        s->cap = cap;
     }
-    return record_batch(m, b, dropped, err);
+    return s;
 }
 
-static jpip_code_t record_batch(jpip_model_t *m, jpip_model_batch_t *b, apr_uint64_t *dropped,
-                                jpip_err_t *err)
+jpip_code_t jpip_model_record_spill(jpip_model_t *m, jpip_model_t **spill, jpip_model_batch_t *b,
+                                    jpip_err_t *err)
+{
+    jpip_model_t *t = *spill != NULL ? *spill : m;
+    apr_uint64_t need = t->count + 2 * (apr_uint64_t)b->n + 1;
+
+    if (need <= t->cap || (m->flags & FLAG_INVERTED)) {
+        return record_batch(t, b, err);
+    }
+    /* it may not fit: record where it surely does */
+    t = spill_make(t, need + need / 2);
+    if (t == NULL) {
+        return jpip_err_set(err, JPIP_E_NOMEM, "cache model: out of memory");
+    }
+    free(*spill);
+    *spill = t;
+    return record_batch(t, b, err);
+}
+
+apr_uint64_t jpip_model_unspill(jpip_model_t *m, jpip_model_t *spill)
+{
+    emit_t e;
+    apr_uint64_t dropped;
+
+    if (spill == NULL) {
+        return 0;
+    }
+    e.out = recs(spill);
+    e.n = (apr_size_t)spill->count;
+    dropped = e.n > m->cap ? shed(&e, m->cap) : 0;
+    memcpy(recs(m), e.out, e.n * sizeof(*e.out));
+    m->count = e.n;
+    free(spill);
+    return dropped;
+}
+
+static jpip_code_t record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err)
 {
     const mrec_t *r = crecs(m);
     apr_size_t nr = (apr_size_t)m->count, n = b->n, i, j, k, nu = 0;
@@ -1091,9 +1128,6 @@ static jpip_code_t record_batch(jpip_model_t *m, jpip_model_batch_t *b, apr_uint
     }
     for (; k < nr; k++) {
         emit_key(&e, r[k].cls, r[k].csn, r[k].first, r[k].last, r[k].bytes);
-    }
-    if (e.n > m->cap && dropped != NULL) {
-        *dropped = shed(&e, m->cap);
     }
     if (e.n > m->cap) {
         free(e.out);

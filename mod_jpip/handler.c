@@ -578,7 +578,8 @@ typedef struct chan_t {
      * ends; only what was handed over is ever recorded. */
     jpip_model_sent_t *pending;
     apr_size_t npending, npassed, flush_at;
-    jpip_session_t *s; /* the session this request owns, from channel_start on */
+    jpip_session_t *s;   /* the session this request owns, from channel_start on */
+    jpip_model_t *spill; /* the session model while it may not fit (model.h) */
 } chan_t;
 
 static int session_gone(request_rec *r, const char *name, const char *cid)
@@ -819,11 +820,9 @@ static unsigned channel_flush(chan_t *ch)
      * recorded, at worst sent again */
     rc = jpip_model_batch_make(&b, ch->pending, ch->npassed, &err);
     if (rc == JPIP_OK) {
-        apr_uint64_t dropped;
-
-        /* a full model forgets partly held bins (sent again) rather than
-         * ending the session */
-        rc = jpip_model_record_batch_shed(jpip_session_model(s), b, &dropped, &err);
+        /* what may not fit the session's model goes to a spill model, made
+         * to fit when the request ends (channel_end) */
+        rc = jpip_model_record_spill(jpip_session_model(s), &ch->spill, b, &err);
     }
     if (rc != JPIP_OK) {
         /* the model is full: end the session rather than send twice */
@@ -883,6 +882,8 @@ static void channel_end(const jpip_request_t *req, chan_t *ch)
 {
     jpip_session_t *s = ch->s;
 
+    jpip_model_unspill(jpip_session_model(s), ch->spill);
+    ch->spill = NULL;
     jpip_store_lock();
     if (req->cclose != NULL) {
         int i;

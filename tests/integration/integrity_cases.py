@@ -367,21 +367,134 @@ def case_one_build_per_host(h, big):
     expect(builds == 1, "indexed %d times" % builds)
 
 
+# ------------------------------------------------------- len growth
+
+def case_len_growth(h, large):
+    """A session asking for the whole of a 3072x3072 image in growing len
+    steps (as streaming clients do) at the default session limits: no EOR 6,
+    no 503, and it ends holding the whole image (the same request again
+    sends nothing but the EOR)."""
+    name = "large.j2k"
+    target = os.path.join(h.archive, name)
+    shutil.copyfile(large, target)
+    os.chmod(target, 0o644)
+    view = "fsiz=3072,3072"
+    st, hd, body = get(h, "/jpip/%s?type=jpp-stream&cnew=http&%s&len=1000000" % (name, view))
+    expect(st == 200 and "jpip-cnew" in hd, "cnew: %d" % st)
+    items = dict(i.split("=", 1) for i in hd["jpip-cnew"].split(","))
+    path = "/%s?cid=%s" % (items["path"].lstrip("/"), items["cid"])
+    held = {}
+
+    def note(body):
+        msgs, eor = jpp.parse(body)[0], jpp.parse(body)[1]
+        for m in msgs:
+            k = (m.cls & ~1, m.csn, m.id)
+            expect(m.off <= held.get(k, 0), "a hole in bin %s" % (k,))
+            held[k] = max(held.get(k, 0), m.off + m.len)
+        return eor
+
+    eor = note(body)
+    n, length = 1, 1000000
+    while eor not in (1, 2):
+        expect(eor == 4, "request %d (len=%d) ended with EOR %s" % (n, length, eor))
+        length = length * 3 // 2
+        st, _, body = get(h, "%s&%s&len=%d" % (path, view, length))
+        expect(st == 200, "request %d (len=%d): %d %r" % (n, length, st,
+                                                          jpp.error_text(body)[:200]))
+        eor = note(body)
+        n += 1
+        expect(n < 60, "no end after %d requests" % n)
+    # the whole image is held: nothing is sent again
+    st, _, body = get(h, "%s&%s" % (path, view))
+    msgs, eor = jpp.parse(body)[0], jpp.parse(body)[1]
+    expect(st == 200 and eor in (1, 2), "the last request: %d EOR %s" % (st, eor))
+    expect(sum(m.len for m in msgs) == 0, "%d bytes sent again after the whole image"
+           % sum(m.len for m in msgs))
+    total = sum(held.values())
+    st, _, ref = get(h, "/jpip/%s?type=jpp-stream&%s" % (name, view))
+    want = sum(m.len for m in jpp.parse(ref)[0])
+    expect(total == want, "the session received %d bytes, the image is %d" % (total, want))
+
+
+# ------------------------------------------------------- slow readers
+
+# The settings docs/security.md documents against clients that do not read
+# (and send slowly): each is a line of it.
+SLOW_READER_CONF = """
+Timeout 5
+RequestReadTimeout handshake=5 header=10-20,MinRate=500 body=10,MinRate=500
+KeepAliveTimeout 5
+ServerLimit 4
+ThreadLimit 32
+ThreadsPerChild 32
+MaxRequestWorkers 128
+JPIPRendition Off
+"""
+
+
+def case_slow_readers(h, big):
+    """40 clients that ask for a large answer and never read do not starve
+    the server: others are answered meanwhile, and the stalled connections
+    are closed once Timeout passes without progress."""
+    name = "slow.j2k"
+    target = os.path.join(h.archive, name)
+    shutil.copyfile(big, target)
+    os.chmod(target, 0o644)
+    expect(get(h, "/jpip/%s?type=jpp-stream&fsiz=64,64" % name)[0] == 200, "first request")
+    stalled = []
+    for _ in range(40):
+        s = socket.create_connection(("127.0.0.1", h.port), timeout=30)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b"GET /jpip/%s?type=jpp-stream&fsiz=4096,4096 HTTP/1.1\r\nHost: x\r\n\r\n"
+                  % name.encode())
+        stalled.append(s)
+    time.sleep(1.0)
+    t0 = time.time()
+    for i in range(10):
+        st, _, _ = get(h, "/jpip/%s?type=jpp-stream&fsiz=128,128&roff=0,%d" % (name, i), timeout=10)
+        expect(st == 200, "a request while 40 clients stall: %d" % st)
+    dt = time.time() - t0
+    expect(dt < 5, "10 requests took %.1f s while 40 clients stalled" % dt)
+    # after Timeout without progress the server gives up on them
+    time.sleep(5 + 3)
+    closed = 0
+    for s in stalled:
+        s.settimeout(5)
+        try:
+            while True:
+                d = s.recv(1 << 20)
+                if not d:
+                    closed += 1
+                    break
+        except OSError:
+            closed += 1  # reset or timeout both end here; a timeout is not a close
+        s.close()
+    expect(closed == 40, "%d of 40 stalled connections closed by the server" % closed)
+
+
 # ------------------------------------------------------------------- runs
+
+def make_large():
+    """3072x3072 RGB, 64x64 precincts, five quality layers: over 9000
+    precinct bins, which a len-limited answer leaves partly held."""
+    return encode("large.j2k", 3072, 3072, 4,
+                  ["-n", "6", "-c", "[64,64]", "-b", "32,32", "-r", "80,40,20,10,5"])
+
 
 def make_big():
     return encode("big.j2k", 4096, 4096, 3, ["-n", "7", "-c", "[64,64]"])
 
 
-def server(mpm, rendition):
-    conf = """
+def server(mpm, rendition, extra=""):
+    conf = extra + """
 JPIPIndexCache "{root}/ixcache"
 EnableMMAP On
 EnableSendfile Off
 """ + ("JPIPRenditionAfter 2\n" if rendition else "JPIPRendition Off\n")
     h = Httpd(os.environ["HTTPD"], os.environ["APXS"], os.environ["JPIP_MODULE"],
               os.path.join(os.environ["JPIP_SRCDIR"], "..", "..", "httpd-conf"),
-              samples=None, servers=3, mpm=mpm, extra_conf=conf)
+              samples=None, servers=3, mpm=mpm, extra_conf=conf,
+              extra_modules=[("reqtimeout_module", "mod_reqtimeout.so")])
     h.write_config()
     os.makedirs(os.path.join(h.root, "ixcache"), exist_ok=True)
     os.chmod(os.path.join(h.root, "ixcache"), 0o777)
@@ -393,7 +506,7 @@ EnableSendfile Off
 ALLOWED = [r"JPIP03\d\d"]
 
 
-def run_mpm(run, mpm, a, b, big):
+def run_mpm(run, mpm, a, b, big, large):
     for rendition in (True, False):
         try:
             h = server(mpm, rendition)
@@ -416,6 +529,9 @@ def run_mpm(run, mpm, a, b, big):
                          case_controls_escaped, h)
                 run.case("%s: concurrent first requests index a file once" % mpm,
                          case_one_build_per_host, h, big)
+                if mpm == "event":
+                    run.case("%s: len growth to the whole 3072x3072 image at the default "
+                             "session limits" % mpm, case_len_growth, h, large)
             else:
                 for mode in ("truncate", "empty", "extend", "rewrite", "delete"):
                     run.case("%s: %s while streaming, EnableMMAP On: no worker dies"
@@ -436,8 +552,23 @@ def main():
             return 0
     a, b = same_size_pair()
     big = make_big()
+    large = make_large()
     for mpm in ("event", "prefork"):
-        run_mpm(run, mpm, a, b, big)
+        run_mpm(run, mpm, a, b, big, large)
+    try:
+        h = server("event", False, SLOW_READER_CONF)
+    except Exception as e:  # noqa: BLE001
+        run.case("slow readers: start httpd", lambda: expect(False, str(e)))
+    else:
+        try:
+            run.case("event, as docs/security.md says: 40 clients that do not read do not "
+                     "starve the server", case_slow_readers, h, big)
+        finally:
+            h.stop()
+        run.case("slow readers: error log clean",
+                 lambda: expect(not h.bad_log_lines(ALLOWED),
+                                "\n  ".join(h.bad_log_lines(ALLOWED)[:10])))
+        h.cleanup()
     shutil.rmtree(TMP, ignore_errors=True)
     return run.summary()
 
