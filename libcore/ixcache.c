@@ -158,6 +158,7 @@ static jpip_code_t build(apr_pool_t *pool, const char *path, apr_file_t *f, cons
 /* The build lock: one process of the host builds an index, the others
  * wait for its cache file. */
 #define LOCK_POLL apr_time_from_msec(20)
+#define LOCK_SLACK apr_time_from_sec(5)
 
 static int lock_take(apr_pool_t *pool, const char *lock, apr_interval_time_t stale_after)
 {
@@ -200,7 +201,9 @@ jpip_code_t jpip_ixcache_open(apr_pool_t *pool, const char *dir, const char *pat
                 res->how = JPIP_IXC_MAPPED;
                 return JPIP_OK;
             }
-            if (lock_take(pool, lock, wait > 0 ? 2 * wait : apr_time_from_sec(60))) {
+            /* a live builder gives up by wait (JPIPIndexMaxTime): a lock
+             * older than that was left by one that died */
+            if (lock_take(pool, lock, wait > 0 ? wait + LOCK_SLACK : apr_time_from_sec(60))) {
                 locked = 1;
                 /* it may have been stored between the look and the lock */
                 if (try_load(pool, file, path, f, id, &res->ix)) {

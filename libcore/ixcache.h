@@ -53,7 +53,8 @@ int jpip_ixcache_load(apr_pool_t *pool, const char *dir, const char *path, apr_f
 /* Open the index of the regular file at path, open as f with identity id.
  * With dir NULL nothing is cached on disk. Otherwise one process of the
  * host builds it: a lock file beside the cache file is taken exclusively
- * (one left for twice wait is taken over); the others wait up to wait for
+ * (one older than wait plus 5 s, left by a
+ * builder that died, is taken over); the others wait up to wait for
  * the cache file, then build it themselves without storing it
  * (JPIP_IXC_BUILT_NOSTORE). The index and its mapping live as long as
  * pool. Errors are those of jpip_index_build (the file is not JPEG 2000,
