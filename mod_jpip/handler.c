@@ -3,9 +3,11 @@
  * Claims requests whose handler is "jpip": reads the JPIP fields (query
  * string and, for POST, a bounded form body), resolves the target inside
  * JPIPRoot, finds its index, lets libcore decide the answer, and streams
- * it: message headers as small heap buckets, message bodies as file
- * buckets over the image (sent with sendfile where httpd can), passed down
- * in batches, stopping as soon as the client has gone.
+ * it: message headers and small pieces copied into heap buckets (read
+ * from the request's descriptor of the image, never a mapping of it),
+ * large pieces as file buckets over that descriptor (sent with sendfile
+ * where httpd can, never mapped), passed down in batches, stopping as soon
+ * as the client has gone.
  */
 #include "mod_jpip.h"
 
@@ -40,10 +42,6 @@ APLOG_USE_MODULE(jpip);
 
 /* -------------------------------------------------------------- answers */
 
-/* Answer with status and a short text body naming the problem, framed as
- * an EOR message (jpp.h) so that a client reading any body as a JPP-stream
- * takes nothing for data. Returns DONE: the request is answered (httpd
- * treats it as OK), which callers tell apart from OK, "go on". */
 /* msg with control characters (from the request, say) written as \xNN. */
 static const char *escape_controls(apr_pool_t *p, const char *msg)
 {
@@ -74,6 +72,10 @@ static const char *escape_controls(apr_pool_t *p, const char *msg)
     return out;
 }
 
+/* Answer with status and a short text body naming the problem, framed as
+ * an EOR message (jpp.h) so that a client reading any body as a JPP-stream
+ * takes nothing for data. Returns DONE: the request is answered (httpd
+ * treats it as OK), which callers tell apart from OK, "go on". */
 static int send_text(request_rec *r, int status, const char *msg)
 {
     msg = escape_controls(r->pool, msg);
