@@ -54,6 +54,9 @@ typedef struct ixhdr_t {
     apr_uint64_t total;  /* blob bytes */
     apr_uint64_t src_size;
     apr_int64_t src_mtime;
+    apr_uint64_t src_dev, src_ino;
+    apr_int64_t src_mtime_ns, src_ctime_ns;
+    unsigned char digest[24]; /* JPIP_INDEX_DIGEST_LEN used */
     apr_uint64_t build_us;
     apr_uint64_t bytes_read;
     apr_uint32_t flags; /* JPIP_IXF_* */
@@ -78,6 +81,7 @@ struct jpip_index_t {
     const unsigned char *synth;
     jpip_ix_summary_t *sums; /* per codestream, computed at load */
     int last_bound_len;      /* every bin's last bound is its length (checked at load) */
+    int built;               /* built by this process: the blob is writable */
 };
 
 void jpip_index_limits_default(jpip_index_limits_t *l)
@@ -1117,6 +1121,13 @@ static jpip_code_t blob_make(builder_t *b, apr_pool_t *pool, const jpip_index_ke
     h.hdr_size = sizeof(ixhdr_t);
     h.src_size = key != NULL && key->size != 0 ? key->size : src_size;
     h.src_mtime = key != NULL ? key->mtime : 0;
+    if (key != NULL) {
+        h.src_dev = key->dev;
+        h.src_ino = key->ino;
+        h.src_mtime_ns = key->mtime_ns;
+        h.src_ctime_ns = key->ctime_ns;
+        memcpy(h.digest, key->digest, JPIP_INDEX_DIGEST_LEN);
+    }
     h.build_us = build_us;
     h.bytes_read = bytes_read;
     h.flags = b->flags;
@@ -1193,7 +1204,11 @@ jpip_code_t jpip_index_build_from(jpip_index_t **ix, apr_pool_t *pool, jpip_src_
     if (rc != JPIP_OK) {
         return rc;
     }
-    return jpip_index_load(ix, pool, blob, bloblen, err);
+    rc = jpip_index_load(ix, pool, blob, bloblen, err);
+    if (rc == JPIP_OK) {
+        (*ix)->built = (*ix)->base == blob;
+    }
+    return rc;
 }
 
 jpip_code_t jpip_index_build(jpip_index_t **ix, apr_pool_t *pool, jpip_src_t *src,
@@ -1516,6 +1531,21 @@ void jpip_index_key(const jpip_index_t *ix, jpip_index_key_t *key)
     key->path = (const char *)ix->base + ix->h->sec[SEC_PATH].off;
     key->size = ix->h->src_size;
     key->mtime = ix->h->src_mtime;
+    key->dev = ix->h->src_dev;
+    key->ino = ix->h->src_ino;
+    key->mtime_ns = ix->h->src_mtime_ns;
+    key->ctime_ns = ix->h->src_ctime_ns;
+    memcpy(key->digest, ix->h->digest, JPIP_INDEX_DIGEST_LEN);
+}
+
+jpip_code_t jpip_index_seal(jpip_index_t *ix, const unsigned char digest[JPIP_INDEX_DIGEST_LEN],
+                            jpip_err_t *err)
+{
+    if (!ix->built) {
+        return jpip_err_set(err, JPIP_E_REQUEST, "only an index built here can be sealed");
+    }
+    memcpy(((ixhdr_t *)(void *)(apr_uintptr_t)ix->base)->digest, digest, JPIP_INDEX_DIGEST_LEN);
+    return JPIP_OK;
 }
 
 /* ---- accessors ---- */

@@ -38,7 +38,9 @@
 #include "piece.h"
 #include "source.h"
 
-#define JPIP_INDEX_VERSION 2 /* 2: absent tiles, truncated packets, tolerant tile-parts */
+#define JPIP_INDEX_VERSION                                                                         \
+    3 /* 2: absent tiles, truncated packets, tolerant tile-parts; 3: the file's                    \
+         identity and a digest of its contents in the key */
 
 /* Limits on what one target may make the server do (0 = default). */
 typedef struct jpip_index_limits_t {
@@ -55,11 +57,19 @@ typedef struct jpip_index_limits_t {
 /* Fill l with the defaults. */
 void jpip_index_limits_default(jpip_index_limits_t *l);
 
-/* What identifies the source the index was built from. */
+#define JPIP_INDEX_DIGEST_LEN 20
+
+/* What identifies the source the index was built from: where it is (path),
+ * what it is (fileid.h: device, inode, size, times in nanoseconds) and
+ * what it holds (a digest of its main headers and sampled ranges, set by
+ * jpip_index_seal once the index exists; all zero until then). */
 typedef struct jpip_index_key_t {
     const char *path;  /* as the caller names it (may be ""); stored verbatim */
     apr_uint64_t size; /* file size */
     apr_int64_t mtime; /* modification time (apr_time_t) */
+    apr_uint64_t dev, ino;
+    apr_int64_t mtime_ns, ctime_ns;
+    unsigned char digest[JPIP_INDEX_DIGEST_LEN];
 } jpip_index_key_t;
 
 /* One data-bin. pieces[piece0 .. piece0+npieces) are its bytes in order;
@@ -168,6 +178,12 @@ jpip_code_t jpip_index_load(jpip_index_t **ix, apr_pool_t *pool, const void *dat
 
 /* The source key recorded at build time. */
 void jpip_index_key(const jpip_index_t *ix, jpip_index_key_t *key);
+
+/* Record the digest of the source's contents (fileid.h) in an index this
+ * process built (jpip_index_build*, not one loaded from elsewhere, whose
+ * memory may be read-only): JPIP_E_REQUEST for a loaded one. */
+jpip_code_t jpip_index_seal(jpip_index_t *ix, const unsigned char digest[JPIP_INDEX_DIGEST_LEN],
+                            jpip_err_t *err);
 
 /* ---- bins ---- */
 

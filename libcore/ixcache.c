@@ -7,6 +7,8 @@
 #include <apr_sha1.h>
 #include <apr_strings.h>
 
+#include "fileid.h"
+
 /* Hex SHA-1 of data (first nhex digits). */
 static char *sha1_hex(apr_pool_t *pool, const void *data, apr_size_t len, int nhex)
 {
@@ -27,12 +29,17 @@ static char *sha1_hex(apr_pool_t *pool, const void *data, apr_size_t len, int nh
     return hex;
 }
 
-const char *jpip_ixcache_tid(apr_pool_t *pool, const char *path, apr_uint64_t size,
-                             apr_int64_t mtime)
+const char *jpip_ixcache_tid(apr_pool_t *pool, const char *path, const jpip_index_t *ix)
 {
-    const char *key =
-        apr_psprintf(pool, "%s|%" APR_UINT64_T_FMT "|%" APR_INT64_T_FMT, path, size, mtime);
+    jpip_index_key_t k;
+    char *key;
 
+    jpip_index_key(ix, &k);
+    key = apr_psprintf(pool,
+                       "%s|%" APR_UINT64_T_FMT "|%" APR_UINT64_T_FMT "|%" APR_UINT64_T_FMT
+                       "|%" APR_INT64_T_FMT "|%" APR_INT64_T_FMT "|%s",
+                       path, k.size, k.dev, k.ino, k.mtime_ns, k.ctime_ns,
+                       sha1_hex(pool, k.digest, JPIP_INDEX_DIGEST_LEN, 40));
     return sha1_hex(pool, key, strlen(key), 24);
 }
 
@@ -60,14 +67,17 @@ static int map_file(apr_pool_t *pool, const char *file, apr_int32_t flags, apr_f
     return 1;
 }
 
-/* Map a cache file and accept it if it indexes exactly this source. */
-static int try_load(apr_pool_t *pool, const char *file, const char *path, const apr_finfo_t *finfo,
-                    jpip_index_t **ix)
+/* Map a cache file and accept it if it indexes exactly this source: the
+ * same path and identity, and the digest of the bytes behind src equal to
+ * the one recorded when it was built. */
+static int try_load(apr_pool_t *pool, const char *file, const char *path, apr_file_t *src,
+                    const jpip_fileid_t *id, jpip_index_t **ix)
 {
     apr_file_t *f;
     apr_mmap_t *mm;
     jpip_index_key_t key;
     jpip_err_t err;
+    unsigned char digest[JPIP_INDEX_DIGEST_LEN];
 
     if (!map_file(pool, file, 0, &f, &mm)) {
         return 0;
@@ -77,8 +87,11 @@ static int try_load(apr_pool_t *pool, const char *file, const char *path, const 
         return 0;
     }
     jpip_index_key(*ix, &key);
-    return key.size == (apr_uint64_t)finfo->size && key.mtime == finfo->mtime && key.path != NULL &&
-           strcmp(key.path, path) == 0;
+    if (!jpip_fileid_matches_key(id, &key) || key.path == NULL || strcmp(key.path, path) != 0) {
+        return 0;
+    }
+    return jpip_file_digest(src, id->size, *ix, digest, &err) == JPIP_OK &&
+           memcmp(digest, key.digest, JPIP_INDEX_DIGEST_LEN) == 0;
 }
 
 static jpip_code_t store(apr_pool_t *pool, const char *file, const jpip_index_t *ix,
@@ -105,44 +118,124 @@ static jpip_code_t store(apr_pool_t *pool, const char *file, const jpip_index_t 
     return rc;
 }
 
-int jpip_ixcache_load(apr_pool_t *pool, const char *dir, const char *path, const apr_finfo_t *finfo,
-                      jpip_index_t **ix)
+int jpip_ixcache_load(apr_pool_t *pool, const char *dir, const char *path, apr_file_t *f,
+                      const jpip_fileid_t *id, jpip_index_t **ix)
 {
-    return dir != NULL && try_load(pool, jpip_ixcache_file(pool, dir, path), path, finfo, ix);
+    return dir != NULL && try_load(pool, jpip_ixcache_file(pool, dir, path), path, f, id, ix);
 }
 
-jpip_code_t jpip_ixcache_open(apr_pool_t *pool, const char *dir, const char *path,
-                              const apr_finfo_t *finfo, const jpip_index_limits_t *limits,
-                              jpip_ixc_result_t *res, jpip_err_t *err)
+/* Build the index from f and seal it with the digest of f's bytes. */
+static jpip_code_t build(apr_pool_t *pool, const char *path, apr_file_t *f, const jpip_fileid_t *id,
+                         const jpip_index_limits_t *limits, jpip_index_t **ix, jpip_err_t *err)
 {
-    const char *file = dir != NULL ? jpip_ixcache_file(pool, dir, path) : NULL;
-    apr_file_t *f;
     jpip_src_t *src;
     jpip_index_key_t key;
+    jpip_fileid_t after;
+    unsigned char digest[JPIP_INDEX_DIGEST_LEN];
+    jpip_code_t rc;
+
+    memset(&key, 0, sizeof(key));
+    rc = jpip_src_open_file(&src, pool, f, id->size, err);
+    if (rc == JPIP_OK) {
+        key.path = path;
+        jpip_fileid_to_key(id, &key);
+        rc = jpip_index_build(ix, pool, src, &key, limits, err);
+    }
+    if (rc == JPIP_OK) {
+        rc = jpip_file_digest(f, id->size, *ix, digest, err);
+    }
+    if (rc == JPIP_OK) {
+        rc = jpip_index_seal(*ix, digest, err);
+    }
+    /* a file rewritten while it was read is indexed from mixed bytes */
+    if (rc == JPIP_OK &&
+        (jpip_fileid_of_file(f, &after, err) != JPIP_OK || !jpip_fileid_equal(id, &after))) {
+        rc = jpip_err_set(err, JPIP_E_IO, "the target changed while it was being indexed");
+    }
+    return rc;
+}
+
+/* The build lock: one process of the host builds an index, the others
+ * wait for its cache file. */
+#define LOCK_POLL apr_time_from_msec(20)
+#define LOCK_SLACK apr_time_from_sec(5)
+
+static int lock_take(apr_pool_t *pool, const char *lock, apr_interval_time_t stale_after)
+{
+    apr_file_t *lf;
+    apr_int32_t flags = APR_FOPEN_CREATE | APR_FOPEN_WRITE | APR_FOPEN_EXCL;
+    apr_status_t rv = apr_file_open(&lf, lock, flags, APR_FPROT_UREAD | APR_FPROT_UWRITE, pool);
+
+    if (APR_STATUS_IS_EEXIST(rv)) {
+        apr_finfo_t fi;
+
+        /* a builder that died leaves its lock behind */
+        if (apr_stat(&fi, lock, APR_FINFO_MTIME, pool) != APR_SUCCESS ||
+            apr_time_now() - fi.mtime < stale_after) {
+            return 0;
+        }
+        apr_file_remove(lock, pool);
+        rv = apr_file_open(&lf, lock, flags, APR_FPROT_UREAD | APR_FPROT_UWRITE, pool);
+    }
+    if (rv != APR_SUCCESS) {
+        return 0;
+    }
+    apr_file_close(lf);
+    return 1;
+}
+
+jpip_code_t jpip_ixcache_open(apr_pool_t *pool, const char *dir, const char *path, apr_file_t *f,
+                              const jpip_fileid_t *id, const jpip_index_limits_t *limits,
+                              apr_interval_time_t wait, jpip_ixc_result_t *res, jpip_err_t *err)
+{
+    const char *file = dir != NULL ? jpip_ixcache_file(pool, dir, path) : NULL;
+    const char *lock = file != NULL ? apr_pstrcat(pool, file, ".lock", NULL) : NULL;
+    apr_time_t deadline = apr_time_now() + wait;
+    int locked = 0;
     jpip_code_t rc;
 
     memset(res, 0, sizeof(*res));
-    if (file != NULL && try_load(pool, file, path, finfo, &res->ix)) {
-        res->how = JPIP_IXC_MAPPED;
-        return JPIP_OK;
+    if (file != NULL) {
+        for (;;) {
+            if (try_load(pool, file, path, f, id, &res->ix)) {
+                res->how = JPIP_IXC_MAPPED;
+                return JPIP_OK;
+            }
+            /* a live builder gives up by wait (JPIPIndexMaxTime): a lock
+             * older than that was left by one that died */
+            if (lock_take(pool, lock, wait > 0 ? wait + LOCK_SLACK : apr_time_from_sec(60))) {
+                locked = 1;
+                /* it may have been stored between the look and the lock */
+                if (try_load(pool, file, path, f, id, &res->ix)) {
+                    apr_file_remove(lock, pool);
+                    res->how = JPIP_IXC_MAPPED;
+                    return JPIP_OK;
+                }
+                break;
+            }
+            if (apr_time_now() > deadline) {
+                break; /* build it here, without storing */
+            }
+            apr_sleep(LOCK_POLL);
+        }
     }
-    if (apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, pool) != APR_SUCCESS) {
-        return jpip_err_set(err, JPIP_E_IO, "the target cannot be opened for reading");
-    }
-    rc = jpip_src_open_file(&src, pool, f, (apr_uint64_t)finfo->size, err);
-    if (rc == JPIP_OK) {
-        key.path = path;
-        key.size = (apr_uint64_t)finfo->size;
-        key.mtime = finfo->mtime;
-        rc = jpip_index_build(&res->ix, pool, src, &key, limits, err);
-    }
-    apr_file_close(f);
+    rc = build(pool, path, f, id, limits, &res->ix, err);
     if (rc != JPIP_OK) {
+        if (locked) {
+            apr_file_remove(lock, pool);
+        }
         return rc;
     }
     res->how = JPIP_IXC_BUILT;
-    if (file != NULL && store(pool, file, res->ix, &res->store_err) != JPIP_OK) {
+    if (file != NULL && !locked) {
         res->how = JPIP_IXC_BUILT_NOSTORE;
+        jpip_err_set(&res->store_err, JPIP_E_LIMIT,
+                     "another process was still building it after the wait");
+    } else if (file != NULL && store(pool, file, res->ix, &res->store_err) != JPIP_OK) {
+        res->how = JPIP_IXC_BUILT_NOSTORE;
+    }
+    if (locked) {
+        apr_file_remove(lock, pool);
     }
     return JPIP_OK;
 }
@@ -179,7 +272,7 @@ int jpip_ixcache_rend_load(apr_pool_t *pool, const char *dir, const char *path,
 }
 
 jpip_code_t jpip_ixcache_rend_store(apr_pool_t *pool, const char *dir, const char *path,
-                                    const jpip_index_t *ix, const unsigned char *file,
+                                    const jpip_index_t *ix, apr_file_t *file,
                                     apr_interval_time_t stale_after, volatile apr_uint32_t *cancel,
                                     jpip_err_t *err)
 {
@@ -210,7 +303,16 @@ jpip_code_t jpip_ixcache_rend_store(apr_pool_t *pool, const char *dir, const cha
         }
         return jpip_err_set(err, JPIP_E_IO, "cannot create a file in the index cache directory");
     }
-    rc = jpip_rend_write(ix, file, f, cancel, err);
+    {
+        jpip_index_key_t key;
+        jpip_src_t *src;
+
+        jpip_index_key(ix, &key);
+        rc = jpip_src_open_file(&src, pool, file, key.size, err);
+        if (rc == JPIP_OK) {
+            rc = jpip_rend_write(ix, src, f, cancel, err);
+        }
+    }
     if (apr_file_close(f) != APR_SUCCESS && rc == JPIP_OK) {
         rc = jpip_err_set(err, JPIP_E_IO, "cannot write the rendition");
     }

@@ -2,8 +2,11 @@
  *
  * An index is built once per file and kept in a cache directory, one file
  * per target, named by a hash of the target's path. The file records the
- * source key (path, size, mtime); an index whose key no longer matches the
- * target (the file changed) is rebuilt. Cache files are written to a
+ * source key (path and identity, fileid.h) and the digest of the bytes it
+ * was built from; an index is used only while the target's identity is
+ * the recorded one and the digest of its bytes, taken again at load, is
+ * the recorded one: anything else (the file changed, or was replaced by
+ * one of the same size and times) means a rebuild, never an answer. Cache files are written to a
  * temporary name and renamed into place, so a reader never sees a partial
  * index and concurrent builders of the same target simply race to an
  * identical result. Readers map the file read-only: every worker process
@@ -15,6 +18,7 @@
 #include <apr_file_info.h>
 #include <apr_pools.h>
 
+#include "fileid.h"
 #include "index.h"
 #include "jpip_err.h"
 #include "rendition.h"
@@ -31,29 +35,35 @@ typedef struct jpip_ixc_result_t {
     jpip_err_t store_err; /* why the cache file could not be written */
 } jpip_ixc_result_t;
 
-/* The target id (JPIP tid) of a file version: a hash of its path, size
- * and mtime, so it changes whenever the file does. 24 hex digits. */
-const char *jpip_ixcache_tid(apr_pool_t *pool, const char *path, apr_uint64_t size,
-                             apr_int64_t mtime);
+/* The target id (JPIP tid) of a file version: a hash of its path, the
+ * identity and the digest in ix's key, so it changes whenever the file
+ * does. 24 hex digits. */
+const char *jpip_ixcache_tid(apr_pool_t *pool, const char *path, const jpip_index_t *ix);
 
 /* The cache file name for path inside dir. */
 const char *jpip_ixcache_file(apr_pool_t *pool, const char *dir, const char *path);
 
-/* Map the cache file of path if it indexes exactly this version of the
- * file (finfo's size and mtime). Returns 1 and sets *ix, or 0 (no cache
- * file, a stale or damaged one: the caller builds). */
-int jpip_ixcache_load(apr_pool_t *pool, const char *dir, const char *path, const apr_finfo_t *finfo,
-                      jpip_index_t **ix);
+/* Map the cache file of path if it indexes exactly the file open as f,
+ * whose identity is id (fstat of f): the recorded identity is id and the
+ * digest of f's bytes is the recorded one. Returns 1 and sets *ix, or 0
+ * (no cache file, a stale, foreign or damaged one: the caller builds). */
+int jpip_ixcache_load(apr_pool_t *pool, const char *dir, const char *path, apr_file_t *f,
+                      const jpip_fileid_t *id, jpip_index_t **ix);
 
-/* Open the index of the regular file at path, whose stat is finfo (size
- * and mtime are the key). With dir NULL nothing is cached on disk. The
- * index and its mapping live as long as pool. Errors are those of
- * jpip_index_build (the file is not JPEG 2000, a limit was hit) and
- * JPIP_E_IO when the target cannot be read; a cache that cannot be read or
- * written only costs a rebuild. */
-jpip_code_t jpip_ixcache_open(apr_pool_t *pool, const char *dir, const char *path,
-                              const apr_finfo_t *finfo, const jpip_index_limits_t *limits,
-                              jpip_ixc_result_t *res, jpip_err_t *err);
+/* Open the index of the regular file at path, open as f with identity id.
+ * With dir NULL nothing is cached on disk. Otherwise one process of the
+ * host builds it: a lock file beside the cache file is taken exclusively
+ * (one older than wait plus 5 s, left by a
+ * builder that died, is taken over); the others wait up to wait for
+ * the cache file, then build it themselves without storing it
+ * (JPIP_IXC_BUILT_NOSTORE). The index and its mapping live as long as
+ * pool. Errors are those of jpip_index_build (the file is not JPEG 2000,
+ * a limit was hit) and JPIP_E_IO when the target cannot be read or changed
+ * while it was read; a cache that cannot be read or written only costs a
+ * rebuild. */
+jpip_code_t jpip_ixcache_open(apr_pool_t *pool, const char *dir, const char *path, apr_file_t *f,
+                              const jpip_fileid_t *id, const jpip_index_limits_t *limits,
+                              apr_interval_time_t wait, jpip_ixc_result_t *res, jpip_err_t *err);
 
 /* ---- renditions (rendition.h), kept beside the index ---- */
 
@@ -67,13 +77,14 @@ const char *jpip_ixcache_rend_file(apr_pool_t *pool, const char *dir, const char
 int jpip_ixcache_rend_load(apr_pool_t *pool, const char *dir, const char *path,
                            const jpip_index_t *ix, jpip_rend_t **rd, apr_file_t **file);
 
-/* Write the rendition of path (indexed by ix, mapped at file) into dir:
+/* Write the rendition of path (indexed by ix) into dir, reading the
+ * target through file (whose identity the caller checked against ix):
  * to a temporary name taken exclusively, so that only one process builds
  * it, then renamed into place. JPIP_E_LIMIT when another builder holds
  * the temporary name (one left behind for stale_after is taken over) or
  * *cancel became nonzero; JPIP_E_IO when it cannot be written. */
 jpip_code_t jpip_ixcache_rend_store(apr_pool_t *pool, const char *dir, const char *path,
-                                    const jpip_index_t *ix, const unsigned char *file,
+                                    const jpip_index_t *ix, apr_file_t *file,
                                     apr_interval_time_t stale_after, volatile apr_uint32_t *cancel,
                                     jpip_err_t *err);
 

@@ -959,7 +959,88 @@ jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, ap
     return rc;
 }
 
+/* The runs of e do not fit in cap: forget what they say about partly held
+ * bins (those bins go back to holding nothing), then, if that is not
+ * enough, the last complete runs, until they fit. Only for ordinary
+ * models, where forgetting lowers what is held: the server then sends
+ * those bytes again, never omits any. Returns the bins forgotten. */
+static apr_uint64_t shed(emit_t *e, apr_uint64_t cap)
+{
+    apr_uint64_t dropped = 0;
+    apr_size_t i, o = 0;
+
+    for (i = 0; i < e->n; i++) {
+        if (e->out[i].bytes == JPIP_MODEL_COMPLETE) {
+            e->out[o++] = e->out[i];
+        } else {
+            dropped += e->out[i].last - e->out[i].first + 1;
+        }
+    }
+    e->n = o;
+    while (e->n > cap) {
+        e->n--;
+        dropped += e->out[e->n].last - e->out[e->n].first + 1;
+    }
+    return dropped;
+}
+
+static jpip_code_t record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err);
+
 jpip_code_t jpip_model_record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err)
+{
+    return record_batch(m, b, err);
+}
+
+/* A model of cap runs in malloc'd memory holding m's runs. */
+static jpip_model_t *spill_make(const jpip_model_t *m, apr_uint64_t cap)
+{
+    apr_size_t size = jpip_model_bytes_for((apr_size_t)cap);
+    jpip_model_t *s = malloc(size);
+
+    if (s != NULL) {
+        memcpy(s, m, jpip_model_size(m));
+        s->cap = cap;
+    }
+    return s;
+}
+
+jpip_code_t jpip_model_record_spill(jpip_model_t *m, jpip_model_t **spill, jpip_model_batch_t *b,
+                                    jpip_err_t *err)
+{
+    jpip_model_t *t = *spill != NULL ? *spill : m;
+    apr_uint64_t need = t->count + 2 * (apr_uint64_t)b->n + 1;
+
+    if (need <= t->cap || (m->flags & FLAG_INVERTED)) {
+        return record_batch(t, b, err);
+    }
+    /* it may not fit: record where it surely does */
+    t = spill_make(t, need + need / 2);
+    if (t == NULL) {
+        return jpip_err_set(err, JPIP_E_NOMEM, "cache model: out of memory");
+    }
+    free(*spill);
+    *spill = t;
+    return record_batch(t, b, err);
+}
+
+apr_uint64_t jpip_model_unspill(jpip_model_t *m, jpip_model_t *spill)
+{
+    emit_t e;
+    apr_uint64_t dropped;
+
+    if (spill == NULL) {
+        return 0;
+    }
+    e.out = recs(spill);
+    e.n = (apr_size_t)spill->count;
+    dropped = e.n > m->cap ? shed(&e, m->cap) : 0;
+    memcpy(recs(m), e.out, e.n * sizeof(*e.out));
+    m->count = e.n;
+    free(spill);
+    return dropped;
+}
+
+static jpip_code_t record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err)
 {
     const mrec_t *r = crecs(m);
     apr_size_t nr = (apr_size_t)m->count, n = b->n, i, j, k, nu = 0;

@@ -190,6 +190,26 @@ jpip_code_t jpip_model_batch_make(jpip_model_batch_t **b, const jpip_model_sent_
 jpip_code_t jpip_model_record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err);
 void jpip_model_batch_free(jpip_model_batch_t *b);
 
+/* Recording a response whose runs may not fit (sessions): while they
+ * surely fit in m (its runs plus two per message of the batch), b is
+ * recorded in m; from the first batch that might not, m's runs go to a
+ * *spill model in process memory (malloc'd, grown as needed) and this and
+ * later batches of the response are recorded there, so that no message
+ * of the response is lost to a full model half way (a later message of a
+ * bin extends what an earlier one left). jpip_model_unspill ends the
+ * response: the spill's runs go back to m, and when they do not fit,
+ * what they say about partly held bins is forgotten (those bins hold
+ * nothing again), then, if need be, the last complete runs, until they
+ * fit. It returns the bins forgotten and frees the spill (NULL: nothing
+ * to do). Forgetting only lowers what is held, so the server at worst
+ * sends bytes again, never omits any; and a model whose bins are all
+ * complete is a run per class and codestream however many bins the image
+ * has, so a session that grows to the whole image ends small. Inverted
+ * models never spill. */
+jpip_code_t jpip_model_record_spill(jpip_model_t *m, jpip_model_t **spill, jpip_model_batch_t *b,
+                                    jpip_err_t *err);
+apr_uint64_t jpip_model_unspill(jpip_model_t *m, jpip_model_t *spill);
+
 /* held = max(held, bytes) for ids first..last (first <= last). */
 jpip_code_t jpip_model_add_range(jpip_model_t *m, unsigned cls, apr_uint64_t csn,
                                  apr_uint64_t first, apr_uint64_t last, apr_uint64_t bytes,

@@ -6,7 +6,7 @@
 #include "jpp.h"
 
 #define REND_MAGIC "JPIPRND1"
-#define REND_VERSION 1u
+#define REND_VERSION 2u /* 2: the source identity and digest */
 #define REND_ORDER 0x01020304u
 #define REND_MAX_BINS (((apr_uint64_t)1) << 26)
 #define REND_BUF (1024 * 1024)
@@ -17,6 +17,9 @@ typedef struct rhdr_t {
     apr_uint32_t order;
     apr_uint64_t src_size;
     apr_int64_t src_mtime;
+    apr_uint64_t src_dev, src_ino;
+    apr_int64_t src_mtime_ns, src_ctime_ns;
+    unsigned char digest[24]; /* the index's (JPIP_INDEX_DIGEST_LEN used) */
     apr_uint64_t nbins;
     apr_uint64_t ix_size; /* bytes of the index blob it was made from */
     apr_uint64_t table_off;
@@ -164,7 +167,7 @@ static jpip_code_t check_place(void *vctx, apr_uint64_t csn, apr_uint64_t id, co
 
 typedef struct writer_t {
     const jpip_index_t *ix;
-    const unsigned char *file;
+    jpip_src_t *src;
     apr_file_t *f;
 } writer_t;
 
@@ -186,13 +189,29 @@ static jpip_code_t emit(void *vctx, apr_uint64_t csn, apr_uint64_t id, const jpi
     jpip_code_t rc = put(wr->f, h, msg_header(csn, id, bin, h), err);
 
     for (i = 0; i < bin->npieces && rc == JPIP_OK; i++) {
-        rc = put(wr->f, jpip_index_piece_bytes(wr->ix, &pc[i], wr->file), (apr_size_t)pc[i].len,
-                 err);
+        apr_uint64_t off = pc[i].off, left = pc[i].len;
+
+        if (jpip_piece_is_synth(&pc[i])) {
+            rc = put(wr->f, jpip_index_synth(wr->ix, &pc[i]), (apr_size_t)left, err);
+            continue;
+        }
+        /* read, never mapped: a target cut short meanwhile is an error */
+        while (left > 0 && rc == JPIP_OK) {
+            apr_size_t n = left > JPIP_SRC_PEEK_MAX ? JPIP_SRC_PEEK_MAX : (apr_size_t)left;
+            const unsigned char *p;
+
+            rc = jpip_src_peek(wr->src, off, n, &p, err);
+            if (rc == JPIP_OK) {
+                rc = put(wr->f, p, n, err);
+            }
+            off += n;
+            left -= n;
+        }
     }
     return rc;
 }
 
-jpip_code_t jpip_rend_write(const jpip_index_t *ix, const unsigned char *file, apr_file_t *f,
+jpip_code_t jpip_rend_write(const jpip_index_t *ix, jpip_src_t *src, apr_file_t *f,
                             volatile apr_uint32_t *cancel, jpip_err_t *err)
 {
     apr_uint64_t nbins = jpip_index_nbins(ix), i;
@@ -217,6 +236,11 @@ jpip_code_t jpip_rend_write(const jpip_index_t *ix, const unsigned char *file, a
     jpip_index_key(ix, &key);
     h.src_size = key.size;
     h.src_mtime = key.mtime;
+    h.src_dev = key.dev;
+    h.src_ino = key.ino;
+    h.src_mtime_ns = key.mtime_ns;
+    h.src_ctime_ns = key.ctime_ns;
+    memcpy(h.digest, key.digest, JPIP_INDEX_DIGEST_LEN);
     h.nbins = nbins;
     jpip_index_blob(ix, &h.ix_size);
     h.table_off = sizeof(h);
@@ -237,7 +261,7 @@ jpip_code_t jpip_rend_write(const jpip_index_t *ix, const unsigned char *file, a
     }
     if (rc == JPIP_OK) {
         wr.ix = ix;
-        wr.file = file;
+        wr.src = src;
         wr.f = f;
         apr_file_buffer_set(f, apr_palloc(pool, REND_BUF), REND_BUF);
         rc = visit(ix, emit, &wr, cancel, err);
@@ -275,7 +299,10 @@ jpip_code_t jpip_rend_load(jpip_rend_t **rd, apr_pool_t *pool, const jpip_index_
     }
     jpip_index_key(ix, &key);
     jpip_index_blob(ix, &ixsize);
-    if (h->src_size != key.size || h->src_mtime != key.mtime || h->nbins != nbins ||
+    if (h->src_size != key.size || h->src_mtime != key.mtime || h->src_dev != key.dev ||
+        h->src_ino != key.ino || h->src_mtime_ns != key.mtime_ns ||
+        h->src_ctime_ns != key.ctime_ns ||
+        memcmp(h->digest, key.digest, JPIP_INDEX_DIGEST_LEN) != 0 || h->nbins != nbins ||
         h->ix_size != ixsize) {
         return bad(err, "made from another version of the target");
     }

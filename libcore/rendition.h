@@ -24,12 +24,11 @@
  * per precinct.
  *
  * The file: a header (magic, version, byte-order marker, the source key
- * and the size of the index it was made from), a table with one 64-bit
- * entry per data-bin of the index (the offset of the bin's message, or
- * JPIP_REND_NONE), then the messages. jpip_rend_load checks the header
- * against the index and walks the layout, checking that every message is
- * where the writer puts it, back to back to the end of the file, so an
- * untrusted file can make a response wrong but never read out of bounds.
+ * with its identity and digest, fileid.h, and the size of the index it was made from), a table with
+ * one 64-bit entry per data-bin of the index (the offset of the bin's message, or JPIP_REND_NONE),
+ * then the messages. jpip_rend_load checks the header against the index and walks the layout,
+ * checking that every message is where the writer puts it, back to back to the end of the file, so
+ * an untrusted file can make a response wrong but never read out of bounds.
  */
 #ifndef JPIP_RENDITION_H
 #define JPIP_RENDITION_H
@@ -44,12 +43,14 @@
 
 typedef struct jpip_rend_t jpip_rend_t;
 
-/* Write the rendition of ix to f (opened for writing, at offset 0). file
- * is the whole target, mapped. *cancel (may be NULL) is polled: when it
+/* Write the rendition of ix to f (opened for writing, at offset 0),
+ * reading the target's bytes from src (never a mapping of the target: a
+ * file cut short while it is read is JPIP_E_FORMAT or JPIP_E_IO, not a
+ * signal). *cancel (may be NULL) is polled: when it
  * becomes nonzero the write stops with JPIP_E_LIMIT. JPIP_E_IO when f
  * cannot be written; JPIP_E_LIMIT too when the index has more bins than a
  * rendition table is allowed (1 << 26). */
-jpip_code_t jpip_rend_write(const jpip_index_t *ix, const unsigned char *file, apr_file_t *f,
+jpip_code_t jpip_rend_write(const jpip_index_t *ix, jpip_src_t *src, apr_file_t *f,
                             volatile apr_uint32_t *cancel, jpip_err_t *err);
 
 /* Open a rendition (data, size: typically a read-only mapping that

@@ -3,9 +3,11 @@
  * Claims requests whose handler is "jpip": reads the JPIP fields (query
  * string and, for POST, a bounded form body), resolves the target inside
  * JPIPRoot, finds its index, lets libcore decide the answer, and streams
- * it: message headers as small heap buckets, message bodies as file
- * buckets over the image (sent with sendfile where httpd can), passed down
- * in batches, stopping as soon as the client has gone.
+ * it: message headers and small pieces copied into heap buckets (read
+ * from the request's descriptor of the image, never a mapping of it),
+ * large pieces as file buckets over that descriptor (sent with sendfile
+ * where httpd can, never mapped), passed down in batches, stopping as soon
+ * as the client has gone.
  */
 #include "mod_jpip.h"
 
@@ -19,6 +21,7 @@
 #include <apr_strings.h>
 
 #include "fields.h"
+#include "fileid.h"
 #include "jpp.h"
 #include "model.h"
 #include "plan.h"
@@ -38,12 +41,43 @@ APLOG_USE_MODULE(jpip);
 
 /* -------------------------------------------------------------- answers */
 
+/* msg with control characters (from the request, say) written as \xNN. */
+static const char *escape_controls(apr_pool_t *p, const char *msg)
+{
+    const unsigned char *m;
+    apr_size_t n = 0;
+    char *out, *o;
+
+    for (m = (const unsigned char *)msg; *m != '\0'; m++) {
+        n += *m < 0x20 || *m == 0x7f || *m == '\\' ? 4 : 1;
+    }
+    if (n == strlen(msg)) {
+        return msg;
+    }
+    o = out = apr_palloc(p, n + 1);
+    for (m = (const unsigned char *)msg; *m != '\0'; m++) {
+        if (*m < 0x20 || *m == 0x7f || *m == '\\') {
+            static const char x[] = "0123456789abcdef";
+
+            *o++ = '\\';
+            *o++ = 'x';
+            *o++ = x[*m >> 4];
+            *o++ = x[*m & 15];
+        } else {
+            *o++ = (char)*m;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 /* Answer with status and a short text body naming the problem, framed as
  * an EOR message (jpp.h) so that a client reading any body as a JPP-stream
  * takes nothing for data. Returns DONE: the request is answered (httpd
  * treats it as OK), which callers tell apart from OK, "go on". */
 static int send_text(request_rec *r, int status, const char *msg)
 {
+    msg = escape_controls(r->pool, msg);
     r->status = status;
     ap_set_content_type(r, "text/plain; charset=utf-8");
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
@@ -60,8 +94,9 @@ static int send_text(request_rec *r, int status, const char *msg)
  * server's) and answer it. */
 static int refuse(request_rec *r, const char *target, int status, const char *msg)
 {
+    msg = escape_controls(r->pool, msg);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, JPIPLOGNO(0001) "jpip(target=%s): %d %s",
-                  target != NULL ? target : "-", status, msg);
+                  target != NULL ? escape_controls(r->pool, target) : "-", status, msg);
     return send_text(r, status, msg);
 }
 
@@ -140,9 +175,22 @@ static jpip_code_t read_body(request_rec *r, apr_off_t max, const char **out, ap
     char *buf = apr_palloc(r->pool, cap + 1);
     int seen_eos = 0;
 
+    const char *clen = apr_table_get(r->headers_in, "Content-Length");
+    apr_off_t declared = 0;
+
+    /* refused before a byte of the body is read; the connection is then
+     * closed, so that httpd does not read the body to discard it */
     if (ctype != NULL && ap_strstr_c(ctype, "x-www-form-urlencoded") == NULL) {
+        r->connection->keepalive = AP_CONN_CLOSE;
         return jpip_err_set(err, JPIP_E_FORMAT,
                             "a POST body must be application/x-www-form-urlencoded JPIP fields");
+    }
+    if (clen != NULL && ap_parse_strict_length(&declared, clen) && declared > max) {
+        r->connection->keepalive = AP_CONN_CLOSE;
+        return jpip_err_limit(err, JPIP_LIMIT_REQUEST_BODY,
+                              "the request body (%" APR_OFF_T_FMT
+                              " bytes) is larger than %" APR_OFF_T_FMT " bytes",
+                              declared, max);
     }
     while (!seen_eos) {
         apr_status_t rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ,
@@ -269,12 +317,12 @@ typedef struct ofile_t {
 typedef struct out_t {
     request_rec *r;
     apr_bucket_brigade *bb;
-    ofile_t tf;               /* the target */
-    const unsigned char *map; /* the target mapped read-only, or NULL */
-    int copy;                 /* HTTP/2: copy file bytes, no file buckets */
-    char *gbuf;               /* the gather buffer being filled (GATHER bytes) */
-    apr_bucket *gproto;       /* a heap bucket owning gbuf; slices of it are copies */
-    apr_size_t gstart;        /* gbuf[gstart, gused): copied, not yet in the brigade */
+    ofile_t tf;             /* the target */
+    jpip_file_window_t win; /* small pieces of it, read (never mapped) */
+    int copy;               /* HTTP/2: copy file bytes, no file buckets */
+    char *gbuf;             /* the gather buffer being filled (GATHER bytes) */
+    apr_bucket *gproto;     /* a heap bucket owning gbuf; slices of it are copies */
+    apr_size_t gstart;      /* gbuf[gstart, gused): copied, not yet in the brigade */
     apr_size_t gused;
     apr_size_t pending; /* bytes copied since the last pass (HTTP/2) */
     apr_status_t rv;    /* first failure passing a brigade down */
@@ -288,6 +336,7 @@ typedef struct out_t {
 #define GATHER (64 * 1024)      /* heap buckets of message headers and small pieces */
 #define SMALL_PIECE (16 * 1024) /* pieces below this are copied, not file buckets */
 #define COPY_FLUSH (256 * 1024) /* HTTP/2: pass copies down every so many bytes */
+#define WINDOW (32 * 1024)      /* reads of the target for small pieces */
 
 /* Put what was copied into the gather buffer since the last slice into the
  * brigade, as a heap bucket sharing the buffer (a copy of gproto), so that
@@ -363,12 +412,10 @@ static jpip_code_t gather(out_t *o, const void *data, apr_uint64_t off, apr_uint
             memcpy(o->gbuf + o->gused, p, n);
             p += n;
         } else {
-            apr_off_t pos = (apr_off_t)off;
-            apr_size_t got = 0;
+            jpip_code_t rc = jpip_file_window_copy(&o->win, off, n, o->gbuf + o->gused, err);
 
-            if (apr_file_seek(o->tf.file, APR_SET, &pos) != APR_SUCCESS ||
-                apr_file_read_full(o->tf.file, o->gbuf + o->gused, n, &got) != APR_SUCCESS) {
-                return jpip_err_set(err, JPIP_E_IO, "the target could not be read");
+            if (rc != JPIP_OK) {
+                return rc;
             }
             off += n;
         }
@@ -395,6 +442,11 @@ static apr_bucket *batch_proto(out_t *o, ofile_t *f)
         }
         f->proto =
             apr_bucket_file_create(f->fd, 0, (apr_size_t)f->size, f->pool, o->bb->bucket_alloc);
+        if (f == &o->tf) {
+            /* httpd would map the target to read it (EnableMMAP): a file
+             * cut short meanwhile would then kill the process */
+            apr_bucket_file_enable_mmap(f->proto, 0);
+        }
     }
     return f->proto;
 }
@@ -467,12 +519,9 @@ static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
     if (synth != NULL) {
         return gather(o, synth, 0, len, err);
     }
-    if (o->map != NULL && (o->copy || len < SMALL_PIECE)) {
-        return gather(o, o->map + off, 0, len, err);
-    }
-    if (o->copy) {
+    if (o->copy || len < SMALL_PIECE) {
         /* HTTP/2 hands buckets to another thread after the request may
-         * have ended: no file buckets there */
+         * have ended: no file buckets there; small pieces are copied */
         return gather(o, NULL, off, len, err);
     }
     /* zero copy for large pieces. The copies share the file bucket's data:
@@ -515,7 +564,8 @@ typedef struct chan_t {
      * ends; only what was handed over is ever recorded. */
     jpip_model_sent_t *pending;
     apr_size_t npending, npassed, flush_at;
-    jpip_session_t *s; /* the session this request owns, from channel_start on */
+    jpip_session_t *s;   /* the session this request owns, from channel_start on */
+    jpip_model_t *spill; /* the session model while it may not fit (model.h) */
 } chan_t;
 
 static int session_gone(request_rec *r, const char *name, const char *cid)
@@ -545,9 +595,12 @@ static int channel_target(request_rec *r, const jpip_dir_conf_t *conf, const jpi
     jpip_store_unlock();
     /* naming the same target again is allowed; another one is not */
     if (asked != NULL && *asked != '\0' && strcmp(asked, "/") != 0 &&
-        (jpip_target_resolve(r->pool, conf->root, asked, conf->allow_outside_links == 1, &t,
-                             &err) != JPIP_OK ||
-         strcmp(t.name, *name) != 0)) {
+        jpip_target_resolve(r->pool, conf->root, asked, conf->allow_outside_links == 1, &t, &err) !=
+            JPIP_OK) {
+        /* a deleted target is gone (404 naming it), not another one */
+        return refuse_err(r, *name, &err);
+    }
+    if (asked != NULL && *asked != '\0' && strcmp(asked, "/") != 0 && strcmp(t.name, *name) != 0) {
         return refuse(r, *name, HTTP_CONFLICT,
                       apr_psprintf(r->pool, "channel %s belongs to another target",
                                    ap_escape_html(r->pool, req->cid)));
@@ -747,7 +800,12 @@ static unsigned channel_flush(chan_t *ch)
      * extend what is held leaves a hole the model cannot express: not
      * recorded, at worst sent again */
     rc = jpip_model_batch_make(&b, ch->pending, ch->npassed, &err);
-    if (rc != JPIP_OK || jpip_model_record_batch(jpip_session_model(s), b, &err) != JPIP_OK) {
+    if (rc == JPIP_OK) {
+        /* what may not fit the session's model goes to a spill model, made
+         * to fit when the request ends (channel_end) */
+        rc = jpip_model_record_spill(jpip_session_model(s), &ch->spill, b, &err);
+    }
+    if (rc != JPIP_OK) {
         /* the model is full: end the session rather than send twice */
         apr_atomic_set32(&s->closed, 1);
         stop = JPIP_EOR_SESSION_LIMIT;
@@ -805,6 +863,8 @@ static void channel_end(const jpip_request_t *req, chan_t *ch)
 {
     jpip_session_t *s = ch->s;
 
+    jpip_model_unspill(jpip_session_model(s), ch->spill);
+    ch->spill = NULL;
     jpip_store_lock();
     if (req->cclose != NULL) {
         int i;
@@ -854,23 +914,18 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
     o.copy = c->master != NULL; /* an HTTP/2 stream */
     {
         core_dir_config *cd = ap_get_core_module_config(r->per_dir_config);
-        o.map = cd->enable_mmap == ENABLE_MMAP_OFF ? NULL : tgt->map;
         o.sendfile = cd->enable_sendfile == ENABLE_SENDFILE_ON;
+        if (resp->rend != NULL && cd->enable_mmap == ENABLE_MMAP_OFF) {
+            o.sendfile = 1; /* EnableMMAP Off: file buckets of the rendition */
+        }
     }
     o.tf.size = (apr_off_t)tgt->size;
-    if (apr_file_open(&o.tf.file, tgt->path,
-                      APR_FOPEN_READ | APR_FOPEN_BINARY |
-                          (o.sendfile ? APR_FOPEN_SENDFILE_ENABLED : 0),
-                      0, r->pool) != APR_SUCCESS) {
-        return refuse(r, name, status_of_kind(JPIP_E_IO), "the target cannot be read");
-    }
+    o.tf.file = jpip_targets_file(r); /* the descriptor whose identity was checked */
+    jpip_file_window_init(&o.win, o.tf.file, tgt->size, apr_palloc(r->pool, WINDOW), WINDOW);
     if (resp->rend != NULL) {
         o.rmap = jpip_rend_data(resp->rend);
         o.rf.file = rfile;
         o.rf.size = (apr_off_t)jpip_rend_size(resp->rend);
-        if (o.map == NULL) {
-            o.sendfile = 1; /* EnableMMAP Off: file buckets */
-        }
     }
     for (;;) {
         int more = jpip_plan_next(resp->plan, msgs, BATCH, &n, &err) == JPIP_OK && n > 0;
@@ -908,6 +963,21 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
             continue;
         }
         gather_flush(&o);
+        if (o.rv != APR_SUCCESS && !c->aborted) {
+            /* the target could not be read (it shrank, say): the answer
+             * is cut short, without its last chunk, and the connection
+             * closed, so that the client cannot take it for complete */
+            ap_log_rerror(
+                APLOG_MARK, APLOG_WARNING, 0, r,
+                JPIPLOGNO(0300) "jpip(target=%s): answer cut short after %" APR_UINT64_T_FMT
+                                " messages: %s",
+                name, nmsg, err.msg);
+            c->keepalive = AP_CONN_CLOSE;
+            apr_brigade_cleanup(o.bb);
+            APR_BRIGADE_INSERT_TAIL(
+                o.bb, ap_bucket_error_create(HTTP_BAD_GATEWAY, NULL, r->pool, c->bucket_alloc));
+            ap_pass_brigade(r->output_filters, o.bb);
+        }
         rv = o.rv != APR_SUCCESS ? o.rv : ap_pass_brigade(r->output_filters, o.bb);
         apr_brigade_cleanup(o.bb);
         batch_done(&o);
@@ -1084,6 +1154,10 @@ int jpip_handle(request_rec *r)
                            : err.code == JPIP_E_FORMAT ? "is not a servable JPEG 2000 file"
                                                        : "cannot be served";
 
+        if (err.code == JPIP_E_FORBIDDEN || err.code == JPIP_E_NOTFOUND) {
+            return refuse(r, target.name, jpip_err_status(&err),
+                          apr_psprintf(r->pool, "%s: %s", target.name, err.msg));
+        }
         return refuse(r, target.name, jpip_err_status(&err),
                       with_directive(r,
                                      apr_psprintf(r->pool, "%s %s: %s", target.name, what, err.msg),

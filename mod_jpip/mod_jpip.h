@@ -12,6 +12,7 @@
 #include <http_config.h>
 
 #include "box.h"
+#include "fileid.h"
 #include "index.h"
 #include "target.h"
 
@@ -104,11 +105,10 @@ extern module AP_MODULE_DECLARE_DATA jpip_module;
 typedef struct jpip_tgt_t {
     const char *path; /* absolute, symbolic links resolved */
     apr_uint64_t size;
-    apr_int64_t mtime;
-    const char *tid; /* JPIP target id of this version */
+    jpip_fileid_t id; /* the version indexed (fileid.h) */
+    const char *tid;  /* JPIP target id of this version */
     const jpip_index_t *ix;
     const jpip_box_layout_t *layout; /* JP2-family files; NULL for raw codestreams */
-    const unsigned char *map;        /* the file mapped read-only, or NULL */
     void *rend;                      /* its rendition once mapped (a jpip_tgt_rend_t *),
                                         set and read atomically: use
                                         jpip_targets_rendition */
@@ -124,11 +124,17 @@ typedef struct jpip_tgt_rend_t {
 apr_status_t jpip_targets_init(apr_pool_t *pchild, server_rec *s);
 
 /* The indexed target for t, built (or mapped from the index cache
- * directory) when this process has no current index of it. The target
- * stays valid until r's pool is cleared. Errors fill err (the file is not
- * JPEG 2000, a limit, I/O). */
+ * directory) when this process has no index of the file now at t's path:
+ * the file is opened for the request and the entry is used only when the
+ * identity of the open descriptor (fileid.h) is the one indexed. The
+ * target stays valid until r's pool is cleared; jpip_targets_file gives
+ * the request's descriptor, from which every byte of the answer is read.
+ * Errors fill err (JPIP_E_FORBIDDEN: the file cannot be read by the
+ * server; JPIP_E_NOTFOUND: it is gone; the file is not JPEG 2000, a
+ * limit, I/O). */
 jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_tgt_t **out,
                              jpip_err_t *err);
+apr_file_t *jpip_targets_file(request_rec *r);
 
 /* The target's rendition (rendition.h) if this process has one mapped,
  * else NULL. Counts the request: once a process has served a target

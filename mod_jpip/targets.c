@@ -3,8 +3,11 @@
  * Each worker process keeps the targets it has served in a small table:
  * the index (mapped from the index cache directory, so every process
  * shares one copy in the page cache), the box layout used for metareq, and
- * the target id. An entry is reused while the file's size and mtime are
- * unchanged; a changed file gets a new entry. Entries are reference counted
+ * the target id. Every request opens the file at the target's path and
+ * reuses the entry only while the identity of that descriptor (device,
+ * inode, size, mtime and ctime in nanoseconds: fileid.h) is the one the
+ * entry indexed; any other file gets a new entry. The target is never
+ * mapped: a file cut short while it is served must not raise SIGBUS. Entries are reference counted
  * by the requests using them, so eviction never pulls an index from under
  * a response being sent.
  */
@@ -15,7 +18,6 @@
 
 #include <apr_atomic.h>
 #include <apr_hash.h>
-#include <apr_mmap.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
 #include <apr_thread_proc.h>
@@ -156,8 +158,10 @@ static void build_slot_release(void)
     apr_thread_mutex_unlock(cache.lock);
 }
 
-/* Build the entry for t: map or build the index, and walk the boxes. */
-static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, jpip_err_t *err)
+/* Build the entry for the file open as f (identity id): map or build the
+ * index, and walk the boxes. */
+static jpip_code_t build(request_rec *r, const jpip_target_t *t, apr_file_t *f,
+                         const jpip_fileid_t *id, entry_t **out, jpip_err_t *err)
 {
     apr_pool_t *p;
     entry_t *e;
@@ -175,9 +179,8 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
     e = apr_pcalloc(p, sizeof(*e));
     e->pool = p;
     e->tgt.path = apr_pstrdup(p, t->path);
-    e->tgt.size = (apr_uint64_t)t->finfo.size;
-    e->tgt.mtime = t->finfo.mtime;
-    e->tgt.tid = jpip_ixcache_tid(p, t->path, e->tgt.size, e->tgt.mtime);
+    e->tgt.size = id->size;
+    e->tgt.id = *id;
     jpip_index_limits_default(&lim);
     lim.max_memory = (apr_uint64_t)jpip_srv_get(r->server, JPIP_V_INDEX_MEMORY);
     lim.max_time = jpip_srv_get(r->server, JPIP_V_INDEX_TIME);
@@ -185,52 +188,37 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
         dir = NULL;
     }
     memset(&res, 0, sizeof(res));
-    if (jpip_ixcache_load(p, dir, t->path, &t->finfo, &res.ix)) {
+    if (jpip_ixcache_load(p, dir, t->path, f, id, &res.ix)) {
         res.how = JPIP_IXC_MAPPED;
         rc = JPIP_OK;
     } else {
         rc = build_slot(err);
         if (rc == JPIP_OK) {
             t0 = apr_time_now(); /* the build itself, not the wait for a slot */
-            rc = jpip_ixcache_open(p, dir, t->path, &t->finfo, &lim, &res, err);
+            /* one process of the host builds; the others wait for it as
+             * long as a build may take */
+            rc = jpip_ixcache_open(p, dir, t->path, f, id, &lim, lim.max_time, &res, err);
             build_slot_release();
         }
     }
     if (rc == JPIP_OK) {
-        apr_file_t *f;
         jpip_src_t *src;
         jpip_container_t kind;
         apr_uint32_t brand;
+        jpip_box_layout_t *lay = NULL;
 
         e->tgt.ix = res.ix;
+        e->tgt.tid = jpip_ixcache_tid(p, t->path, res.ix);
         /* the box layout answers metareq; raw codestreams have none */
-        if (apr_file_open(&f, t->path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p) != APR_SUCCESS) {
-            rc = jpip_err_set(err, JPIP_E_IO, "the target cannot be opened for reading");
-        } else {
-            jpip_box_layout_t *lay = NULL;
-
-            rc = jpip_src_open_file(&src, p, f, e->tgt.size, err);
-            if (rc == JPIP_OK) {
-                rc = jpip_box_detect(src, &kind, &brand, err);
-            }
-            if (rc == JPIP_OK && kind != JPIP_CONTAINER_RAW) {
-                rc = jpip_box_layout_build(&lay, p, src, NULL, err);
-            }
-            e->tgt.layout = lay;
-            /* a read-only mapping for small pieces: copying them from it
-             * into large buckets beats one file bucket per packet. Like
-             * httpd's own EnableMMAP it assumes files are replaced, not
-             * truncated in place, while served; EnableMMAP Off avoids it. */
-            if (rc == JPIP_OK && e->tgt.size > 0 && e->tgt.size <= (apr_uint64_t)APR_SIZE_MAX) {
-                apr_mmap_t *mm;
-                if (apr_mmap_create(&mm, f, 0, (apr_size_t)e->tgt.size, APR_MMAP_READ, p) ==
-                    APR_SUCCESS) {
-                    e->tgt.map = mm->mm;
-                }
-            }
-            apr_file_close(f);
+        rc = jpip_src_open_file(&src, p, f, e->tgt.size, err);
+        if (rc == JPIP_OK) {
+            rc = jpip_box_detect(src, &kind, &brand, err);
         }
-        if (dir != NULL && e->tgt.map != NULL) {
+        if (rc == JPIP_OK && kind != JPIP_CONTAINER_RAW) {
+            rc = jpip_box_layout_build(&lay, p, src, NULL, err);
+        }
+        e->tgt.layout = lay;
+        if (dir != NULL && e->tgt.size > 0) {
             e->rend_dir = apr_pstrdup(p, dir);
         }
     }
@@ -255,15 +243,51 @@ static jpip_code_t build(request_rec *r, const jpip_target_t *t, entry_t **out, 
     return JPIP_OK;
 }
 
+#define FILE_NOTE "jpip-target-file"
+
+apr_file_t *jpip_targets_file(request_rec *r)
+{
+    void *f = NULL;
+
+    apr_pool_userdata_get(&f, FILE_NOTE, r->pool);
+    return f;
+}
+
+/* Open the target for this request. */
+static jpip_code_t open_target(request_rec *r, const jpip_target_t *t, apr_file_t **f,
+                               jpip_fileid_t *id, jpip_err_t *err)
+{
+    apr_status_t rv = apr_file_open(
+        f, t->path, APR_FOPEN_READ | APR_FOPEN_BINARY | APR_FOPEN_SENDFILE_ENABLED, 0, r->pool);
+
+    if (APR_STATUS_IS_EACCES(rv)) {
+        return jpip_err_set(err, JPIP_E_FORBIDDEN, "the server may not read the target");
+    }
+    if (APR_STATUS_IS_ENOENT(rv)) {
+        return jpip_err_set(err, JPIP_E_NOTFOUND, "the target is gone");
+    }
+    if (rv != APR_SUCCESS) {
+        return jpip_err_set(err, JPIP_E_IO, "the target cannot be opened for reading");
+    }
+    apr_pool_userdata_setn(*f, FILE_NOTE, NULL, r->pool);
+    return jpip_fileid_of_file(*f, id, err);
+}
+
 jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_tgt_t **out,
                              jpip_err_t *err)
 {
     entry_t *e, *fresh = NULL;
+    apr_file_t *f;
+    jpip_fileid_t id;
     jpip_code_t rc;
 
+    rc = open_target(r, t, &f, &id, err);
+    if (rc != JPIP_OK) {
+        return rc;
+    }
     apr_thread_mutex_lock(cache.lock);
     e = apr_hash_get(cache.table, t->path, APR_HASH_KEY_STRING);
-    if (e != NULL && e->tgt.size == (apr_uint64_t)t->finfo.size && e->tgt.mtime == t->finfo.mtime) {
+    if (e != NULL && jpip_fileid_equal(&e->tgt.id, &id)) {
         e->refs++;
         e->used = apr_time_now();
         apr_thread_mutex_unlock(cache.lock);
@@ -277,7 +301,7 @@ jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_
     /* build outside the lock: other targets keep being served meanwhile,
      * but at most JPIPIndexMaxBuilds real builds at once in this process
      * (mapping an index another process already built does not count) */
-    rc = build(r, t, &fresh, err);
+    rc = build(r, t, f, &id, &fresh, err);
     if (rc != JPIP_OK) {
         return rc;
     }
@@ -341,9 +365,21 @@ static void *APR_THREAD_FUNC rend_build(apr_thread_t *thd, void *data)
     jpip_err_t err;
     jpip_code_t rc;
     apr_time_t t0 = apr_time_now();
+    apr_file_t *f = NULL;
+    jpip_fileid_t id;
 
-    rc = jpip_ixcache_rend_store(p, e->rend_dir, e->tgt.path, e->tgt.ix, e->tgt.map, REND_STALE,
-                                 &cache.cancel, &err);
+    /* its own descriptor, read with its own position; and only while the
+     * file at the path is still the version indexed */
+    if (apr_file_open(&f, e->tgt.path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, p) != APR_SUCCESS ||
+        jpip_fileid_of_file(f, &id, &err) != JPIP_OK || !jpip_fileid_equal(&id, &e->tgt.id)) {
+        rc = jpip_err_set(&err, JPIP_E_IO, "the target changed since it was indexed");
+    } else {
+        rc = jpip_ixcache_rend_store(p, e->rend_dir, e->tgt.path, e->tgt.ix, f, REND_STALE,
+                                     &cache.cancel, &err);
+    }
+    if (f != NULL) {
+        apr_file_close(f);
+    }
     if (rc == JPIP_OK) {
         int ok;
 

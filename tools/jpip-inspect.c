@@ -680,6 +680,7 @@ static int open_target(inspect_t *in, jpip_err_t *err)
         return 0;
     }
     in->src = src;
+    memset(&key, 0, sizeof(key));
     key.path = in->path;
     key.size = in->size;
     key.mtime = fi.mtime;

@@ -157,9 +157,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     apr_pool_t *pool = jpip_fuzz_pool();
     jpip_src_t *src;
     jpip_index_t *ix;
-    jpip_index_key_t key = {"fuzz", size, 0};
+    jpip_index_key_t key;
     jpip_err_t err;
 
+    memset(&key, 0, sizeof(key));
+    key.path = "fuzz";
+    key.size = size;
     if (jpip_src_open_mem(&src, pool, data, size, &err) == JPIP_OK &&
         jpip_index_build(&ix, pool, src, &key, NULL, &err) == JPIP_OK) {
         apr_size_t bsize;

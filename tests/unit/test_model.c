@@ -2,6 +2,7 @@
  * subtraction, need-inverted models, resolver callbacks, serialisation,
  * bounds, run compaction). */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -978,6 +979,113 @@ START_TEST(load_fuzz)
 }
 END_TEST
 
+/* The len growth of a session over a whole 32768x32768 image in a model of
+ * a session's default size (JPIPSessionMemory 64M over 256 sessions): 3
+ * components, 9 resolutions, 128x128 precincts (262143 precinct bins),
+ * five layers each, sent layer by layer in answers cut at growing lengths,
+ * each answer's messages recorded in batches. No answer fails for room;
+ * held bytes never exceed what was sent and never leave a hole; and once
+ * every bin is complete the model is one run, whatever the bin count. */
+#define BIG_LAYERS 5
+static apr_uint64_t big_layer_end(apr_uint64_t id, unsigned l)
+{
+    return (apr_uint64_t)(l + 1) * (40 + (id * 2654435761u) % 200);
+}
+
+START_TEST(whole_32768_image_at_session_size)
+{
+    apr_size_t size = (64u << 20) / 256 - 256; /* the slot less its session header */
+    apr_uint64_t nbins = 0, sent = 0, total, answer_len = 1000000, at = 0, dropped = 0;
+    apr_uint64_t r, id;
+    unsigned l;
+    void *buf = malloc(size);
+    jpip_model_t *m;
+    jpip_model_sent_t *msgs;
+    jpip_err_t err;
+    apr_size_t nm = 0, cap = 4096;
+
+    for (r = 0; r < 9; r++) {
+        apr_uint64_t side = (32768 >> (8 - r)) / 128;
+
+        nbins += 3 * (side > 0 ? side * side : 1);
+    }
+    ck_assert_uint_eq(nbins, 262143);
+    ck_assert_int_eq(jpip_model_init(buf, size, 0, &m, &err), JPIP_OK);
+    msgs = malloc(cap * sizeof(*msgs));
+    total = 0;
+    for (id = 0; id < nbins; id++) {
+        total += big_layer_end(id, BIG_LAYERS - 1);
+    }
+    /* the plan's order: layer by layer over every bin; an answer ends
+     * after answer_len bytes; each answer is recorded in batches of up to
+     * cap messages, then the spill goes back into the model */
+    while (at < (apr_uint64_t)BIG_LAYERS * nbins) {
+        apr_uint64_t budget = answer_len;
+        jpip_model_t *spill = NULL;
+
+        while (budget > 0 && at < (apr_uint64_t)BIG_LAYERS * nbins) {
+            jpip_model_batch_t *b;
+
+            nm = 0;
+            while (nm < cap && budget > 0 && at < (apr_uint64_t)BIG_LAYERS * nbins) {
+                apr_uint64_t held;
+
+                l = (unsigned)(at / nbins);
+                id = at % nbins;
+                held = jpip_model_held(spill != NULL ? spill : m, 0, 0, id);
+                if (held != JPIP_MODEL_COMPLETE && held < big_layer_end(id, l)) {
+                    apr_uint64_t end = big_layer_end(id, l);
+
+                    if (end - held > budget) {
+                        end = held + budget;
+                    }
+                    msgs[nm].cls = 0;
+                    msgs[nm].csn = 0;
+                    msgs[nm].id = id;
+                    msgs[nm].off = held;
+                    msgs[nm].len = end - held;
+                    msgs[nm].complete = end == big_layer_end(id, BIG_LAYERS - 1);
+                    budget -= end - held;
+                    sent += end - held;
+                    nm++;
+                    if (end < big_layer_end(id, l)) {
+                        break; /* cut inside the layer */
+                    }
+                }
+                at++;
+            }
+            ck_assert_int_eq(jpip_model_batch_make(&b, msgs, nm, &err), JPIP_OK);
+            ck_assert_msg(jpip_model_record_spill(m, &spill, b, &err) == JPIP_OK, "%s", err.msg);
+            jpip_model_batch_free(b);
+        }
+        dropped += jpip_model_unspill(m, spill);
+        /* the next answer starts again from what the model says is held */
+        at = 0;
+        while (at < (apr_uint64_t)BIG_LAYERS * nbins) {
+            apr_uint64_t held = jpip_model_held(m, 0, 0, at % nbins);
+
+            if (held != JPIP_MODEL_COMPLETE &&
+                held < big_layer_end(at % nbins, (unsigned)(at / nbins))) {
+                break;
+            }
+            at++;
+        }
+        answer_len = answer_len * 3 / 2;
+    }
+    for (id = 0; id < nbins; id += 997) {
+        ck_assert_uint_eq(jpip_model_held(m, 0, 0, id), JPIP_MODEL_COMPLETE);
+    }
+    ck_assert_uint_eq(jpip_model_runs(m), 1);
+    printf("model of a whole 32768x32768 image (%" APR_UINT64_T_FMT " bins, %" APR_UINT64_T_FMT
+           " bytes): %" APR_SIZE_T_FMT " bytes (%" APR_SIZE_T_FMT " runs); %" APR_UINT64_T_FMT
+           " bytes sent for it, %" APR_UINT64_T_FMT " bins forgotten on the way\n",
+           nbins, total, jpip_model_size(m), jpip_model_runs(m), sent, dropped);
+    ck_assert_uint_ge(sent, total);
+    free(msgs);
+    free(buf);
+}
+END_TEST
+
 static Suite *model_suite(void)
 {
     Suite *s = suite_create("model");
@@ -1005,6 +1113,7 @@ static Suite *model_suite(void)
     tcase_add_test(tc, forget_codestream);
     tcase_add_test(tc, grammar_fuzz);
     tcase_add_test(tc, load_fuzz);
+    tcase_add_test(tc, whole_32768_image_at_session_size);
     suite_add_tcase(s, tc);
     return s;
 }

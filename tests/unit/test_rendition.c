@@ -75,7 +75,7 @@ static void open_target(target_t *t, const char *path)
                       APR_FOPEN_CREATE | APR_FOPEN_TRUNCATE | APR_FOPEN_WRITE | APR_FOPEN_BINARY,
                       APR_FPROT_OS_DEFAULT, pool),
         APR_SUCCESS);
-    ck_assert_msg(jpip_rend_write(t->ix, t->data, f, NULL, &err) == JPIP_OK, "%s", err.msg);
+    ck_assert_msg(jpip_rend_write(t->ix, t->src, f, NULL, &err) == JPIP_OK, "%s", err.msg);
     apr_file_close(f);
     t->rdata = tu_read_file(pool, rpath, &t->rsize);
     ck_assert_ptr_nonnull(t->rdata);
@@ -258,16 +258,16 @@ START_TEST(foreign_or_damaged_refused)
     ck_assert_int_eq(jpip_rend_load(&rd, pool, a.ix, copy, a.rsize, &err), JPIP_E_FORMAT);
 
     /* a table entry pointing at the end of the file (the table follows
-     * the 72-byte header) */
+     * the 128-byte header) */
     nbins = jpip_index_nbins(a.ix);
     copy = apr_pmemdup(pool, a.rdata, a.rsize);
     for (i = 0; i < nbins; i++) {
         apr_uint64_t v;
 
-        memcpy(&v, copy + 72 + 8 * i, 8);
+        memcpy(&v, copy + 128 + 8 * i, 8);
         if (v != JPIP_REND_NONE) {
             v = a.rsize - 1;
-            memcpy(copy + 72 + 8 * i, &v, 8);
+            memcpy(copy + 128 + 8 * i, &v, 8);
             break;
         }
     }
@@ -282,7 +282,7 @@ START_TEST(foreign_or_damaged_refused)
         for (i = 0; i < nbins; i++) {
             apr_uint64_t v;
 
-            memcpy(&v, copy + 72 + 8 * i, 8);
+            memcpy(&v, copy + 128 + 8 * i, 8);
             if (v == JPIP_REND_NONE) {
                 continue;
             }
@@ -291,7 +291,7 @@ START_TEST(foreign_or_damaged_refused)
                 v0 = v;
             } else {
                 v1 = v;
-                memcpy(copy + 72 + 8 * i, &v0, 8);
+                memcpy(copy + 128 + 8 * i, &v0, 8);
                 memcpy(copy + 72 + 8 * first, &v1, 8);
                 break;
             }
@@ -324,13 +324,17 @@ START_TEST(cancel_and_cache_files)
     apr_file_t *f;
     const char *part;
 
+    apr_file_t *tf;
+
     open_target(&t, path);
+    ck_assert_int_eq(apr_file_open(&tf, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, pool),
+                     APR_SUCCESS);
     tu_run("rm -rf '%s' && mkdir -p '%s'", dir, dir);
     ck_assert_int_eq(jpip_ixcache_rend_load(pool, dir, path, t.ix, &rd, NULL), 0);
     /* cancelled: nothing left behind */
-    ck_assert_int_eq(jpip_ixcache_rend_store(pool, dir, path, t.ix, t.data, apr_time_from_sec(600),
-                                             &cancel, &err),
-                     JPIP_E_LIMIT);
+    ck_assert_int_eq(
+        jpip_ixcache_rend_store(pool, dir, path, t.ix, tf, apr_time_from_sec(600), &cancel, &err),
+        JPIP_E_LIMIT);
     ck_assert_int_eq(jpip_ixcache_rend_load(pool, dir, path, t.ix, &rd, NULL), 0);
     /* another builder's fresh temporary file: leave it alone */
     part = apr_pstrcat(pool, jpip_ixcache_rend_file(pool, dir, path), ".part", NULL);
@@ -339,12 +343,11 @@ START_TEST(cancel_and_cache_files)
         APR_SUCCESS);
     apr_file_close(f);
     cancel = 0;
-    ck_assert_int_eq(jpip_ixcache_rend_store(pool, dir, path, t.ix, t.data, apr_time_from_sec(600),
-                                             &cancel, &err),
-                     JPIP_E_LIMIT);
+    ck_assert_int_eq(
+        jpip_ixcache_rend_store(pool, dir, path, t.ix, tf, apr_time_from_sec(600), &cancel, &err),
+        JPIP_E_LIMIT);
     /* ... unless it is stale */
-    ck_assert_int_eq(jpip_ixcache_rend_store(pool, dir, path, t.ix, t.data, 0, &cancel, &err),
-                     JPIP_OK);
+    ck_assert_int_eq(jpip_ixcache_rend_store(pool, dir, path, t.ix, tf, 0, &cancel, &err), JPIP_OK);
     ck_assert_int_eq(jpip_ixcache_rend_load(pool, dir, path, t.ix, &rd, NULL), 1);
     ck_assert_uint_eq(jpip_rend_size(rd), t.rsize);
     ck_assert_int_eq(memcmp(jpip_rend_data(rd), t.rdata, t.rsize), 0);
