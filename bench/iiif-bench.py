@@ -131,8 +131,10 @@ def load(port, paths, conns, duration):
 
 def start_iipsrv(archive, work):
     port = free_port()
+    # no tile cache and no memcached: every answer is rendered, as
+    # mod_jpip's are (it keeps no tile cache; mod_cache is what caches)
     env = dict(os.environ, FILESYSTEM_PREFIX=archive + "/", VERBOSITY="0", JPEG_QUALITY="90",
-               MAX_IMAGE_CACHE_SIZE="10", MAX_CVT="5000",
+               MAX_IMAGE_CACHE_SIZE="0", MAX_CVT="5000", MEMCACHED_SERVERS="127.0.0.1:1",
                LOGFILE=os.path.join(work, "iipsrv.log"))
     proc = subprocess.Popen([IIPSRV, "--bind", "127.0.0.1:%d" % port, "--backlog", "1024"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
