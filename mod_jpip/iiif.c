@@ -28,6 +28,7 @@
 
 #include <math.h>
 
+#include "dicom.h"
 #include "render.h"
 #include "store.h"
 
@@ -58,6 +59,8 @@ static int iiif_error(request_rec *r, int status, const char *ident, const char 
 typedef struct iiif_req_t {
     const char *ident; /* decoded: the path below JPIPRoot */
     const char *ident_raw;
+    apr_uint64_t csn;  /* the codestream: ";frame=N" selects N - 1 */
+    const char *frame; /* ";frame=N" as given, or "" */
     int info;
     const char *region, *size, *rotation, *quality, *format;
 } iiif_req_t;
@@ -127,13 +130,37 @@ static const char *below_location(request_rec *r, const jpip_dir_conf_t *conf)
     return NULL;
 }
 
+/* A trailing ";frame=N" (N from 1) of the decoded identifier selects the
+ * file's N-th codestream: a DICOM file's frame N, a JPX file's N-th
+ * codestream (docs/dicom.md, "Frame identifiers"). Without it, the first. */
+static int parse_frame(apr_pool_t *p, iiif_req_t *q, const char **msg)
+{
+    const char *name;
+    apr_uint32_t frame;
+    jpip_err_t err;
+
+    jpip_err_clear(&err);
+    if (jpip_dicom_frame_id_parse(p, q->ident, &name, &frame, &err) != JPIP_OK) {
+        *msg = apr_pstrdup(p, err.msg);
+        return HTTP_BAD_REQUEST;
+    }
+    q->csn = frame > 0 ? (apr_uint64_t)frame - 1 : 0;
+    q->frame = frame > 0 ? apr_psprintf(p, ";frame=%u", frame) : "";
+    if (frame > 0 && *name == '\0') {
+        *msg = "the URL names no image identifier";
+        return HTTP_BAD_REQUEST;
+    }
+    q->ident = name;
+    return OK;
+}
+
 /* Split the path below the location. Returns OK, or a status with *msg. */
 static int parse_path(request_rec *r, const jpip_dir_conf_t *conf, iiif_req_t *q, const char **msg)
 {
     const char *rest = below_location(r, conf);
     apr_array_header_t *seg = apr_array_make(r->pool, 8, sizeof(char *));
     char *copy, *tok, *state;
-    int n, k;
+    int n, k, st;
 
     memset(q, 0, sizeof(*q));
     if (rest == NULL) {
@@ -184,6 +211,9 @@ static int parse_path(request_rec *r, const jpip_dir_conf_t *conf, iiif_req_t *q
     if (q->ident == NULL) {
         *msg = "the identifier has a malformed percent escape";
         return HTTP_BAD_REQUEST;
+    }
+    if ((st = parse_frame(r->pool, q, msg)) != OK) {
+        return st;
     }
     if (q->quality != NULL) {
         char *dot = strrchr(q->quality, '.');
@@ -588,7 +618,7 @@ static int validators(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tg
     apr_md5(dg, key, strlen(key));
     ap_bin2hex(dg, 12, hex);
     apr_table_setn(r->headers_out, "ETag", apr_pstrcat(r->pool, "\"", hex, "\"", NULL));
-    ap_update_mtime(r, tgt->mtime);
+    ap_update_mtime(r, (apr_time_t)(tgt->id.mtime_ns / 1000));
     ap_set_last_modified(r);
     apr_table_setn(r->headers_out, "Cache-Control",
                    conf->iiif_cache_control != NULL ? conf->iiif_cache_control
@@ -633,17 +663,18 @@ static int send_info(request_rec *r, const jpip_dir_conf_t *conf, const iiif_req
     char *sizes = "", *scales = "";
     const char *accept = apr_table_get(r->headers_in, "Accept");
 
-    if (jpip_render_geom(tgt->ix, 0, &g, &err) != JPIP_OK) {
+    if (jpip_render_geom(tgt->ix, q->csn, &g, &err) != JPIP_OK) {
         return iiif_error(r, HTTP_NOT_FOUND, q->ident, err.msg);
     }
     get_limits(conf, &lim);
     while (ln > 0 && loc[ln - 1] == '/') {
         ln--;
     }
-    id = ap_construct_url(r->pool,
-                          apr_pstrcat(r->pool, apr_pstrndup(r->pool, loc, ln), "/",
-                                      pct_encode(r->pool, q->ident), NULL),
-                          r);
+    id = ap_construct_url(
+        r->pool,
+        apr_pstrcat(r->pool, apr_pstrndup(r->pool, loc, ln), "/",
+                    pct_encode(r->pool, apr_pstrcat(r->pool, q->ident, q->frame, NULL)), NULL),
+        r);
     st = validators(r, conf, tgt, apr_pstrcat(r->pool, "info.json\n", id, NULL));
     if (st != OK) {
         return st;
@@ -726,7 +757,7 @@ static int send_image(request_rec *r, const jpip_dir_conf_t *conf, const iiif_re
     jpip_code_t rc;
 
     jpip_err_clear(&err);
-    if (jpip_render_geom(tgt->ix, 0, &g, &err) != JPIP_OK) {
+    if (jpip_render_geom(tgt->ix, q->csn, &g, &err) != JPIP_OK) {
         return iiif_error(r, HTTP_NOT_FOUND, q->ident, err.msg);
     }
     get_limits(conf, &lim);
@@ -737,6 +768,7 @@ static int send_image(request_rec *r, const jpip_dir_conf_t *conf, const iiif_re
         (st = parse_quality(q->quality, q->format, &rq.quality, &png, &msg)) != OK) {
         return iiif_error(r, st, q->ident, msg);
     }
+    rq.csn = q->csn;
     rq.ow = (apr_uint32_t)ow;
     rq.oh = (apr_uint32_t)oh;
     rq.drop_alpha = !png;
@@ -744,9 +776,9 @@ static int send_image(request_rec *r, const jpip_dir_conf_t *conf, const iiif_re
     st = validators(r, conf, tgt,
                     apr_psprintf(r->pool,
                                  "%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT ",%" APR_UINT64_T_FMT
-                                 ",%" APR_UINT64_T_FMT "/%u,%u/%s%u/%d.%s/%d",
+                                 ",%" APR_UINT64_T_FMT "/%u,%u/%s%u/%d.%s/%d/%" APR_UINT64_T_FMT,
                                  rq.x, rq.y, rq.w, rq.h, rq.ow, rq.oh, rq.mirror ? "!" : "",
-                                 rq.rotate, rq.quality, png ? "png" : "jpg", jq));
+                                 rq.rotate, rq.quality, png ? "png" : "jpg", jq, rq.csn));
     if (st != OK) {
         return st;
     }
@@ -764,14 +796,11 @@ static int send_image(request_rec *r, const jpip_dir_conf_t *conf, const iiif_re
     memset(&src, 0, sizeof(src));
     src.ix = tgt->ix;
     src.layout = tgt->layout;
-    src.map = tgt->map;
-    if (src.map == NULL) {
-        apr_file_t *f;
-        if (apr_file_open(&f, tgt->path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, rp) != APR_SUCCESS ||
-            jpip_src_open_file(&src.src, rp, f, tgt->size, &err) != JPIP_OK) {
-            apr_pool_destroy(rp);
-            return iiif_error(r, HTTP_INTERNAL_SERVER_ERROR, q->ident, "the image cannot be read");
-        }
+    /* read from the descriptor whose identity was checked, never mapped:
+     * a file cut short under the render makes it fail, not the process */
+    if (jpip_src_open_file(&src.src, rp, jpip_targets_file(r), tgt->size, &err) != JPIP_OK) {
+        apr_pool_destroy(rp);
+        return iiif_error(r, HTTP_INTERNAL_SERVER_ERROR, q->ident, "the image cannot be read");
     }
     rq.max_memory = (apr_uint64_t)jpip_dir_get(conf, JPIP_V_IIIF_MEMORY);
     rq.max_bins = (apr_uint64_t)jpip_dir_get(conf, JPIP_V_MAX_BINS);

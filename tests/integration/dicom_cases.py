@@ -675,6 +675,62 @@ def refer_refuses(rec):
     expect(not os.path.exists(os.path.join(TMP, "no.dcm")), "an output was left behind")
 
 
+# ------------------------------------------------------------ IIIF frames
+
+IIIF_CONF = """
+AllowEncodedSlashes NoDecode
+<Location "/iiif">
+    SetHandler jpip-iiif
+    JPIPRoot "{archive}"
+    Require all granted
+</Location>
+"""
+
+
+def frame_file(rec, k):
+    """Frame k (0-based) of rec as a codestream file of its own, cut out by
+    the test's DICOM writer (dcmgen), not by the server."""
+    path = os.path.join(TMP, "frames", "%s-frame%d.j2k" % (rec["name"].replace(".", "-"), k + 1))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(rec["codestreams"][k])
+    return path
+
+
+def iiif_frame_case(h, rec, k):
+    """IIIF identifiers `file.dcm;frame=N`: info.json gives frame N's size,
+    and its renders (full size, and a region at half size) are the same
+    PNG as those of frame N's codestream served as a file of its own."""
+    name = urllib.parse.quote(rec["name"], safe="")
+    own = urllib.parse.quote(os.path.basename(frame_file(rec, k)), safe="")
+    g = Geo(rec["codestreams"][k])
+    w, hh = g.frame(0)
+    st, _, body = h.get("/iiif/%s;frame=%d/info.json" % (name, k + 1))
+    expect(st == 200, "info.json of frame %d: status %d %r" % (k + 1, st, body[:200]))
+    info = __import__("json").loads(body)
+    expect((info["width"], info["height"]) == (w, hh),
+           "info.json says %dx%d, frame %d is %dx%d" % (info["width"], info["height"], k + 1, w, hh))
+    expect(info["id"].endswith("/iiif/%s%%3Bframe%%3D%d" % (name, k + 1)) or
+           info["id"].endswith("/iiif/%s;frame=%d" % (name, k + 1)), "id %r" % info["id"])
+    rx, ry, rw, rh = w // 4, hh // 3, max(w // 2, 1), max(hh // 3, 1)
+    for spec in ("full/max/0/default.png",
+                 "%d,%d,%d,%d/%d,/0/default.png" % (rx, ry, rw, rh, max(rw // 2, 1))):
+        st, _, got = h.get("/iiif/%s;frame=%d/%s" % (name, k + 1, spec))
+        expect(st == 200, "frame %d %s: status %d %r" % (k + 1, spec, st, got[:200]))
+        st, _, want = h.get("/iiif/%s/%s" % (own, spec))
+        expect(st == 200, "frame %d's own codestream %s: status %d" % (k + 1, spec, st))
+        expect(got == want, "frame %d %s differs from its own codestream's render" % (k + 1, spec))
+
+
+def iiif_frame_refusals(h, rec):
+    """Frame numbers outside the file, 0, and junk are refused."""
+    name = urllib.parse.quote(rec["name"], safe="")
+    for frame, want in (("0", 400), ("01", 400), ("x", 400), ("", 400),
+                        (str(rec["frames"] + 1), 404), ("99999999999", 400)):
+        st, _, body = h.get("/iiif/%s;frame=%s/info.json" % (name, frame))
+        expect(st == want, ";frame=%s: status %d, want %d (%r)" % (frame, st, want, body[:120]))
+
+
 def main():
     run = Runner()
     recs = []
@@ -698,7 +754,9 @@ def main():
     hostile = hostile_files()
     h = Httpd(os.environ["HTTPD"], os.environ["APXS"], os.environ["JPIP_MODULE"],
               os.path.join(os.environ["JPIP_SRCDIR"], "..", "..", "httpd-conf"),
-              extra_files=[r["path"] for r in recs] + [p for _, p, _, _ in hostile], servers=2)
+              extra_files=[r["path"] for r in recs] + [p for _, p, _, _ in hostile] +
+              [frame_file(r, k) for r in recs if r["frames"] > 1 for k in range(r["frames"])],
+              extra_conf=IIIF_CONF, servers=2)
     try:
         h.start()
     except Exception as e:  # noqa: BLE001
@@ -716,6 +774,11 @@ def main():
             if rec["frames"] > 1:
                 run.case("%s: context=jpxl<%d>" % (rec["name"], rec["frames"] - 1),
                          context_case, h, rec)
+                for k in range(rec["frames"]):
+                    run.case("%s;frame=%d: IIIF info.json and renders" % (rec["name"], k + 1),
+                             iiif_frame_case, h, rec, k)
+                run.case("%s: IIIF frame numbers refused" % rec["name"], iiif_frame_refusals,
+                         h, rec)
         before = hwm(h)
         for name, _, status, msg in hostile:
             run.case("hostile %s: %d" % (name, status), hostile_case, h, name, status, msg)
