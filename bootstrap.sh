@@ -21,7 +21,8 @@ top=$(pwd)
 PACKAGES="build-essential autoconf automake libtool pkg-config apache2 apache2-dev \
 libapr1-dev libaprutil1-dev check libopenjp2-7-dev libopenjp2-tools python3 \
 clang-format binutils openjph-tools zlib1g-dev libgdcm-tools dcmtk dicom3tools \
-libcurl4-openssl-dev curl openssl libopenjpip-dec-server"
+libcurl4-openssl-dev curl openssl libopenjpip-dec-server chromium chromium-driver \
+python3-websocket fonts-dejavu-core"
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 
@@ -32,6 +33,11 @@ install_packages() {
             missing="$missing $p"
         fi
     done
+    # npm builds the viewer's assets (viewer/Makefile.am); a nodejs that
+    # brings its own npm (not Debian's) is as good
+    if ! command -v npm >/dev/null 2>&1; then
+        missing="$missing nodejs npm"
+    fi
     [ -z "$missing" ] && return 0
     if ! command -v apt-get >/dev/null 2>&1; then
         say "missing packages:$missing (no apt-get here: install them by hand)"

@@ -1094,6 +1094,9 @@ int jpip_handle(request_rec *r)
         return send_text(r, HTTP_INTERNAL_SERVER_ERROR,
                          "this JPIP location has no JPIPRoot configured");
     }
+    if ((st = jpip_viewer_handle(r)) != DECLINED) {
+        return st; /* a browser's page or a viewer asset (viewer.c) */
+    }
     jpip_err_clear(&err);
     st = read_fields(r, conf, &fields, &err);
     if (st != OK) {

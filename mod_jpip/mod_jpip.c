@@ -42,6 +42,7 @@ static void *jpip_dir_create(apr_pool_t *p, char *dir)
     c->max_bins = -1;
     c->target = NULL;
     c->target_location = NULL;
+    jpip_viewer_conf_init(&c->viewer);
     return c;
 }
 
@@ -65,6 +66,7 @@ static void *jpip_dir_merge(apr_pool_t *p, void *basev, void *addv)
     c->max_bins = add->max_bins != -1 ? add->max_bins : base->max_bins;
     c->target = add->target != NULL ? add->target : base->target;
     c->target_location = add->target != NULL ? add->target_location : base->target_location;
+    jpip_viewer_conf_merge(&c->viewer, &base->viewer, &add->viewer);
     return c;
 }
 
@@ -499,6 +501,7 @@ static const command_rec jpip_cmds[] = {
                   "Shared memory for all session cache models, e.g. 64M (default 64M)"),
     AP_INIT_TAKE1("JPIPSessionTimeout", cmd_session_timeout, NULL, RSRC_CONF,
                   "Seconds a session may stay idle before it is closed (default 300)"),
+    JPIP_VIEWER_CMDS,
     {NULL}};
 
 /* ------------------------------------------------------------------- hooks */

@@ -14,6 +14,7 @@
 #include "box.h"
 #include "index.h"
 #include "target.h"
+#include "viewer.h"
 
 #define JPIP_MODULE_VERSION "0.1.0"
 
@@ -42,6 +43,7 @@ typedef struct jpip_dir_conf_t {
     const char *target;               /* JPIPTarget: image for requests naming none; NULL =
                                          unset, "" = none */
     const char *target_location;      /* the <Location> JPIPTarget was given in */
+    jpip_viewer_conf_t viewer;        /* JPIPViewer* (viewer.h) */
 } jpip_dir_conf_t;
 
 /* Request defaults (docs/security.md). */
