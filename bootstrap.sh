@@ -22,7 +22,7 @@ PACKAGES="build-essential autoconf automake libtool pkg-config apache2 apache2-d
 libapr1-dev libaprutil1-dev check libopenjp2-7-dev libopenjp2-tools python3 \
 clang-format binutils openjph-tools zlib1g-dev libgdcm-tools dcmtk dicom3tools \
 libcurl4-openssl-dev curl openssl libopenjpip-dec-server chromium chromium-driver \
-python3-websocket fonts-dejavu-core"
+fonts-dejavu-core"
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 
@@ -153,7 +153,8 @@ serve)
     exec python3 tests/integration/harness.py --serve --port "$port" \
         --httpd "$httpd" --apxs "$apxs" \
         --module "$top/mod_jpip/.libs/mod_jpip.so" \
-        --samples "$top/samples/archive" --confdir "$top/httpd-conf"
+        --samples "$top/samples/archive" --confdir "$top/httpd-conf" \
+        --viewer-assets "$top/viewer/dist"
     ;;
 check)
     build

@@ -315,6 +315,8 @@ static void page_headers(request_rec *r, const char *loc)
     apr_table_setn(r->headers_out, "Content-Security-Policy",
                    apr_pstrcat(r->pool, "default-src 'none'; script-src ", assets, "; style-src ",
                                assets,
+                               /* the empty <style> viewer.js adds for OpenSeadragon */
+                               " 'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"
                                "; img-src 'self' data: blob:; connect-src 'self'; "
                                "base-uri 'none'; form-action 'none'; frame-ancestors 'self'",
                                NULL));
@@ -330,7 +332,7 @@ static void page_start(request_rec *r, const char *loc, const char *title, const
     ap_rvputs(r,
               "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
               "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-              "<title>",
+              "<link rel=\"icon\" href=\"data:,\">\n<title>",
               title, "</title>\n<link rel=\"stylesheet\" href=\"",
               esc_html(r->pool, asset_url(r->pool, loc, "viewer.css")),
               "\">\n</head>\n<body class=\"", cls, "\">\n", NULL);
