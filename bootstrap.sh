@@ -21,8 +21,8 @@ top=$(pwd)
 PACKAGES="build-essential autoconf automake libtool pkg-config apache2 apache2-dev \
 libapr1-dev libaprutil1-dev check libopenjp2-7-dev libopenjp2-tools python3 \
 clang-format binutils openjph-tools zlib1g-dev libgdcm-tools dcmtk dicom3tools \
-libcurl4-openssl-dev curl openssl libopenjpip-dec-server chromium chromium-driver \
-fonts-dejavu-core"
+libcurl4-openssl-dev curl openssl libopenjpip-dec-server libpng-dev libjpeg62-turbo-dev \
+libjpeg-turbo-progs chromium chromium-driver fonts-dejavu-core"
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 

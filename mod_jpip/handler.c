@@ -96,7 +96,7 @@ static const char *const exposed_headers =
     "JPIP-handled";
 
 /* Add the CORS headers when the request's Origin is allowed. */
-static void add_cors(request_rec *r, const jpip_dir_conf_t *conf, int preflight)
+void jpip_add_cors(request_rec *r, const jpip_dir_conf_t *conf, int preflight)
 {
     const char *origin = apr_table_get(r->headers_in, "Origin");
     int i, ok = 0, any = 0;
@@ -1077,7 +1077,7 @@ int jpip_handle(request_rec *r)
         (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST) | (AP_METHOD_BIT << M_OPTIONS);
     if (r->method_number == M_OPTIONS) {
         apr_table_setn(r->headers_out, "Allow", "GET, HEAD, POST, OPTIONS");
-        add_cors(r, conf, 1);
+        jpip_add_cors(r, conf, 1);
         r->status = HTTP_NO_CONTENT;
         return OK;
     }
@@ -1087,7 +1087,7 @@ int jpip_handle(request_rec *r)
                          apr_psprintf(r->pool, "method %s is not allowed: JPIP uses GET or POST",
                                       ap_escape_html(r->pool, r->method)));
     }
-    add_cors(r, conf, 0);
+    jpip_add_cors(r, conf, 0);
     if (conf->root == NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       JPIPLOGNO(0002) "SetHandler jpip at %s without JPIPRoot", r->uri);

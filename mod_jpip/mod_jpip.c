@@ -43,6 +43,12 @@ static void *jpip_dir_create(apr_pool_t *p, char *dir)
     c->target = NULL;
     c->target_location = NULL;
     jpip_viewer_conf_init(&c->viewer);
+    c->iiif_cache_control = NULL;
+    c->iiif_max_width = c->iiif_max_height = c->iiif_max_area = -1;
+    c->iiif_render_memory = -1;
+    c->iiif_time = -1;
+    c->iiif_max_renders = -1;
+    c->iiif_jpeg_quality = -1;
     return c;
 }
 
@@ -67,6 +73,16 @@ static void *jpip_dir_merge(apr_pool_t *p, void *basev, void *addv)
     c->target = add->target != NULL ? add->target : base->target;
     c->target_location = add->target != NULL ? add->target_location : base->target_location;
     jpip_viewer_conf_merge(&c->viewer, &base->viewer, &add->viewer);
+#define MERGE(f, unset) c->f = add->f != (unset) ? add->f : base->f
+    MERGE(iiif_cache_control, NULL);
+    MERGE(iiif_max_width, -1);
+    MERGE(iiif_max_height, -1);
+    MERGE(iiif_max_area, -1);
+    MERGE(iiif_render_memory, -1);
+    MERGE(iiif_time, -1);
+    MERGE(iiif_max_renders, -1);
+    MERGE(iiif_jpeg_quality, -1);
+#undef MERGE
     return c;
 }
 
@@ -481,6 +497,22 @@ static const command_rec jpip_cmds[] = {
                   "Most items in one model= or need= field (default 16384)"),
     AP_INIT_TAKE1("JPIPMaxBins", cmd_dir_number, NULL, ACCESS_CONF,
                   "Most data-bins one response may involve (default 1048576)"),
+    AP_INIT_TAKE1("JPIPIIIFCacheControl", jpip_iiif_cmd, NULL, ACCESS_CONF,
+                  "Cache-Control of IIIF images and info.json (default \"public, max-age=86400\")"),
+    AP_INIT_TAKE1("JPIPIIIFMaxWidth", jpip_iiif_cmd, NULL, ACCESS_CONF,
+                  "Widest IIIF output in pixels (default 8192)"),
+    AP_INIT_TAKE1("JPIPIIIFMaxHeight", jpip_iiif_cmd, NULL, ACCESS_CONF,
+                  "Tallest IIIF output in pixels (default 8192)"),
+    AP_INIT_TAKE1("JPIPIIIFMaxArea", jpip_iiif_cmd, NULL, ACCESS_CONF,
+                  "Most pixels of one IIIF output (default 16777216)"),
+    AP_INIT_TAKE1("JPIPIIIFRenderMemory", jpip_iiif_cmd, NULL, ACCESS_CONF,
+                  "Memory one IIIF render may use, e.g. 512M (default 512M)"),
+    AP_INIT_TAKE1("JPIPIIIFRenderTime", jpip_iiif_cmd, NULL, ACCESS_CONF,
+                  "Seconds one IIIF render may take, decimals allowed (default 30)"),
+    AP_INIT_TAKE1("JPIPIIIFMaxRenders", jpip_iiif_cmd, NULL, ACCESS_CONF,
+                  "IIIF renders one process runs at once; more get 503 (default 4)"),
+    AP_INIT_TAKE1("JPIPIIIFJPEGQuality", jpip_iiif_cmd, NULL, ACCESS_CONF,
+                  "JPEG quality of IIIF jpg output, 1 to 100 (default 90)"),
     AP_INIT_TAKE1("JPIPMaxSessionsPerClient", cmd_srv_number, NULL, RSRC_CONF,
                   "Sessions one client address may hold at once, 0 for no limit (default 32)"),
     AP_INIT_TAKE1("JPIPIndexMaxMemory", cmd_srv_number, NULL, RSRC_CONF,
@@ -596,6 +628,7 @@ static void jpip_register_hooks(apr_pool_t *p)
     ap_hook_map_to_storage(jpip_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(jpip_handle, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(jpip_status_handle, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(jpip_iiif_handle, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 module AP_MODULE_DECLARE_DATA jpip_module = {STANDARD20_MODULE_STUFF,

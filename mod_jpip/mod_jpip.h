@@ -44,7 +44,25 @@ typedef struct jpip_dir_conf_t {
                                          unset, "" = none */
     const char *target_location;      /* the <Location> JPIPTarget was given in */
     jpip_viewer_conf_t viewer;        /* JPIPViewer* (viewer.h) */
+    /* the IIIF handler (iiif.c); -1 / NULL = unset */
+    const char *iiif_cache_control; /* JPIPIIIFCacheControl */
+    apr_int64_t iiif_max_width;     /* JPIPIIIFMaxWidth */
+    apr_int64_t iiif_max_height;    /* JPIPIIIFMaxHeight */
+    apr_int64_t iiif_max_area;      /* JPIPIIIFMaxArea */
+    apr_int64_t iiif_render_memory; /* JPIPIIIFRenderMemory: bytes */
+    apr_interval_time_t iiif_time;  /* JPIPIIIFRenderTime */
+    int iiif_max_renders;           /* JPIPIIIFMaxRenders: per process */
+    int iiif_jpeg_quality;          /* JPIPIIIFJPEGQuality */
 } jpip_dir_conf_t;
+
+/* IIIF defaults (docs/iiif.md). */
+#define JPIP_DEFAULT_IIIF_CACHE_CONTROL "public, max-age=86400"
+#define JPIP_DEFAULT_IIIF_MAX_SIDE 8192
+#define JPIP_DEFAULT_IIIF_MAX_AREA (4096 * 4096)
+#define JPIP_DEFAULT_IIIF_RENDER_MEMORY ((apr_int64_t)512 << 20)
+#define JPIP_DEFAULT_IIIF_TIME apr_time_from_sec(30)
+#define JPIP_DEFAULT_IIIF_RENDERS 4
+#define JPIP_DEFAULT_IIIF_JPEG_QUALITY 90
 
 /* Request defaults (docs/security.md). */
 #define JPIP_DEFAULT_MAX_FIELDS 64
@@ -121,6 +139,14 @@ const jpip_tgt_rend_t *jpip_targets_rendition(request_rec *r, const jpip_tgt_t *
 /* The handler hooks (handler.c, status.c). */
 int jpip_handle(request_rec *r);
 int jpip_status_handle(request_rec *r);
+int jpip_iiif_handle(request_rec *r);
+
+/* The IIIF directives (iiif.c). */
+const char *jpip_iiif_cmd(cmd_parms *cmd, void *dconf, const char *arg);
+
+/* Add the CORS headers of JPIPCORSOrigin when the request's Origin is
+ * allowed (handler.c). */
+void jpip_add_cors(request_rec *r, const jpip_dir_conf_t *conf, int preflight);
 
 /* JPIPMaxSessionsPerClient in force (0: no limit). */
 int jpip_sessions_per_client(server_rec *s);

@@ -39,10 +39,16 @@ int jpip_status_handle(request_rec *r)
                    ", \"shared_memory_bytes\": %" APR_UINT64_T_FMT
                    ", \"requests\": %" APR_UINT64_T_FMT ", \"bytes_sent\": %" APR_UINT64_T_FMT
                    ", \"index_cache_hits\": %" APR_UINT64_T_FMT
-                   ", \"index_cache_misses\": %" APR_UINT64_T_FMT "}\n",
+                   ", \"index_cache_misses\": %" APR_UINT64_T_FMT
+                   ", \"iiif_renders\": %" APR_UINT64_T_FMT
+                   ", \"iiif_render_us\": %" APR_UINT64_T_FMT
+                   ", \"iiif_bytes\": %" APR_UINT64_T_FMT
+                   ", \"iiif_not_modified\": %" APR_UINT64_T_FMT
+                   ", \"iiif_busy\": %" APR_UINT64_T_FMT "}\n",
                    JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted,
                    st.expired, st.refused, st.reclaimed, st.mem_used, st.mem_limit, st.requests,
-                   st.bytes, st.index_hits, st.index_builds);
+                   st.bytes, st.index_hits, st.index_builds, st.iiif_renders, st.iiif_render_us,
+                   st.iiif_bytes, st.iiif_not_modified, st.iiif_busy);
         return OK;
     }
     ap_rprintf(r,
@@ -56,9 +62,13 @@ int jpip_status_handle(request_rec *r)
                " bytes of shared memory\n"
                "requests: %" APR_UINT64_T_FMT "\n"
                "bytes sent: %" APR_UINT64_T_FMT "\n"
-               "index cache: %" APR_UINT64_T_FMT " hits, %" APR_UINT64_T_FMT " misses\n",
+               "index cache: %" APR_UINT64_T_FMT " hits, %" APR_UINT64_T_FMT " misses\n"
+               "iiif renders: %" APR_UINT64_T_FMT " (%" APR_UINT64_T_FMT " us, %" APR_UINT64_T_FMT
+               " bytes), not modified (304): %" APR_UINT64_T_FMT ", refused busy: %" APR_UINT64_T_FMT
+               "\n",
                JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted,
                st.expired, st.refused, st.reclaimed, st.mem_used, st.mem_limit, st.requests,
-               st.bytes, st.index_hits, st.index_builds);
+               st.bytes, st.index_hits, st.index_builds, st.iiif_renders, st.iiif_render_us,
+               st.iiif_bytes, st.iiif_not_modified, st.iiif_busy);
     return OK;
 }

@@ -25,7 +25,7 @@ typedef struct shm_hdr_t {
     apr_uint32_t slots;
     apr_uint64_t slot_size;
     apr_interval_time_t idle;
-    volatile apr_uint64_t counters[8]; /* apr_atomic_add64 */
+    volatile apr_uint64_t counters[16]; /* apr_atomic_add64 */
     apr_uint64_t created, evicted, expired, refused, reclaimed;
 } shm_hdr_t;
 
@@ -288,7 +288,7 @@ jpip_session_t *jpip_store_create(const char *target, const char *tid, const cha
 
 void jpip_store_count(int which, apr_uint64_t n)
 {
-    if (store != NULL && which >= 0 && which < 8) {
+    if (store != NULL && which >= 0 && which < 16) {
         apr_atomic_add64(&store->hdr->counters[which], n);
     }
 }
@@ -321,5 +321,10 @@ void jpip_store_stats(jpip_store_stats_t *st)
     st->bytes = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_BYTES]);
     st->index_hits = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_INDEX_HITS]);
     st->index_builds = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_INDEX_BUILDS]);
+    st->iiif_renders = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_IIIF_RENDERS]);
+    st->iiif_render_us = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_IIIF_RENDER_US]);
+    st->iiif_bytes = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_IIIF_BYTES]);
+    st->iiif_not_modified = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_IIIF_NOT_MODIFIED]);
+    st->iiif_busy = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_IIIF_BUSY]);
     st->mem_limit = store->size;
 }

@@ -46,6 +46,11 @@ typedef struct jpip_store_stats_t {
     apr_uint64_t bytes;        /* JPIP message bytes sent */
     apr_uint64_t index_hits;   /* targets found indexed in a process */
     apr_uint64_t index_builds; /* targets indexed or mapped from the cache */
+    apr_uint64_t iiif_renders;      /* IIIF images rendered */
+    apr_uint64_t iiif_render_us;    /* their render and encode time, microseconds */
+    apr_uint64_t iiif_bytes;        /* their encoded bytes */
+    apr_uint64_t iiif_not_modified; /* IIIF answers the client had (304) */
+    apr_uint64_t iiif_busy;         /* IIIF renders refused at JPIPIIIFMaxRenders (503) */
     apr_uint64_t mem_used;     /* bytes of session models in use */
     apr_uint64_t mem_limit;    /* bytes of the segment */
 } jpip_store_stats_t;
@@ -54,6 +59,11 @@ typedef struct jpip_store_stats_t {
 #define JPIP_STAT_BYTES 1
 #define JPIP_STAT_INDEX_HITS 2
 #define JPIP_STAT_INDEX_BUILDS 3
+#define JPIP_STAT_IIIF_RENDERS 4
+#define JPIP_STAT_IIIF_RENDER_US 5
+#define JPIP_STAT_IIIF_BYTES 6
+#define JPIP_STAT_IIIF_NOT_MODIFIED 7
+#define JPIP_STAT_IIIF_BUSY 8
 
 /* pre_config: register the mutex type. */
 int jpip_store_pre_config(apr_pool_t *pconf);

@@ -63,7 +63,12 @@
     visibilityRatio: 0.5,
     crossOriginPolicy: false,
     gestureSettingsTouch: { pinchRotate: false },
-    keyboardNavEnabled: true
+    keyboardNavEnabled: true,
+    /* the IIIF endpoint renders a few tiles at a time per process
+     * (JPIPIIIFMaxRenders); ask for no more, and again if it was busy */
+    imageLoaderLimit: 4,
+    tileRetryMax: 3,
+    tileRetryDelay: 400
   });
   /* for scripted use (and the tests): window.jpipViewer is the viewer */
   window.jpipViewer = viewer;

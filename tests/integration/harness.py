@@ -60,8 +60,10 @@ def viewer_conf(assets, iiif):
         conf += '    JPIPViewerIIIF /iiif\n'
     conf += '</Location>\n'
     if iiif:
+        # a browser asks for up to 6 tiles at once: room for them all
         conf += ('AllowEncodedSlashes NoDecode\n<Location "/iiif">\n    SetHandler jpip-iiif\n'
-                 '    JPIPRoot "{archive}"\n    Require all granted\n</Location>\n')
+                 '    JPIPRoot "{archive}"\n    JPIPIIIFMaxRenders 8\n'
+                 '    Require all granted\n</Location>\n')
     return conf
 
 
