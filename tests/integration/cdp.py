@@ -178,10 +178,10 @@ class Page:
             time.sleep(0.1)
         raise TimeoutError("timed out waiting for %s" % (what or expr))
 
-    def screenshot(self, x=None, y=None, w=None, h=None):
+    def screenshot(self, x=None, y=None, w=None, h=None, scale=1):
         params = {"format": "png"}
         if x is not None:
-            params["clip"] = {"x": x, "y": y, "width": w, "height": h, "scale": 1}
+            params["clip"] = {"x": x, "y": y, "width": w, "height": h, "scale": scale}
         return base64.b64decode(self.call("Page.captureScreenshot", **params)["data"])
 
     def click(self, x, y):

@@ -733,8 +733,9 @@ def browser_viewer(b, h, iiif):
     expect(not p.errors(), "console: %s" % p.errors())
     src = os.path.join(h.archive, XML_IMAGE)
     if SHOT:
+        # for docs/: the whole page at half size
         with open(SHOT, "wb") as f:
-            f.write(p.screenshot())
+            f.write(p.screenshot(0, 0, 1000, 700, scale=0.5))
     # 1. the fitted image (the overlays hidden while the pixels are compared)
     p.eval("document.querySelectorAll('.jpip-roi').forEach(e => e.style.visibility = 'hidden')")
     p.eval("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))",
