@@ -155,6 +155,11 @@ jpip_code_t jpip_encode_jpeg(const jpip_raster_t *img, int quality, apr_pool_t *
     ci.in_color_space = nc == 3 ? JCS_RGB : JCS_GRAYSCALE;
     jpeg_set_defaults(&ci);
     jpeg_set_quality(&ci, quality, TRUE);
+    if (nc == 3) {
+        /* no chroma sub-sampling: tiles of maps and scans keep their
+         * coloured lines and text */
+        ci.comp_info[0].h_samp_factor = ci.comp_info[0].v_samp_factor = 1;
+    }
     jpeg_start_compress(&ci, TRUE);
     if (img->nch != nc) {
         row = apr_palloc(pool, (apr_size_t)img->w * nc);

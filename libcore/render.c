@@ -318,6 +318,7 @@ static jpip_code_t decode(const unsigned char *cs, apr_size_t len, int jp2, unsi
 typedef struct chan_t {
     const opj_image_comp_t *c;
     apr_int64_t off, maxv; /* sample + off in [0, maxv] */
+    apr_uint64_t cx0, cy0; /* the component's origin at the reduced resolution */
     apr_uint32_t *xi;      /* column of each output pixel */
 } chan_t;
 
@@ -332,8 +333,12 @@ static unsigned char to8(apr_int64_t v, apr_int64_t maxv)
     return (unsigned char)((v * 255 + maxv / 2) / maxv);
 }
 
-static jpip_code_t chan_init(chan_t *ch, const opj_image_comp_t *c, apr_uint64_t rx0,
-                             apr_uint32_t w, apr_pool_t *pool, jpip_err_t *err)
+/* Component c decoded over area (reference grid) at reduce d: openjpeg
+ * reports its origin at full resolution, so the reduced origin is computed
+ * here as the decoder does, ceil(ceil(x0 / dx) / 2^d). */
+static jpip_code_t chan_init(chan_t *ch, const opj_image_comp_t *c, const jpip_rect_t *area,
+                             unsigned d, apr_uint64_t rx0, apr_uint32_t w, apr_pool_t *pool,
+                             jpip_err_t *err)
 {
     apr_uint32_t i;
     unsigned prec = c->prec == 0 ? 1 : c->prec > 38 ? 38 : c->prec;
@@ -344,9 +349,11 @@ static jpip_code_t chan_init(chan_t *ch, const opj_image_comp_t *c, apr_uint64_t
     ch->c = c;
     ch->maxv = ((apr_int64_t)1 << prec) - 1;
     ch->off = c->sgnd ? (apr_int64_t)1 << (prec - 1) : 0;
+    ch->cx0 = jpip_ceilpow2(jpip_ceildiv(area->x0, c->dx), d);
+    ch->cy0 = jpip_ceilpow2(jpip_ceildiv(area->y0, c->dy), d);
     ch->xi = apr_palloc(pool, sizeof(*ch->xi) * w);
     for (i = 0; i < w; i++) {
-        apr_int64_t k = (apr_int64_t)((rx0 + i) / c->dx) - (apr_int64_t)c->x0;
+        apr_int64_t k = (apr_int64_t)((rx0 + i) / c->dx) - (apr_int64_t)ch->cx0;
         ch->xi[i] = (apr_uint32_t)clampi(k, 0, (apr_int64_t)c->w - 1);
     }
     return JPIP_OK;
@@ -354,15 +361,16 @@ static jpip_code_t chan_init(chan_t *ch, const opj_image_comp_t *c, apr_uint64_t
 
 static const OPJ_INT32 *chan_row(const chan_t *ch, apr_uint64_t ry)
 {
-    apr_int64_t k = (apr_int64_t)(ry / ch->c->dy) - (apr_int64_t)ch->c->y0;
+    apr_int64_t k = (apr_int64_t)(ry / ch->c->dy) - (apr_int64_t)ch->cy0;
 
     return ch->c->data + (apr_size_t)clampi(k, 0, (apr_int64_t)ch->c->h - 1) * ch->c->w;
 }
 
 /* The decoded image as 8-bit pixels over the reduced region [rx0, rx1) x
  * [ry0, ry1) (coordinates of the reduced reference grid). */
-static jpip_code_t to_raster(const opj_image_t *im, const jpip_rect_t *rr, int drop_alpha,
-                             apr_pool_t *pool, jpip_raster_t *out, jpip_err_t *err)
+static jpip_code_t to_raster(const opj_image_t *im, const jpip_rect_t *rr, const jpip_rect_t *area,
+                             unsigned d, int drop_alpha, apr_pool_t *pool, jpip_raster_t *out,
+                             jpip_err_t *err)
 {
     chan_t ch[4];
     int colour, alpha = -1;
@@ -389,15 +397,23 @@ static jpip_code_t to_raster(const opj_image_t *im, const jpip_rect_t *rr, int d
         alpha = -1;
     }
     for (i = 0; i < nc; i++) {
-        if ((rc = chan_init(&ch[n++], &im->comps[i], rr->x0, w, pool, err)) != JPIP_OK) {
+        if ((rc = chan_init(&ch[n++], &im->comps[i], area, d, rr->x0, w, pool, err)) != JPIP_OK) {
             return rc;
         }
     }
     if (alpha >= 0 &&
-        (rc = chan_init(&ch[n++], &im->comps[alpha], rr->x0, w, pool, err)) != JPIP_OK) {
+        (rc = chan_init(&ch[n++], &im->comps[alpha], area, d, rr->x0, w, pool, err)) != JPIP_OK) {
         return rc;
     }
-    sycc = colour && im->color_space == OPJ_CLRSPC_SYCC;
+    /* sYCC as the file says, or as a raw codestream with sub-sampled
+     * chroma (full-resolution first component, the others coarser) can
+     * only mean */
+    sycc = colour &&
+           (im->color_space == OPJ_CLRSPC_SYCC ||
+            ((im->color_space == OPJ_CLRSPC_UNKNOWN || im->color_space == OPJ_CLRSPC_UNSPECIFIED) &&
+             im->numcomps == 3 && im->comps[0].dx == 1 && im->comps[0].dy == 1 &&
+             (im->comps[1].dx > 1 || im->comps[1].dy > 1) && im->comps[1].dx == im->comps[2].dx &&
+             im->comps[1].dy == im->comps[2].dy));
     out->w = w;
     out->h = h;
     out->nch = n;
@@ -417,8 +433,8 @@ static jpip_code_t to_raster(const opj_image_t *im, const jpip_rect_t *rr, int d
                 double cb = row[1][ch[1].xi[x]] + ch[1].off - half;
                 double cr = row[2][ch[2].xi[x]] + ch[2].off - half;
                 o[0] = to8((apr_int64_t)floor(yy + 1.402 * cr + 0.5), ch[0].maxv);
-                o[1] = to8((apr_int64_t)floor(yy - 0.344136 * cb - 0.714136 * cr + 0.5),
-                           ch[0].maxv);
+                o[1] =
+                    to8((apr_int64_t)floor(yy - 0.344136 * cb - 0.714136 * cr + 0.5), ch[0].maxv);
                 o[2] = to8((apr_int64_t)floor(yy + 1.772 * cb + 0.5), ch[0].maxv);
                 if (n == 4) {
                     o[3] = to8(row[3][ch[3].xi[x]] + ch[3].off, ch[3].maxv);
@@ -460,7 +476,8 @@ static jpip_code_t axis_init(axis_t *a, apr_uint32_t in, double f0, double fspan
     a->w = apr_palloc(pool, sizeof(*a->w) * a->stride * out);
     for (i = 0; i < out; i++) {
         double centre = f0 + (i + 0.5) * scale;
-        apr_int64_t lo = (apr_int64_t)floor(centre - support), hi = (apr_int64_t)ceil(centre + support);
+        apr_int64_t lo = (apr_int64_t)floor(centre - support),
+                    hi = (apr_int64_t)ceil(centre + support);
         apr_int64_t s;
         double sum = 0;
         apr_uint32_t k = 0;
@@ -675,14 +692,40 @@ static jpip_code_t past_deadline(const jpip_render_req_t *rq, const char *stage,
     return JPIP_OK;
 }
 
+/* The decode area on the reference grid, widened when components are
+ * sub-sampled so that each has samples in it (a decoder refuses an area
+ * that leaves one empty), and clipped to the image. */
+static void grow_area(const jpip_ix_cs_t *cs, const jpip_index_t *ix, unsigned d, jpip_rect_t *area)
+{
+    const jpip_comp_t *comps = jpip_index_comps(ix, cs);
+    apr_uint64_t mx = 1, my = 1;
+    unsigned c;
+
+    for (c = 0; c < cs->siz.csiz; c++) {
+        mx = comps[c].xr > mx ? comps[c].xr : mx;
+        my = comps[c].yr > my ? comps[c].yr : my;
+    }
+    if (mx > 1 || my > 1) {
+        mx <<= d;
+        my <<= d;
+        area->x0 = area->x0 / mx * mx;
+        area->y0 = area->y0 / my * my;
+        area->x1 = jpip_ceildiv(area->x1, mx) * mx;
+        area->y1 = jpip_ceildiv(area->y1, my) * my;
+    }
+    area->x0 = area->x0 < cs->siz.xosiz ? cs->siz.xosiz : area->x0;
+    area->y0 = area->y0 < cs->siz.yosiz ? cs->siz.yosiz : area->y0;
+    area->x1 = area->x1 > cs->siz.xsiz ? cs->siz.xsiz : area->x1;
+    area->y1 = area->y1 > cs->siz.ysiz ? cs->siz.ysiz : area->y1;
+}
+
 static int aligned(apr_uint64_t v, unsigned d)
 {
     return (v & ((((apr_uint64_t)1) << d) - 1)) == 0;
 }
 
-jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *rq,
-                        apr_pool_t *pool, jpip_raster_t *out, jpip_render_stats_t *stats,
-                        jpip_err_t *err)
+jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *rq, apr_pool_t *pool,
+                        jpip_raster_t *out, jpip_render_stats_t *stats, jpip_err_t *err)
 {
     const jpip_index_t *ix = src->ix;
     const jpip_ix_cs_t *cs = jpip_index_cs(ix, rq->csn);
@@ -694,8 +737,8 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
     jpip_binsrc_t bsrc;
     binset_t bs;
     jpip_raster_t raw;
-    unsigned char *cbuf;
-    apr_size_t clen;
+    unsigned char *cbuf, *jbuf = NULL;
+    apr_size_t clen, jlen = 0;
     apr_uint64_t gx0, gy0, gx1, gy1, fx0, fy0, est;
     apr_uint32_t tx0, tx1, ty0, ty1;
     unsigned d, maxd;
@@ -726,9 +769,18 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
     tx1 = tx1 > cs->siz.ntx ? cs->siz.ntx : tx1;
     ty1 = ty1 > cs->siz.nty ? cs->siz.nty : ty1;
     maxd = min_levels(ix, cs, tx0, tx1, ty0, ty1);
-    for (d = 0; d < maxd && jpip_ceilpow2(rq->w, d + 1) >= rq->ow &&
-                jpip_ceilpow2(rq->h, d + 1) >= rq->oh;
+    for (d = 0;
+         d < maxd && jpip_ceilpow2(rq->w, d + 1) >= rq->ow && jpip_ceilpow2(rq->h, d + 1) >= rq->oh;
          d++) {
+    }
+    /* a level that does not shrink the image (tiny images) is not discarded:
+     * the view-window maps the frame size onto the smallest such level */
+    while (d > 0 &&
+           jpip_ceilpow2(cs->siz.xsiz, d) - jpip_ceilpow2(cs->siz.xosiz, d) ==
+               jpip_ceilpow2(cs->siz.xsiz, d - 1) - jpip_ceilpow2(cs->siz.xosiz, d - 1) &&
+           jpip_ceilpow2(cs->siz.ysiz, d) - jpip_ceilpow2(cs->siz.yosiz, d) ==
+               jpip_ceilpow2(cs->siz.ysiz, d - 1) - jpip_ceilpow2(cs->siz.yosiz, d - 1)) {
+        d--;
     }
     st.reduce = d;
     fx0 = jpip_ceilpow2(cs->siz.xosiz, d);
@@ -746,8 +798,8 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
     }
     /* the decoder holds 32-bit samples of every component and the wavelet
      * buffers of the region; the output stages a few bytes per pixel */
-    est = st.decoded_w * st.decoded_h * (cs->siz.csiz * 8 + 16) +
-          (apr_uint64_t)rq->ow * rq->oh * 16;
+    est =
+        st.decoded_w * st.decoded_h * (cs->siz.csiz * 8 + 16) + (apr_uint64_t)rq->ow * rq->oh * 16;
     if (rq->max_memory != 0 && est > rq->max_memory) {
         return jpip_err_set(err, JPIP_E_LIMIT,
                             "rendering this region needs about %" APR_UINT64_T_FMT
@@ -798,7 +850,9 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
         return rc;
     }
     /* a JP2 file keeps its header: palette, channels, colour space */
-    jp2 = src->layout != NULL && src->layout->container == JPIP_CONTAINER_JP2 &&
+    jp2 = src->layout != NULL &&
+          (src->layout->container == JPIP_CONTAINER_JP2 ||
+           src->layout->container == JPIP_CONTAINER_JPX) &&
           src->layout->ncodestreams == 1 && rq->csn == 0;
     if (jp2) {
         cs_out_t co;
@@ -808,14 +862,15 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
         co.len = clen;
         memset(&g, 0, sizeof(g));
         g.pool = pool;
-        if (jpip_jp2_rebuild(&bsrc, give_cs, &co, grow_write, &g, pool, err) != JPIP_OK) {
+        jpip_err_t e2;
+        if (jpip_jp2_rebuild(&bsrc, give_cs, &co, grow_write, &g, pool, &e2) != JPIP_OK) {
             jp2 = 0; /* the bare codestream still decodes */
         } else {
-            cbuf = g.buf;
-            clen = g.len;
+            jbuf = g.buf;
+            jlen = g.len;
         }
     }
-    st.cs_bytes = clen;
+    st.cs_bytes = jp2 ? jlen : clen;
     t1 = apr_time_now();
     st.t_plan = t1 - t0;
     if ((rc = past_deadline(rq, "planning", err)) != JPIP_OK) {
@@ -825,9 +880,31 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
     area.y0 = rr.y0 << d;
     area.x1 = rr.x1 << d;
     area.y1 = rr.y1 << d;
-    area.x1 = area.x1 > cs->siz.xsiz ? cs->siz.xsiz : area.x1;
-    area.y1 = area.y1 > cs->siz.ysiz ? cs->siz.ysiz : area.y1;
-    if ((rc = decode(cbuf, clen, jp2, d, &area, pool, &dec, err)) != JPIP_OK) {
+    grow_area(cs, ix, d, &area);
+    rc = jp2 ? decode(jbuf, jlen, 1, d, &area, pool, &dec, err) : JPIP_E_FORMAT;
+    if (rc != JPIP_OK) {
+        /* the bare codestream: a JPX header openjpeg does not read */
+        rc = decode(cbuf, clen, 0, d, &area, pool, &dec, err);
+    }
+    if (rc == JPIP_E_FORMAT) {
+        /* openjpeg refuses some areas of sub-sampled or oddly tiled images
+         * that it decodes whole: the whole image at this resolution, when
+         * that fits the memory allowed (the rebuilt codestream still holds
+         * only the region's precincts) */
+        apr_uint64_t fw = jpip_ceilpow2(cs->siz.xsiz, d) - fx0;
+        apr_uint64_t fh = jpip_ceilpow2(cs->siz.ysiz, d) - fy0;
+        if (rq->max_memory == 0 || fw * fh * (cs->siz.csiz * 8 + 16) + clen * 2 <= rq->max_memory) {
+            jpip_err_t e2;
+            area.x0 = cs->siz.xosiz;
+            area.y0 = cs->siz.yosiz;
+            area.x1 = cs->siz.xsiz;
+            area.y1 = cs->siz.ysiz;
+            if (decode(cbuf, clen, 0, d, &area, pool, &dec, &e2) == JPIP_OK) {
+                rc = JPIP_OK;
+            }
+        }
+    }
+    if (rc != JPIP_OK) {
         return rc;
     }
     st.t_decode = apr_time_now() - t1;
@@ -835,7 +912,7 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
     if ((rc = past_deadline(rq, "decoding", err)) != JPIP_OK) {
         return rc;
     }
-    rc = to_raster(dec->image, &rr, rq->drop_alpha, pool, &raw, err);
+    rc = to_raster(dec->image, &rr, &area, d, rq->drop_alpha, pool, &raw, err);
     /* the decoder's buffers go now, not with the request */
     dec_cleanup(dec);
     apr_pool_cleanup_kill(pool, dec, dec_cleanup);

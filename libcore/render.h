@@ -30,8 +30,8 @@
 
 /* Geometry of a codestream, as a renderer sees it. */
 typedef struct jpip_render_geom_t {
-    apr_uint64_t width, height; /* Xsiz - XOsiz, Ysiz - YOsiz */
-    unsigned levels;            /* resolution reductions every tile-component allows */
+    apr_uint64_t width, height;  /* Xsiz - XOsiz, Ysiz - YOsiz */
+    unsigned levels;             /* resolution reductions every tile-component allows */
     apr_uint32_t tile_w, tile_h; /* tile grid, when the image has more than one tile */
     apr_uint32_t prec_w, prec_h; /* precinct size at full resolution, 0: no partition */
     unsigned ncomps;
@@ -76,10 +76,10 @@ typedef struct jpip_raster_t {
 } jpip_raster_t;
 
 typedef struct jpip_render_stats_t {
-    unsigned reduce;          /* resolution levels discarded */
-    apr_uint64_t bins;        /* precinct bins used */
-    apr_uint64_t cs_bytes;    /* bytes of the assembled codestream */
-    apr_uint64_t decoded_w;   /* decoded region size */
+    unsigned reduce;        /* resolution levels discarded */
+    apr_uint64_t bins;      /* precinct bins used */
+    apr_uint64_t cs_bytes;  /* bytes of the assembled codestream */
+    apr_uint64_t decoded_w; /* decoded region size */
     apr_uint64_t decoded_h;
     apr_interval_time_t t_plan, t_decode, t_post; /* microseconds per stage */
 } jpip_render_stats_t;
@@ -88,9 +88,8 @@ typedef struct jpip_render_stats_t {
  * outside the image), JPIP_E_LIMIT (memory, bins or time, the message
  * names which), JPIP_E_FORMAT (the decoder refused the data, with its
  * message), JPIP_E_NOMEM, JPIP_E_IO. stats may be NULL. */
-jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *rq,
-                        apr_pool_t *pool, jpip_raster_t *out, jpip_render_stats_t *stats,
-                        jpip_err_t *err);
+jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *rq, apr_pool_t *pool,
+                        jpip_raster_t *out, jpip_render_stats_t *stats, jpip_err_t *err);
 
 /* Resample in (w x h pixels) to ow x oh, reading the window of in that
  * starts at (fx, fy) and spans fw x fh source pixels (fractional). */

@@ -128,8 +128,7 @@ static const char *below_location(request_rec *r, const jpip_dir_conf_t *conf)
 }
 
 /* Split the path below the location. Returns OK, or a status with *msg. */
-static int parse_path(request_rec *r, const jpip_dir_conf_t *conf, iiif_req_t *q,
-                      const char **msg)
+static int parse_path(request_rec *r, const jpip_dir_conf_t *conf, iiif_req_t *q, const char **msg)
 {
     const char *rest = below_location(r, conf);
     apr_array_header_t *seg = apr_array_make(r->pool, 8, sizeof(char *));
@@ -141,9 +140,16 @@ static int parse_path(request_rec *r, const jpip_dir_conf_t *conf, iiif_req_t *q
         *msg = "the URL is not below this IIIF location";
         return HTTP_NOT_FOUND;
     }
-    copy = apr_pstrdup(r->pool, rest);
-    for (tok = apr_strtok(copy, "/", &state); tok != NULL; tok = apr_strtok(NULL, "/", &state)) {
-        APR_ARRAY_PUSH(seg, char *) = tok;
+    /* segments, empty ones kept (an empty region is a malformed region) */
+    copy = apr_pstrdup(r->pool, *rest == '/' ? rest + 1 : rest);
+    for (tok = copy; *copy != '\0' && tok != NULL; tok = state) {
+        state = strchr(tok, '/');
+        if (state != NULL) {
+            *state++ = '\0';
+        }
+        if (state != NULL || *tok != '\0') {
+            APR_ARRAY_PUSH(seg, char *) = tok;
+        }
     }
     n = seg->nelts;
     if (n == 0) {
@@ -170,8 +176,8 @@ static int parse_path(request_rec *r, const jpip_dir_conf_t *conf, iiif_req_t *q
     {
         int i;
         for (i = 1; i < k; i++) {
-            q->ident_raw = apr_pstrcat(r->pool, q->ident_raw, "/", APR_ARRAY_IDX(seg, i, char *),
-                                       NULL);
+            q->ident_raw =
+                apr_pstrcat(r->pool, q->ident_raw, "/", APR_ARRAY_IDX(seg, i, char *), NULL);
         }
     }
     q->ident = pct_decode(r->pool, q->ident_raw);
@@ -396,6 +402,10 @@ static int parse_size(const char *s, apr_uint64_t rw, apr_uint64_t rh, const lim
             *msg = "the size is zero";
             return HTTP_BAD_REQUEST;
         }
+        if (v[0] > 1e6) {
+            *msg = "the size exceeds the server's maxWidth, maxHeight or maxArea (see info.json)";
+            return HTTP_BAD_REQUEST;
+        }
         if (v[0] > 100 && !up) {
             *msg = "a size above pct:100 needs the ^ prefix";
             return HTTP_BAD_REQUEST;
@@ -429,6 +439,10 @@ static int parse_size(const char *s, apr_uint64_t rw, apr_uint64_t rh, const lim
             *msg = "the size is zero";
             return HTTP_BAD_REQUEST;
         }
+        if (comma == s ? n > lim->max_h : n > lim->max_w) {
+            *msg = "the size exceeds the server's maxWidth, maxHeight or maxArea (see info.json)";
+            return HTTP_BAD_REQUEST;
+        }
         if (comma == s) {
             *oh = n;
             *ow = muldiv(rw, n, rh);
@@ -453,12 +467,16 @@ static int parse_size(const char *s, apr_uint64_t rw, apr_uint64_t rh, const lim
         return HTTP_BAD_REQUEST;
     }
     if (confined) {
-        double k = v[0] / rw < v[1] / rh ? v[0] / rw : v[1] / rh;
+        double k = v[0] / rw < v[1] / rh ? v[0] / rw : v[1] / rh, kl = limit_scale(lim, rw, rh);
         if (!up && k > 1) {
             k = 1;
         }
-        *ow = (apr_uint64_t)floor(rw * k + 0.5);
-        *oh = (apr_uint64_t)floor(rh * k + 0.5);
+        int capped = k > kl;
+        if (capped) {
+            k = kl; /* as large as possible, within the server's limits too */
+        }
+        *ow = (apr_uint64_t)floor(rw * k + (capped ? 1e-9 : 0.5));
+        *oh = (apr_uint64_t)floor(rh * k + (capped ? 1e-9 : 0.5));
         *ow = *ow > (apr_uint64_t)v[0] ? (apr_uint64_t)v[0] : *ow == 0 ? 1 : *ow;
         *oh = *oh > (apr_uint64_t)v[1] ? (apr_uint64_t)v[1] : *oh == 0 ? 1 : *oh;
     } else {
@@ -526,8 +544,8 @@ static int parse_quality(const char *q, const char *f, int *quality, int *png, c
 
 static void get_limits(const jpip_dir_conf_t *conf, limits_t *lim)
 {
-    lim->max_w = conf->iiif_max_width > 0 ? (apr_uint64_t)conf->iiif_max_width
-                                          : JPIP_DEFAULT_IIIF_MAX_SIDE;
+    lim->max_w =
+        conf->iiif_max_width > 0 ? (apr_uint64_t)conf->iiif_max_width : JPIP_DEFAULT_IIIF_MAX_SIDE;
     lim->max_h = conf->iiif_max_height > 0 ? (apr_uint64_t)conf->iiif_max_height
                                            : JPIP_DEFAULT_IIIF_MAX_SIDE;
     lim->max_area = conf->iiif_max_area > 0 ? (apr_uint64_t)conf->iiif_max_area
@@ -541,8 +559,8 @@ static int open_target(request_rec *r, const jpip_dir_conf_t *conf, const iiif_r
     jpip_err_t err;
 
     jpip_err_clear(&err);
-    if (jpip_target_resolve(r->pool, conf->root, q->ident, conf->allow_outside_links == 1,
-                            &target, &err) != JPIP_OK) {
+    if (jpip_target_resolve(r->pool, conf->root, q->ident, conf->allow_outside_links == 1, &target,
+                            &err) != JPIP_OK) {
         int st = err.code == JPIP_E_FORBIDDEN ? HTTP_FORBIDDEN
                  : err.code == JPIP_E_REQUEST ? HTTP_BAD_REQUEST
                                               : HTTP_NOT_FOUND;
@@ -625,11 +643,10 @@ static int send_info(request_rec *r, const jpip_dir_conf_t *conf, const iiif_req
     while (ln > 0 && loc[ln - 1] == '/') {
         ln--;
     }
-    id = ap_construct_url(
-        r->pool,
-        apr_pstrcat(r->pool, apr_pstrndup(r->pool, loc, ln), "/", pct_encode(r->pool, q->ident),
-                    NULL),
-        r);
+    id = ap_construct_url(r->pool,
+                          apr_pstrcat(r->pool, apr_pstrndup(r->pool, loc, ln), "/",
+                                      pct_encode(r->pool, q->ident), NULL),
+                          r);
     st = validators(r, conf, tgt, apr_pstrcat(r->pool, "info.json\n", id, NULL));
     if (st != OK) {
         return st;
@@ -717,8 +734,7 @@ static int send_image(request_rec *r, const jpip_dir_conf_t *conf, const iiif_re
     }
     get_limits(conf, &lim);
     memset(&rq, 0, sizeof(rq));
-    if ((st = parse_region(q->region, g.width, g.height, &rq.x, &rq.y, &rq.w, &rq.h, &msg)) !=
-            OK ||
+    if ((st = parse_region(q->region, g.width, g.height, &rq.x, &rq.y, &rq.w, &rq.h, &msg)) != OK ||
         (st = parse_size(q->size, rq.w, rq.h, &lim, &ow, &oh, &msg)) != OK ||
         (st = parse_rotation(q->rotation, &rq.mirror, &rq.rotate, &msg)) != OK ||
         (st = parse_quality(q->quality, q->format, &rq.quality, &png, &msg)) != OK) {
@@ -757,8 +773,7 @@ static int send_image(request_rec *r, const jpip_dir_conf_t *conf, const iiif_re
         if (apr_file_open(&f, tgt->path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, rp) != APR_SUCCESS ||
             jpip_src_open_file(&src.src, rp, f, tgt->size, &err) != JPIP_OK) {
             apr_pool_destroy(rp);
-            return iiif_error(r, HTTP_INTERNAL_SERVER_ERROR, q->ident,
-                              "the image cannot be read");
+            return iiif_error(r, HTTP_INTERNAL_SERVER_ERROR, q->ident, "the image cannot be read");
         }
     }
     rq.max_memory = conf->iiif_render_memory > 0 ? (apr_uint64_t)conf->iiif_render_memory
@@ -772,7 +787,7 @@ static int send_image(request_rec *r, const jpip_dir_conf_t *conf, const iiif_re
                  : jpip_encode_jpeg(&img, jq, rp, &out, &olen, &err);
     }
     if (rc != JPIP_OK) {
-        int code = rc == JPIP_E_LIMIT    ? HTTP_SERVICE_UNAVAILABLE
+        int code = rc == JPIP_E_LIMIT     ? HTTP_SERVICE_UNAVAILABLE
                    : rc == JPIP_E_REQUEST ? HTTP_BAD_REQUEST
                    : rc == JPIP_E_FORMAT  ? HTTP_UNPROCESSABLE_ENTITY
                                           : HTTP_INTERNAL_SERVER_ERROR;
@@ -794,7 +809,8 @@ static int send_image(request_rec *r, const jpip_dir_conf_t *conf, const iiif_re
     jpip_store_count(JPIP_STAT_IIIF_BYTES, olen);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                   JPIPLOGNO(0403) "jpip-iiif(id=%s): reduce %u, %" APR_UINT64_T_FMT
-                                  " precincts, %" APR_UINT64_T_FMT " bytes coded, plan %" APR_TIME_T_FMT
+                                  " precincts, %" APR_UINT64_T_FMT
+                                  " bytes coded, plan %" APR_TIME_T_FMT
                                   " us, decode %" APR_TIME_T_FMT " us, post %" APR_TIME_T_FMT " us",
                   q->ident, rs.reduce, rs.bins, rs.cs_bytes, rs.t_plan, rs.t_decode, rs.t_post);
     st = send_buffer(r, png ? "image/png" : "image/jpeg", out, olen);
@@ -837,11 +853,10 @@ int jpip_iiif_handle(request_rec *r)
     }
     st = parse_path(r, conf, &q, &msg);
     if (st == HTTP_SEE_OTHER) {
-        const char *loc = apr_pstrcat(r->pool, r->parsed_uri.path,
-                                      r->parsed_uri.path[strlen(r->parsed_uri.path) - 1] == '/'
-                                          ? ""
-                                          : "/",
-                                      "info.json", NULL);
+        const char *path = r->parsed_uri.path != NULL ? r->parsed_uri.path : r->uri;
+        apr_size_t pl = strlen(path);
+        const char *loc =
+            apr_pstrcat(r->pool, path, pl > 0 && path[pl - 1] == '/' ? "" : "/", "info.json", NULL);
         if (open_target(r, conf, &q, &tgt) != OK) {
             return DONE;
         }

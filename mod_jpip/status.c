@@ -27,28 +27,26 @@ int jpip_status_handle(request_rec *r)
         return OK;
     }
     if (json) {
-        ap_rprintf(r,
-                   "{\"version\": \"%s\", \"sessions\": %" APR_UINT64_T_FMT
-                   ", \"session_slots\": %" APR_UINT64_T_FMT ", \"channels\": %" APR_UINT64_T_FMT
-                   ", \"sessions_created\": %" APR_UINT64_T_FMT
-                   ", \"sessions_evicted\": %" APR_UINT64_T_FMT
-                   ", \"sessions_expired\": %" APR_UINT64_T_FMT
-                   ", \"sessions_refused\": %" APR_UINT64_T_FMT
-                   ", \"sessions_reclaimed\": %" APR_UINT64_T_FMT
-                   ", \"model_bytes_used\": %" APR_UINT64_T_FMT
-                   ", \"shared_memory_bytes\": %" APR_UINT64_T_FMT
-                   ", \"requests\": %" APR_UINT64_T_FMT ", \"bytes_sent\": %" APR_UINT64_T_FMT
-                   ", \"index_cache_hits\": %" APR_UINT64_T_FMT
-                   ", \"index_cache_misses\": %" APR_UINT64_T_FMT
-                   ", \"iiif_renders\": %" APR_UINT64_T_FMT
-                   ", \"iiif_render_us\": %" APR_UINT64_T_FMT
-                   ", \"iiif_bytes\": %" APR_UINT64_T_FMT
-                   ", \"iiif_not_modified\": %" APR_UINT64_T_FMT
-                   ", \"iiif_busy\": %" APR_UINT64_T_FMT "}\n",
-                   JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted,
-                   st.expired, st.refused, st.reclaimed, st.mem_used, st.mem_limit, st.requests,
-                   st.bytes, st.index_hits, st.index_builds, st.iiif_renders, st.iiif_render_us,
-                   st.iiif_bytes, st.iiif_not_modified, st.iiif_busy);
+        ap_rprintf(
+            r,
+            "{\"version\": \"%s\", \"sessions\": %" APR_UINT64_T_FMT
+            ", \"session_slots\": %" APR_UINT64_T_FMT ", \"channels\": %" APR_UINT64_T_FMT
+            ", \"sessions_created\": %" APR_UINT64_T_FMT
+            ", \"sessions_evicted\": %" APR_UINT64_T_FMT
+            ", \"sessions_expired\": %" APR_UINT64_T_FMT
+            ", \"sessions_refused\": %" APR_UINT64_T_FMT
+            ", \"sessions_reclaimed\": %" APR_UINT64_T_FMT
+            ", \"model_bytes_used\": %" APR_UINT64_T_FMT
+            ", \"shared_memory_bytes\": %" APR_UINT64_T_FMT ", \"requests\": %" APR_UINT64_T_FMT
+            ", \"bytes_sent\": %" APR_UINT64_T_FMT ", \"index_cache_hits\": %" APR_UINT64_T_FMT
+            ", \"index_cache_misses\": %" APR_UINT64_T_FMT ", \"iiif_renders\": %" APR_UINT64_T_FMT
+            ", \"iiif_render_us\": %" APR_UINT64_T_FMT ", \"iiif_bytes\": %" APR_UINT64_T_FMT
+            ", \"iiif_not_modified\": %" APR_UINT64_T_FMT ", \"iiif_busy\": %" APR_UINT64_T_FMT
+            "}\n",
+            JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted,
+            st.expired, st.refused, st.reclaimed, st.mem_used, st.mem_limit, st.requests, st.bytes,
+            st.index_hits, st.index_builds, st.iiif_renders, st.iiif_render_us, st.iiif_bytes,
+            st.iiif_not_modified, st.iiif_busy);
         return OK;
     }
     ap_rprintf(r,
@@ -64,8 +62,8 @@ int jpip_status_handle(request_rec *r)
                "bytes sent: %" APR_UINT64_T_FMT "\n"
                "index cache: %" APR_UINT64_T_FMT " hits, %" APR_UINT64_T_FMT " misses\n"
                "iiif renders: %" APR_UINT64_T_FMT " (%" APR_UINT64_T_FMT " us, %" APR_UINT64_T_FMT
-               " bytes), not modified (304): %" APR_UINT64_T_FMT ", refused busy: %" APR_UINT64_T_FMT
-               "\n",
+               " bytes), not modified (304): %" APR_UINT64_T_FMT
+               ", refused busy: %" APR_UINT64_T_FMT "\n",
                JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted,
                st.expired, st.refused, st.reclaimed, st.mem_used, st.mem_limit, st.requests,
                st.bytes, st.index_hits, st.index_builds, st.iiif_renders, st.iiif_render_us,

@@ -34,25 +34,25 @@ typedef struct jpip_store_conf_t {
 
 /* Counters kept in the shared segment (the status page). */
 typedef struct jpip_store_stats_t {
-    apr_uint64_t sessions;     /* open now */
-    apr_uint64_t channels;     /* open now */
-    apr_uint64_t slots;        /* capacity */
-    apr_uint64_t created;      /* sessions ever created */
-    apr_uint64_t evicted;      /* closed to make room */
-    apr_uint64_t expired;      /* closed for idleness */
-    apr_uint64_t refused;      /* cnew refused: no room */
-    apr_uint64_t reclaimed;    /* taken back from a process that died owning them */
-    apr_uint64_t requests;     /* JPIP requests answered */
-    apr_uint64_t bytes;        /* JPIP message bytes sent */
-    apr_uint64_t index_hits;   /* targets found indexed in a process */
-    apr_uint64_t index_builds; /* targets indexed or mapped from the cache */
+    apr_uint64_t sessions;          /* open now */
+    apr_uint64_t channels;          /* open now */
+    apr_uint64_t slots;             /* capacity */
+    apr_uint64_t created;           /* sessions ever created */
+    apr_uint64_t evicted;           /* closed to make room */
+    apr_uint64_t expired;           /* closed for idleness */
+    apr_uint64_t refused;           /* cnew refused: no room */
+    apr_uint64_t reclaimed;         /* taken back from a process that died owning them */
+    apr_uint64_t requests;          /* JPIP requests answered */
+    apr_uint64_t bytes;             /* JPIP message bytes sent */
+    apr_uint64_t index_hits;        /* targets found indexed in a process */
+    apr_uint64_t index_builds;      /* targets indexed or mapped from the cache */
     apr_uint64_t iiif_renders;      /* IIIF images rendered */
     apr_uint64_t iiif_render_us;    /* their render and encode time, microseconds */
     apr_uint64_t iiif_bytes;        /* their encoded bytes */
     apr_uint64_t iiif_not_modified; /* IIIF answers the client had (304) */
     apr_uint64_t iiif_busy;         /* IIIF renders refused at JPIPIIIFMaxRenders (503) */
-    apr_uint64_t mem_used;     /* bytes of session models in use */
-    apr_uint64_t mem_limit;    /* bytes of the segment */
+    apr_uint64_t mem_used;          /* bytes of session models in use */
+    apr_uint64_t mem_limit;         /* bytes of the segment */
 } jpip_store_stats_t;
 
 #define JPIP_STAT_REQUESTS 0

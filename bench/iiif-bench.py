@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""IIIF tiles per second: mod_jpip's jpip-iiif handler against Debian's
+iipimage-server (iipsrv with OpenJPEG) behind the same httpd, side by side
+in one run.
+
+    bench/iiif-bench.py [--work DIR] [--size 8192] [--duration 20]
+                        [--conns 1,8] [--sizes-cost 1024,2048,4096,8192]
+
+The image: SIZE x SIZE RGB, written as a PPM by this script (a smooth
+picture with texture), encoded by opj_compress as an RPCL JP2 with 7
+resolutions, precincts 256/256/128 (the two finest resolutions 256, the
+others 128), 64x64 code-blocks and 4 quality layers (ratios 80, 40, 20, 10).
+
+A deep-zoom session, as OpenSeadragon asks for it: the overview
+(full/!512,512), then random full-resolution 256x256 tiles on the 256 grid
+(x,y,256,256/256,/0/default.jpg), the same list for both servers. Each
+connection is one keep-alive HTTP/1.1 client thread; the figure is
+answers per second over DURATION seconds (200s only; a non-200 stops the
+run). The same httpd (event MPM) serves /iiif (mod_jpip) and proxies
+/iipsrv to iipsrv.fcgi over FastCGI (mod_proxy_fcgi), which the bench
+starts itself with FILESYSTEM_PREFIX on the same archive.
+
+--sizes-cost: the mean time of one full-resolution 256x256 tile (one
+connection) on images of those sizes, mod_jpip only: the per-tile cost as
+the image grows.
+
+Environment: BUILDDIR, SRCDIR, HTTPD, APXS, OPJ_COMPRESS, IIPSRV
+(default /usr/lib/iipimage-server/iipsrv.fcgi). Python 3 standard library.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRCDIR = os.environ.get("SRCDIR", os.path.dirname(HERE))
+BUILDDIR = os.environ.get("BUILDDIR", SRCDIR)
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
+from harness import Httpd, free_port  # noqa: E402
+
+HTTPD = os.environ.get("HTTPD", "/usr/sbin/apache2")
+APXS = os.environ.get("APXS", "apxs")
+OPJ_C = os.environ.get("OPJ_COMPRESS", "opj_compress")
+IIPSRV = os.environ.get("IIPSRV", "/usr/lib/iipimage-server/iipsrv.fcgi")
+MODULE = os.environ.get("JPIP_MODULE", os.path.join(BUILDDIR, "mod_jpip", ".libs",
+                                                    "mod_jpip.so"))
+
+
+def make_image(work, size):
+    path = os.path.join(work, "deepzoom-%d.jp2" % size)
+    if os.path.exists(path):
+        return path
+    ppm = os.path.join(work, "deepzoom-%d.ppm" % size)
+    # rows are slices of one long textured ramp, shifted per row: fast to
+    # write, and compresses like a photograph rather than a flat field
+    base = bytearray()
+    for i in range(size * 3 + 3 * 4096):
+        base.append((i * 7 // 3 + (i * i) % 97 + (i // 300) * 11) & 255)
+    with open(ppm, "wb") as f:
+        f.write(b"P6\n%d %d\n255\n" % (size, size))
+        for y in range(size):
+            s = (y * 3 * 5 + (y // 64) * 31) % (3 * 4096)
+            f.write(base[s:s + size * 3])
+    subprocess.run([OPJ_C, "-i", ppm, "-o", path, "-n", "7", "-p", "RPCL",
+                    "-c", "[256,256],[256,256],[128,128]", "-b", "64,64",
+                    "-r", "80,40,20,10"], check=True, capture_output=True)
+    os.unlink(ppm)
+    return path
+
+
+def session_paths(prefix, ident, size, n, seed, tile=256):
+    rnd = random.Random(seed)
+    paths = ["%s/%s/full/!512,512/0/default.jpg" % (prefix, ident)]
+    grid = size // tile
+    for _ in range(n):
+        x, y = rnd.randrange(grid) * tile, rnd.randrange(grid) * tile
+        paths.append("%s/%s/%d,%d,%d,%d/%d,/0/default.jpg" % (prefix, ident, x, y, tile, tile,
+                                                             tile))
+    return paths
+
+
+def load(port, paths, conns, duration):
+    """Answers per second with `conns` keep-alive clients walking paths."""
+    stop = time.time() + duration
+    counts = [0] * conns
+    lat = [[] for _ in range(conns)]
+    errors = []
+
+    def client(i):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        k = i
+        while time.time() < stop and not errors:
+            p = paths[k % len(paths)]
+            k += conns
+            t0 = time.time()
+            try:
+                c.request("GET", p)
+                r = c.getresponse()
+                r.read()
+            except (OSError, http.client.HTTPException) as e:
+                errors.append("%s: %s" % (p, e))
+                break
+            if r.status != 200:
+                errors.append("%s: %d" % (p, r.status))
+                break
+            lat[i].append(time.time() - t0)
+            counts[i] += 1
+        c.close()
+    t_start = time.time()
+    ts = [threading.Thread(target=client, args=(i,)) for i in range(conns)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    elapsed = time.time() - t_start
+    all_lat = sorted(x for li in lat for x in li)
+    med = all_lat[len(all_lat) // 2] * 1000 if all_lat else 0
+    p90 = all_lat[int(len(all_lat) * 0.9)] * 1000 if all_lat else 0
+    return {"tiles_per_s": sum(counts) / elapsed, "tiles": sum(counts), "median_ms": med,
+            "p90_ms": p90, "errors": errors[:3]}
+
+
+def start_iipsrv(archive, work):
+    port = free_port()
+    env = dict(os.environ, FILESYSTEM_PREFIX=archive + "/", VERBOSITY="0", JPEG_QUALITY="90",
+               MAX_IMAGE_CACHE_SIZE="10", MAX_CVT="5000",
+               LOGFILE=os.path.join(work, "iipsrv.log"))
+    proc = subprocess.Popen([IIPSRV, "--bind", "127.0.0.1:%d" % port, "--backlog", "1024"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("iipsrv did not start")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--size", type=int, default=8192)
+    ap.add_argument("--duration", type=float, default=20)
+    ap.add_argument("--conns", default="1,8")
+    ap.add_argument("--sizes-cost", default="")
+    ap.add_argument("--no-iipsrv", action="store_true")
+    args = ap.parse_args()
+    work = args.work or tempfile.mkdtemp(prefix="jpip-iiif-bench-")
+    os.makedirs(work, exist_ok=True)
+    t0 = time.time()
+    image = make_image(work, args.size)
+    print("image: %s (%d bytes, made in %.0f s)" % (os.path.basename(image),
+                                                   os.path.getsize(image), time.time() - t0),
+          flush=True)
+    extra = [image]
+    for s in [int(v) for v in args.sizes_cost.split(",") if v]:
+        extra.append(make_image(work, s))
+    use_iip = not args.no_iipsrv and os.path.exists(IIPSRV)
+    iip = None
+    conf = """
+<Location "/iiif">
+    SetHandler jpip-iiif
+    JPIPRoot "{archive}"
+    JPIPIIIFMaxRenders 64
+    Require all granted
+</Location>
+"""
+    h = Httpd(HTTPD, APXS, MODULE, os.path.join(SRCDIR, "httpd-conf"), extra_conf=conf,
+              extra_files=extra, servers=2,
+              extra_modules=[("proxy_module", "mod_proxy.so"),
+                             ("proxy_fcgi_module", "mod_proxy_fcgi.so")])
+    h.write_config()
+    if use_iip:
+        iip, iport = start_iipsrv(h.archive, work)
+        with open(h.conf, "a") as f:
+            f.write('\nProxyPass "/iipsrv" "fcgi://127.0.0.1:%d/"\n' % iport)
+    h.start()
+    results = {"image": os.path.basename(image), "size": args.size,
+               "bytes": os.path.getsize(image), "runs": []}
+    try:
+        ident = os.path.basename(image)
+        paths = session_paths("/iiif", ident, args.size, 4000, 1)
+        # iipsrv's IIIF syntax: ?IIIF={identifier}/{region}/...
+        ipaths = [p.replace("/iiif/", "/iipsrv?IIIF=", 1) for p in paths]
+        warm = [paths[0], paths[1]] + ([ipaths[0], ipaths[1]] if use_iip else [])
+        for p in warm:
+            st, _, body = h.get(p, timeout=300)
+            if st != 200:
+                raise RuntimeError("%s: %d %s" % (p, st, body[:200]))
+        for conns in [int(c) for c in args.conns.split(",")]:
+            for name, plist in [("mod_jpip", paths)] + ([("iipsrv", ipaths)] if use_iip else []):
+                r = load(h.port, plist, conns, args.duration)
+                r.update({"server": name, "conns": conns})
+                results["runs"].append(r)
+                print("%-9s %2d conns: %7.1f tiles/s  median %6.1f ms  p90 %6.1f ms  %s"
+                      % (name, conns, r["tiles_per_s"], r["median_ms"], r["p90_ms"],
+                         "; ".join(r["errors"])), flush=True)
+        cost = []
+        for path in extra[1:]:
+            s = int(os.path.basename(path).split("-")[1].split(".")[0])
+            r = load(h.port, session_paths("/iiif", os.path.basename(path), s, 400, 2)[1:], 1,
+                     min(args.duration, 10))
+            cost.append({"size": s, "ms_per_tile": 1000.0 / r["tiles_per_s"]})
+            print("per-tile cost %5d^2: %.2f ms" % (s, 1000.0 / r["tiles_per_s"]), flush=True)
+        results["cost"] = cost
+    finally:
+        h.stop()
+        h.cleanup()
+        if iip is not None:
+            iip.terminate()
+            try:
+                iip.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                iip.kill()
+    with open(os.path.join(work, "iiif-results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print(json.dumps(results))
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
