@@ -782,6 +782,33 @@ def identifiers(h):
     expect(st == 405, "POST: %d" % st)
 
 
+def viewer_walk(h, ident):
+    """Every tile of every scale factor, as OpenSeadragon asks for them from
+    info.json (edge tiles clipped, size ceil(w / s),): all 200 and each of
+    the size asked (the pixels of such tiles are checked by the render
+    cases above)."""
+    info = json.loads(h.get("/iiif/%s/info.json" % ident)[2])
+    W, H = info["width"], info["height"]
+    t = info["tiles"][0]
+    tw, th = t["width"], t["height"]
+    n = 0
+    for s in t["scaleFactors"]:
+        for y in range(0, H, th * s):
+            for x in range(0, W, tw * s):
+                w, hh = min(tw * s, W - x), min(th * s, H - y)
+                ow, oh = -(-w // s), -(-hh // s)
+                st, hdr, body = h.get("/iiif/%s/%d,%d,%d,%d/%d,/0/default.png"
+                                      % (ident, x, y, w, hh, ow))
+                expect(st == 200, "tile %d,%d at %d: %d %s" % (x, y, s, st, body[:100]))
+                img = png_decode(body)
+                expect((img["w"], img["h"]) == (ow, oh), "tile %d,%d at %d: %dx%d, asked %dx%d"
+                       % (x, y, s, img["w"], img["h"], ow, oh))
+                n += 1
+    expect(n >= len(t["scaleFactors"]), "only %d tiles" % n)
+    st, _, body = h.get("/iiif/%s/full/!%d,%d/0/default.jpg" % (ident, 200, 150))
+    expect(st == 200, "thumbnail: %d" % st)
+
+
 def http_cases(h):
     tile = "/iiif/gray8.j2k/0,0,128,128/64,/0/default.png"
     st, hdr, body = h.get(tile)
@@ -959,6 +986,8 @@ def main():
             file_cases(run, h, conformance)
         else:
             print("skip - conformance files: JPIP_TESTDATA is not set or has none")
+        for ident in ("gray8.j2k", "rgb8-tiled.jp2", "layers.jp2", "sub420.j2k"):
+            run.case("viewer walk over every tile of %s" % ident, viewer_walk, h, ident)
         run.case("malformed IIIF URLs get the right 4xx/501", bad_urls, h)
         run.case("identifiers: encoded slashes, .., outside JPIPRoot", identifiers, h)
         run.case("HTTP: ETag, Last-Modified, 304, HEAD, CORS, Link, counters", http_cases, h)
