@@ -22,7 +22,7 @@ PACKAGES="build-essential autoconf automake libtool pkg-config apache2 apache2-d
 libapr1-dev libaprutil1-dev check libopenjp2-7-dev libopenjp2-tools python3 \
 clang-format binutils openjph-tools zlib1g-dev libgdcm-tools dcmtk dicom3tools \
 libcurl4-openssl-dev curl openssl libopenjpip-dec-server libpng-dev libjpeg62-turbo-dev \
-libjpeg-turbo-progs"
+libjpeg-turbo-progs chromium chromium-driver fonts-dejavu-core"
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 
@@ -33,6 +33,11 @@ install_packages() {
             missing="$missing $p"
         fi
     done
+    # npm builds the viewer's assets (viewer/Makefile.am); a nodejs that
+    # brings its own npm (not Debian's) is as good
+    if ! command -v npm >/dev/null 2>&1; then
+        missing="$missing nodejs npm"
+    fi
     [ -z "$missing" ] && return 0
     if ! command -v apt-get >/dev/null 2>&1; then
         say "missing packages:$missing (no apt-get here: install them by hand)"
@@ -153,7 +158,8 @@ serve)
     exec python3 tests/integration/harness.py --serve --port "$port" \
         --httpd "$httpd" --apxs "$apxs" \
         --module "$top/mod_jpip/.libs/mod_jpip.so" \
-        --samples "$top/samples/archive" --confdir "$top/httpd-conf"
+        --samples "$top/samples/archive" --confdir "$top/httpd-conf" \
+        --viewer-assets "$top/viewer/dist"
     ;;
 check)
     build

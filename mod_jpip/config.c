@@ -69,7 +69,7 @@ static const var_def_t vars[JPIP_NVARS] = {
                           30 * SEC,
                           "seconds (decimals allowed) or a time such as 500ms, 2mi, from "
                           "0.001 to 86400 seconds"},
-    [JPIP_V_IIIF_RENDERS] = {"JPIPIIIFMaxRenders", FORM_COUNT, SCOPE_DIR, 1, 100000, 4,
+    [JPIP_V_IIIF_RENDERS] = {"JPIPIIIFMaxRenders", FORM_COUNT, SCOPE_DIR, 1, 100000, 8,
                              "a count from 1 to 100000"},
     [JPIP_V_IIIF_QUALITY] = {"JPIPIIIFJPEGQuality", FORM_COUNT, SCOPE_DIR, 1, 100, 90,
                              "a JPEG quality from 1 to 100"},
@@ -180,6 +180,7 @@ void *jpip_dir_create(apr_pool_t *p, char *dir)
     c->target = NULL;
     c->target_location = NULL;
     c->iiif_cache_control = NULL;
+    jpip_viewer_conf_init(&c->viewer);
     num_unset(c->num);
     return c;
 }
@@ -200,6 +201,7 @@ void *jpip_dir_merge(apr_pool_t *p, void *basev, void *addv)
     c->target_location = add->target != NULL ? add->target_location : base->target_location;
     c->iiif_cache_control =
         add->iiif_cache_control != NULL ? add->iiif_cache_control : base->iiif_cache_control;
+    jpip_viewer_conf_merge(&c->viewer, &base->viewer, &add->viewer);
     num_merge(c->num, base->num, add->num);
     return c;
 }
@@ -480,7 +482,7 @@ const command_rec jpip_cmds[] = {
                   "Time one IIIF render may take: seconds (decimals allowed) or 500ms "
                   "(default 30)"),
     AP_INIT_TAKE1("JPIPIIIFMaxRenders", cmd_var, (void *)JPIP_V_IIIF_RENDERS, ACCESS_CONF,
-                  "IIIF renders one process runs at once; more get 503 (default 4)"),
+                  "IIIF renders one process runs at once; more get 503 (default 8)"),
     AP_INIT_TAKE1("JPIPIIIFJPEGQuality", cmd_var, (void *)JPIP_V_IIIF_QUALITY, ACCESS_CONF,
                   "JPEG quality of IIIF jpg output, 1 to 100 (default 90)"),
     AP_INIT_TAKE1("JPIPMaxSessionsPerClient", cmd_var, (void *)JPIP_V_SESSIONS_PER_CLIENT,
@@ -506,4 +508,5 @@ const command_rec jpip_cmds[] = {
     AP_INIT_TAKE1("JPIPSessionTimeout", cmd_var, (void *)JPIP_V_SESSION_TIMEOUT, RSRC_CONF,
                   "Time a session may stay idle before it is closed: seconds or 5mi, 1h "
                   "(default 300)"),
+    JPIP_VIEWER_CMDS,
     {NULL}};

@@ -1128,6 +1128,9 @@ int jpip_handle(request_rec *r)
         return send_text(r, status_of_kind(JPIP_E_INTERNAL),
                          "this JPIP location has no JPIPRoot configured");
     }
+    if ((st = jpip_viewer_handle(r)) != DECLINED) {
+        return st; /* a browser's page or a viewer asset (viewer.c) */
+    }
     jpip_err_clear(&err);
     if (read_fields(r, conf, &fields, &err) != JPIP_OK ||
         jpip_request_parse(r->pool, fields, &req, &err) != JPIP_OK) {

@@ -115,11 +115,20 @@ static char *pct_encode(apr_pool_t *p, const char *s)
     return out;
 }
 
-/* The location prefix of the request path (raw, undecoded). */
+/* The request path below the location, raw (undecoded): httpd decodes
+ * r->uri and r->parsed_uri.path in place (all but %2F under
+ * AllowEncodedSlashes NoDecode), and a name holding "%41" or "100%25"
+ * must be decoded exactly once, here. The raw path is the request line's
+ * up to its query; an absolute-form request line gives way to the parsed
+ * path. */
 static const char *below_location(request_rec *r, const jpip_dir_conf_t *conf)
 {
     const char *path = r->parsed_uri.path != NULL ? r->parsed_uri.path : r->uri;
     apr_size_t n = conf->location != NULL ? strlen(conf->location) : 0;
+
+    if (r->unparsed_uri != NULL && r->unparsed_uri[0] == '/') {
+        path = apr_pstrndup(r->pool, r->unparsed_uri, strcspn(r->unparsed_uri, "?#"));
+    }
 
     while (n > 0 && conf->location[n - 1] == '/') {
         n--;

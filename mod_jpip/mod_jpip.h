@@ -15,6 +15,7 @@
 #include "fileid.h"
 #include "index.h"
 #include "target.h"
+#include "viewer.h"
 
 #define JPIP_MODULE_VERSION "0.1.0"
 
@@ -69,6 +70,7 @@ typedef struct jpip_dir_conf_t {
     const char *target;               /* JPIPTarget: image for requests naming none; NULL =
                                          unset, "" = none */
     const char *target_location;      /* the <Location> JPIPTarget was given in */
+    jpip_viewer_conf_t viewer;        /* JPIPViewer* (viewer.h) */
     const char *iiif_cache_control;   /* JPIPIIIFCacheControl (iiif.c); NULL = unset */
     apr_int64_t num[JPIP_NVARS];      /* the numeric directives given here; -1 = unset */
 } jpip_dir_conf_t;

@@ -42,6 +42,31 @@ def modules_dir(apxs):
     return out.stdout.strip() or "/usr/lib/apache2/modules"
 
 
+def module_has_iiif(module):
+    """Whether the module has the IIIF Image API handler (SetHandler jpip-iiif)."""
+    try:
+        with open(module, "rb") as f:
+            return b"jpip-iiif\0" in f.read()
+    except OSError:
+        return False
+
+
+def viewer_conf(assets, iiif):
+    """Directives for the example site's /jpip location: the viewer's assets
+    from the build tree, and the IIIF location beside it when the module
+    has one."""
+    conf = '<Location "/jpip">\n    JPIPViewerAssets "%s"\n' % assets
+    if iiif:
+        conf += '    JPIPViewerIIIF /iiif\n'
+    conf += '</Location>\n'
+    if iiif:
+        # JPIPIIIFMaxRenders' default (8) leaves room for a browser's 6 tiles at once
+        conf += ('AllowEncodedSlashes NoDecode\n<Location "/iiif">\n    SetHandler jpip-iiif\n'
+                 '    JPIPRoot "{archive}"\n'
+                 '    Require all granted\n</Location>\n')
+    return conf
+
+
 def run_user():
     """User/Group for the children: httpd refuses to run them as root."""
     for user, group in (("www-data", "www-data"), ("nobody", "nogroup"), ("daemon", "daemon")):
@@ -346,19 +371,28 @@ def serve_main(argv):
     ap.add_argument("--module", required=True)
     ap.add_argument("--samples", required=True)
     ap.add_argument("--confdir", required=True)
+    ap.add_argument("--viewer-assets", help="the build's viewer/dist")
     args = ap.parse_args(argv)
+    iiif = module_has_iiif(args.module)
+    extra = viewer_conf(args.viewer_assets, iiif) if args.viewer_assets else ""
     h = Httpd(args.httpd, args.apxs, args.module, args.confdir, samples=args.samples,
-              port=args.port)
+              port=args.port, extra_conf=extra)
     h.write_config()
     h.start()
     base = "http://127.0.0.1:%d" % h.port
     names = sorted(os.listdir(h.archive))
+    if args.viewer_assets:
+        print("Open the viewer in a browser:  %s/jpip/" % base)
     print("mod_jpip is serving %d images from a sample archive (ServerRoot %s)"
           % (len(names), h.root))
     print("  plain page:  %s/" % base)
     for n in names:
         if n.endswith((".j2k", ".jp2", ".jpx", ".j2c", ".jph")):
             print("  JPIP:        %s/jpip/%s?type=jpp-stream&fsiz=256,256" % (base, n))
+    if iiif:
+        for n in names:
+            if n.endswith((".j2k", ".jp2", ".jpx", ".j2c", ".jph")):
+                print("  IIIF:        %s/iiif/%s/info.json" % (base, n))
     print("  error log:   %s/logs/error.log" % h.root)
     print("Press Ctrl-C to stop.", flush=True)
 
