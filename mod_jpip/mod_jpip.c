@@ -499,6 +499,11 @@ static const command_rec jpip_cmds[] = {
                   "Shared memory for all session cache models, e.g. 64M (default 64M)"),
     AP_INIT_TAKE1("JPIPSessionTimeout", cmd_session_timeout, NULL, RSRC_CONF,
                   "Seconds a session may stay idle before it is closed (default 300)"),
+    AP_INIT_TAKE12("JPIPSessionStore", jpip_store_cmd, NULL, RSRC_CONF,
+                   "Where sessions live: shm (default) or socache:PROVIDER [ARGUMENTS]"),
+    AP_INIT_TAKE12("JPIPSessionClientPrefix", jpip_store_prefix_cmd, NULL, RSRC_CONF,
+                   "Prefix lengths that group client addresses for session limits and "
+                   "eviction: IPv4 [IPv6] (default 32 64)"),
     {NULL}};
 
 /* ------------------------------------------------------------------- hooks */
@@ -559,6 +564,7 @@ static int jpip_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pte
         stc.memory = sc->session_memory > 0 ? (apr_size_t)sc->session_memory
                                             : (apr_size_t)JPIP_DEFAULT_SESSION_MEMORY;
         stc.idle = sc->session_idle > 0 ? sc->session_idle : JPIP_DEFAULT_SESSION_IDLE;
+        stc.max_per_client = jpip_sessions_per_client(s);
         rv = jpip_store_post_config(pconf, s, &stc);
         if (rv != OK) {
             return rv;

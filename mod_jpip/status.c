@@ -35,14 +35,16 @@ int jpip_status_handle(request_rec *r)
                    ", \"sessions_expired\": %" APR_UINT64_T_FMT
                    ", \"sessions_refused\": %" APR_UINT64_T_FMT
                    ", \"sessions_reclaimed\": %" APR_UINT64_T_FMT
+                   ", \"session_lost_updates\": %" APR_UINT64_T_FMT ", \"session_store\": \"%s\""
                    ", \"model_bytes_used\": %" APR_UINT64_T_FMT
                    ", \"shared_memory_bytes\": %" APR_UINT64_T_FMT
                    ", \"requests\": %" APR_UINT64_T_FMT ", \"bytes_sent\": %" APR_UINT64_T_FMT
                    ", \"index_cache_hits\": %" APR_UINT64_T_FMT
                    ", \"index_cache_misses\": %" APR_UINT64_T_FMT "}\n",
                    JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted,
-                   st.expired, st.refused, st.reclaimed, st.mem_used, st.mem_limit, st.requests,
-                   st.bytes, st.index_hits, st.index_builds);
+                   st.expired, st.refused, st.reclaimed, st.lost_updates,
+                   ap_escape_quotes(r->pool, jpip_store_name()), st.mem_used, st.mem_limit,
+                   st.requests, st.bytes, st.index_hits, st.index_builds);
         return OK;
     }
     ap_rprintf(r,
@@ -51,14 +53,15 @@ int jpip_status_handle(request_rec *r)
                " (channels %" APR_UINT64_T_FMT ")\n"
                "sessions created: %" APR_UINT64_T_FMT ", evicted: %" APR_UINT64_T_FMT
                ", expired: %" APR_UINT64_T_FMT ", refused: %" APR_UINT64_T_FMT
-               ", reclaimed: %" APR_UINT64_T_FMT "\n"
+               ", reclaimed: %" APR_UINT64_T_FMT ", lost updates: %" APR_UINT64_T_FMT "\n"
+               "session store: %s\n"
                "cache models: %" APR_UINT64_T_FMT " bytes used of %" APR_UINT64_T_FMT
                " bytes of shared memory\n"
                "requests: %" APR_UINT64_T_FMT "\n"
                "bytes sent: %" APR_UINT64_T_FMT "\n"
                "index cache: %" APR_UINT64_T_FMT " hits, %" APR_UINT64_T_FMT " misses\n",
                JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted,
-               st.expired, st.refused, st.reclaimed, st.mem_used, st.mem_limit, st.requests,
-               st.bytes, st.index_hits, st.index_builds);
+               st.expired, st.refused, st.reclaimed, st.lost_updates, jpip_store_name(),
+               st.mem_used, st.mem_limit, st.requests, st.bytes, st.index_hits, st.index_builds);
     return OK;
 }
