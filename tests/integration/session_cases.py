@@ -12,6 +12,8 @@ import http.client
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -207,6 +209,79 @@ def case_preemption(h, big):
            (got, sum(want.values())))
 
 
+def reset_after(h, path, nbytes):
+    """A GET (HTTP/1.0: the answer carries its length) on a socket with a
+    small receive buffer that reads the headers and nbytes of the body,
+    then resets the connection (RST) while the server is still writing.
+    Returns (headers, the body bytes read)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    s.settimeout(60)
+    s.connect(("127.0.0.1", h.port))
+    s.sendall(b"GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" % path.encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        expect(d, "the connection closed before the headers")
+        buf += d
+    head, body = buf.split(b"\r\n\r\n", 1)
+    while len(body) < nbytes:
+        d = s.recv(min(65536, nbytes - len(body)))
+        if not d:
+            break
+        body += d
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    lines = head.decode("latin-1").split("\r\n")
+    hd = dict((k.strip().lower(), v.strip()) for k, v in
+              (ln.split(":", 1) for ln in lines[1:] if ":" in ln))
+    expect(lines[0].split()[1] == "200", "status line %r" % lines[0])
+    return hd, body
+
+
+def case_reset_mid_answer(h, big):
+    """Client resets at several points of an answer in a session (after the
+    headers, after a few KB, after hundreds of KB, after MB): none of an
+    answer that did not complete counts as held, so the same window asked
+    again on the channel brings everything, and the image jpip-fetch
+    rebuilds from that answer alone decodes to the original's pixels. The
+    bytes the resets cost (received whole, then sent again) are reported."""
+    window = "fsiz=2048,2048"
+    hd, body = reset_after(h, "/jpip/%s?type=jpp-stream&cnew=http&%s" % (big, window), 20000)
+    items = dict(i.split("=", 1) for i in hd["jpip-cnew"].split(","))
+    cid, path = items["cid"], "/" + items["path"].lstrip("/")
+    size = int(hd.get("content-length", "0"))
+    expect(size > 1 << 20, "the answer (%d bytes) is too small to be cut by resets" % size)
+    partial = [body]
+    for n in (0, 3000, 400000, min(3 << 20, size // 2)):
+        time.sleep(0.3)
+        partial.append(reset_after(h, "%s?cid=%s&%s" % (path, cid, window), n)[1])
+    time.sleep(0.3)
+    resent = sum(m.len for b in partial for m in jpp.parse_prefix(b)[0])
+    out = os.path.join(TMP, "reset.jp2")
+    url = "http://127.0.0.1:%d%s?cid=%s&type=jpp-stream" % (h.port, path, cid)
+    r = subprocess.run([FETCH, "--jpp", out + ".jpp", "--window", "2048,2048,0,0,2048,2048",
+                        "-o", out, url], capture_output=True)
+    expect(r.returncode == 0, "jpip-fetch on the channel after the resets: %s" %
+           r.stderr.decode()[-300:])
+    with open(out + ".jpp", "rb") as f:
+        msgs, eor = messages(f.read())
+    want = union_bytes(h, big, [window])
+    got = sum(m.len for m in msgs)
+    expect(got == sum(want.values()),
+           "after the resets the window brought %d bytes of %d: the aborted answers were "
+           "counted as delivered" % (got, sum(want.values())))
+    orig = decode(os.path.join(h.archive, big), os.path.join(TMP, "ro"), ["-r", "0"])
+    expect(decode(out, os.path.join(TMP, "rb"), ["-r", "0"]) == orig,
+           "the rebuilt image differs from the original")
+    print("    (resets: %d bytes received in whole messages before the resets were sent "
+          "again)" % resent)
+    # and the window again: only the EOR
+    st, _, body = get(h, "%s?cid=%s&%s" % (path, cid, window))
+    expect(st == 200 and len(body) == 3 and body[0] == 0,
+           "the repeated window brought %d bytes" % len(body))
+
+
 def gone(pid):
     """The process has exited (it may still await its parent)."""
     try:
@@ -339,6 +414,8 @@ JPIPSessionTimeout 300
         run.case("%s: eviction beyond JPIPSessions" % mpm, case_eviction, h, name, 8)
         run.case("%s: pre-emption ends the first response with EOR 3" % mpm, case_preemption,
                  h, os.path.basename(big))
+        run.case("%s: client resets mid-answer: nothing of it counts as held" % mpm,
+                 case_reset_mid_answer, h, os.path.basename(big))
         run.case("%s: a session whose process was killed is taken back" % mpm,
                  case_owner_killed, h, os.path.basename(big))
         run.case("%s: graceful restart under load" % mpm, case_graceful, h, name)
