@@ -21,7 +21,7 @@ top=$(pwd)
 PACKAGES="build-essential autoconf automake libtool pkg-config apache2 apache2-dev \
 libapr1-dev libaprutil1-dev check libopenjp2-7-dev libopenjp2-tools python3 \
 clang-format binutils openjph-tools zlib1g-dev libgdcm-tools dcmtk dicom3tools \
-libcurl4-openssl-dev curl openssl libopenjpip-dec-server"
+libcurl4-openssl-dev curl openssl libopenjpip-dec-server redis-server memcached"
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 

@@ -107,6 +107,13 @@ static jpip_sstore_rc_t load(jpip_sstore_t *st, const char *key, unsigned char *
     apr_status_t rv = k->kv.retrieve(k->kv.ctx, key, data, cap, &len, p);
 
     if (APR_STATUS_IS_NOTFOUND(rv)) {
+        /* socache providers answer "not found" for a failure too (redis,
+         * memcache): a write tells an absent entry from an absent store */
+        rv = k->kv.store(k->kv.ctx, "jpip-probe", (const unsigned char *)"1", 1,
+                         apr_time_now() + apr_time_from_sec(60), p);
+        if (rv != APR_SUCCESS) {
+            return down(st, rv, err);
+        }
         jpip_err_set(err, JPIP_E_NOTFOUND, "no such session");
         return JPIP_SSTORE_GONE;
     }
