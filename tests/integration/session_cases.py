@@ -487,6 +487,111 @@ JPIPSessionMemory 16K
     return run.passed, run.failed
 
 
+def get_from(h, addr, path, timeout=60):
+    """A GET whose connection comes from addr (any 127/8 address is ours)."""
+    conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=timeout,
+                                      source_address=(addr, 0))
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def case_fair_eviction(h, name):
+    """One host with many addresses (a NAT pool: 10 addresses, 320 cnew
+    into 64 sessions) does not evict another client's 3 sessions, which
+    are fewer than its share: eviction takes from whoever holds the
+    most."""
+    mine = []
+    for _ in range(3):
+        st, hd, _ = get_from(h, "127.0.0.50", "/jpip/%s?type=jpp-stream&cnew=http&fsiz=64,48" %
+                             name)
+        expect(st == 200, "cnew: %d" % st)
+        mine.append(dict(i.split("=", 1) for i in hd["jpip-cnew"].split(","))["cid"])
+    refused = 0
+    for i in range(320):
+        st, _, _ = get_from(h, "127.0.0.%d" % (100 + i % 10),
+                            "/jpip/%s?type=jpp-stream&cnew=http&fsiz=64,48" % name)
+        refused += st != 200
+    expect(refused == 0, "%d of the 320 cnew were refused" % refused)
+    for cid in mine:
+        st, _, body = get_from(h, "127.0.0.50", "/jpip?cid=%s&fsiz=128,96" % cid)
+        expect(st == 200, "the other client's session was evicted: %d %r" %
+               (st, jpp.error_text(body)[:100]))
+    st, _, body = get(h, "/jpip-status?json")
+    import json
+    s = json.loads(body)
+    expect(s["sessions_evicted"] >= 323 - 64, "status %r" % s)
+
+
+def case_prefix_groups(h, name):
+    """JPIPSessionClientPrefix 24: the addresses of one /24 are one client
+    for JPIPMaxSessionsPerClient."""
+    for i in range(4):
+        st, _, body = get_from(h, "127.0.1.%d" % (10 + i),
+                               "/jpip/%s?type=jpp-stream&cnew=http&fsiz=64,48" % name)
+        expect(st == 200, "cnew %d: %d" % (i, st))
+    st, _, body = get_from(h, "127.0.1.77", "/jpip/%s?type=jpp-stream&cnew=http&fsiz=64,48" %
+                           name)
+    expect(st == 503 and b"JPIPMaxSessionsPerClient" in jpp.error_text(body),
+           "a fifth session of the /24: %d %r" % (st, jpp.error_text(body)[:120]))
+    st, _, _ = get_from(h, "127.0.2.1", "/jpip/%s?type=jpp-stream&cnew=http&fsiz=64,48" % name)
+    expect(st == 200, "another /24 was refused: %d" % st)
+
+
+def run_fair():
+    """Fair eviction and address groups (event MPM)."""
+    extra = """
+JPIPSessions 16
+JPIPSessionMemory 1M
+JPIPMaxSessionsPerClient 4
+JPIPSessionClientPrefix 24 64
+<Location "/jpip-status">
+    SetHandler jpip-status
+</Location>
+"""
+    run = Runner()
+    h = Httpd(os.environ["HTTPD"], os.environ["APXS"], os.environ["JPIP_MODULE"],
+              os.path.join(os.environ["JPIP_SRCDIR"], "..", "..", "httpd-conf"),
+              samples=os.environ.get("JPIP_SAMPLES"), servers=2, mpm="event",
+              extra_conf=extra)
+    try:
+        h.start()
+    except Exception as e:  # noqa: BLE001
+        print("FAIL - start httpd (fair): %s" % e)
+        return 0, 1
+    try:
+        run.case("address groups: one /24 is one client for JPIPMaxSessionsPerClient",
+                 case_prefix_groups, h, "precincts.jp2")
+    finally:
+        h.stop()
+    h.cleanup()
+    # eviction, each address its own client, no per-client limit
+    extra = extra.replace("JPIPMaxSessionsPerClient 4", "JPIPMaxSessionsPerClient 0")
+    extra = extra.replace("JPIPSessions 16", "JPIPSessions 64").replace("1M", "4M")
+    extra = extra.replace("JPIPSessionClientPrefix 24 64", "")
+    h = Httpd(os.environ["HTTPD"], os.environ["APXS"], os.environ["JPIP_MODULE"],
+              os.path.join(os.environ["JPIP_SRCDIR"], "..", "..", "httpd-conf"),
+              samples=os.environ.get("JPIP_SAMPLES"), servers=2, mpm="event",
+              extra_conf=extra)
+    try:
+        h.start()
+    except Exception as e:  # noqa: BLE001
+        print("FAIL - start httpd (fair): %s" % e)
+        return run.passed, run.failed + 1
+    try:
+        run.case("fair eviction: 320 cnew from 10 addresses leave another client's sessions",
+                 case_fair_eviction, h, "precincts.jp2")
+    finally:
+        h.stop()
+    run.case("fair eviction: error log clean",
+             lambda: expect(not h.bad_log_lines(), "\n  ".join(h.bad_log_lines()[:10])))
+    h.cleanup()
+    return run.passed, run.failed
+
+
 def case_parallel_small(h, name):
     # 16 sessions, but JPIPSessions is 8 here: run them in two waves
     case_parallel(h, name, 8)
@@ -504,6 +609,10 @@ def main():
     p, f = run_small_store(big)
     passed += p
     failed += f
+    if not os.environ.get("JPIP_SESSION_MPMS"):
+        p, f = run_fair()
+        passed += p
+        failed += f
     shutil.rmtree(TMP, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     return 0 if failed == 0 else 1
