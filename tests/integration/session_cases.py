@@ -541,6 +541,33 @@ def case_prefix_groups(h, name):
     expect(st == 200, "another /24 was refused: %d" % st)
 
 
+def shared_mappings(pid):
+    """The parent's shared anonymous mappings (apr_shm segments)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return [ln.split()[0] for ln in f if "/dev/zero" in ln or "SYSV" in ln]
+
+
+def case_restart_frees_segment(h, name):
+    """Graceful restarts that change JPIPSessions each make a new segment:
+    the parent keeps none of the old ones, and sessions work after each."""
+    before = shared_mappings(h.proc.pid)
+    for n in (17, 18, 19):
+        with open(h.conf) as f:
+            conf = f.read()
+        with open(h.conf, "w") as f:
+            f.write(conf.replace("JPIPSessions %d" % (n - 1), "JPIPSessions %d" % n))
+        gen = set(h.children())
+        os.kill(h.proc.pid, signal.SIGUSR1)
+        t0 = time.time()
+        while time.time() < t0 + 20 and (not h.children() or set(h.children()) & gen):
+            time.sleep(0.1)
+        new_session(h, name)
+        now = shared_mappings(h.proc.pid)
+        expect(len(now) == len(before), "after a restart to %d sessions the parent maps %d "
+               "segments, %d before" % (n, len(now), len(before)))
+    expect(now != before, "the segment was not replaced")
+
+
 def run_fair():
     """Fair eviction and address groups (event MPM)."""
     extra = """
@@ -565,6 +592,8 @@ JPIPSessionClientPrefix 24 64
     try:
         run.case("address groups: one /24 is one client for JPIPMaxSessionsPerClient",
                  case_prefix_groups, h, "precincts.jp2")
+        run.case("graceful restarts that resize the store leave no segment behind",
+                 case_restart_frees_segment, h, "precincts.jp2")
     finally:
         h.stop()
     h.cleanup()
