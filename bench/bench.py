@@ -281,7 +281,7 @@ JPIPMaxSessionsPerClient 0
         st, hd, body = self.get("/b/%s?cnew=http&type=jpp-stream&tid=0" % name)
         if st != 200 or "jpip-cnew" not in hd:
             raise RuntimeError("cnew failed: %d %r" % (st, body[:100]))
-        cid = re.search(r"cid=([0-9a-fA-F]+)", hd["jpip-cnew"]).group(1)
+        cid = re.search(r"cid=([^,]+)", hd["jpip-cnew"]).group(1)
         return cid, body
 
     def status(self):
