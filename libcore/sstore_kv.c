@@ -114,8 +114,13 @@ static jpip_sstore_rc_t load(jpip_sstore_t *st, const char *key, unsigned char *
         if (rv != APR_SUCCESS) {
             return down(st, rv, err);
         }
-        jpip_err_set(err, JPIP_E_NOTFOUND, "no such session");
-        return JPIP_SSTORE_GONE;
+        /* the store answers: read once more, in case the first read failed
+         * on a connection that broke (the provider has a fresh one now) */
+        rv = k->kv.retrieve(k->kv.ctx, key, data, cap, &len, p);
+        if (APR_STATUS_IS_NOTFOUND(rv)) {
+            jpip_err_set(err, JPIP_E_NOTFOUND, "no such session");
+            return JPIP_SSTORE_GONE;
+        }
     }
     if (rv != APR_SUCCESS) {
         return down(st, rv, err);
@@ -187,18 +192,23 @@ static jpip_sstore_rc_t client_add(jpip_sstore_t *st, const char *client, const 
     n = rv == APR_SUCCESS ? len / sizeof(client_entry_t) : 0;
     for (i = 0; i < n && i < (apr_size_t)max; i++) {
         e[i].key[KEY_HEX] = '\0';
-        if (e[i].expiry > now) {
-            e[kept++] = e[i];
-        }
+        e[kept++] = e[i];
     }
-    if (kept >= (apr_size_t)max) {
-        /* at the limit: keep only the sessions that still exist */
+    {
+        /* an entry at the limit, or past its expiry (the session may have
+         * been used since), is kept only if its session still exists */
         unsigned char *buf = apr_palloc(p, st->conf.record_bytes);
         apr_size_t live = 0;
 
         for (i = 0; i < kept; i++) {
             jpip_err_t e2;
-            jpip_sstore_rc_t rc = load(st, apr_pstrcat(p, "jpip-s:", e[i].key, NULL), buf, p, &e2);
+            jpip_sstore_rc_t rc;
+
+            if (kept < (apr_size_t)max && e[i].expiry > now) {
+                e[live++] = e[i];
+                continue;
+            }
+            rc = load(st, apr_pstrcat(p, "jpip-s:", e[i].key, NULL), buf, p, &e2);
             if (rc == JPIP_SSTORE_DOWN) {
                 *err = e2;
                 return rc;

@@ -23,6 +23,9 @@ APLOG_USE_MODULE(jpip);
 #define BATCH 256              /* messages the handler plans at a time */
 #define HOLD_MSGS (16 * BATCH) /* messages it holds before passing a brigade */
 #define DOWN_LOG_EVERY apr_time_from_sec(10)
+/* a slow answer records (and, socache, renews its claim) at least this
+ * often, well within the store's lease */
+#define SYNC_EVERY apr_time_from_sec(5)
 #define RETRY_AFTER "5"
 
 struct jpip_chan_t {
@@ -36,6 +39,7 @@ struct jpip_chan_t {
     apr_size_t npending, npassed, flush_at;
     apr_uint64_t sent;   /* message bytes handed to the network, not yet recorded */
     apr_uint64_t unsent; /* ... and of messages noted, not yet handed */
+    apr_time_t synced;   /* when it last recorded */
     int aborted;
 };
 
@@ -194,6 +198,7 @@ int jpip_chan_begin(request_rec *r, const jpip_dir_conf_t *conf, const jpip_requ
     }
     ch->pending =
         apr_palloc(r->pool, sizeof(jpip_model_sent_t) * (ch->flush_at + HOLD_MSGS + BATCH));
+    ch->synced = apr_time_now();
     *out = ch;
     return OK;
 }
@@ -238,6 +243,7 @@ static unsigned chan_flush(jpip_chan_t *ch)
          * it counts as delivered only when the answer completes */
         (void)jpip_sclaim_sync(ch->claim, &err);
     }
+    ch->synced = apr_time_now();
     memmove(ch->pending, ch->pending + ch->npassed,
             sizeof(*ch->pending) * (ch->npending - ch->npassed));
     ch->npending -= ch->npassed;
@@ -257,7 +263,8 @@ unsigned jpip_chan_passed(jpip_chan_t *ch)
     ch->npassed = ch->npending;
     ch->sent += ch->unsent;
     ch->unsent = 0;
-    if (ch->npassed >= ch->flush_at || jpip_sclaim_preempted(ch->claim)) {
+    if (ch->npassed >= ch->flush_at || jpip_sclaim_preempted(ch->claim) ||
+        apr_time_now() - ch->synced > SYNC_EVERY) {
         return chan_flush(ch);
     }
     return 0;

@@ -166,6 +166,13 @@ static apr_status_t kv_store(void *ctx, const char *key, const unsigned char *va
     rv = t->provider->store(t->instance, t->server, (const unsigned char *)key,
                             (unsigned int)strlen(key), expiry, (unsigned char *)val,
                             (unsigned int)len, p);
+    if (rv != APR_SUCCESS) {
+        /* once more: a pooled connection may have broken (a store restart)
+         * and the provider reconnects on the next call */
+        rv = t->provider->store(t->instance, t->server, (const unsigned char *)key,
+                                (unsigned int)strlen(key), expiry, (unsigned char *)val,
+                                (unsigned int)len, p);
+    }
     if (kv_serial(t)) {
         apr_global_mutex_unlock(t->mutex);
     }
@@ -201,6 +208,10 @@ static apr_status_t kv_remove(void *ctx, const char *key, apr_pool_t *p)
     }
     rv = t->provider->remove(t->instance, t->server, (const unsigned char *)key,
                              (unsigned int)strlen(key), p);
+    if (rv != APR_SUCCESS && !APR_STATUS_IS_NOTFOUND(rv)) {
+        rv = t->provider->remove(t->instance, t->server, (const unsigned char *)key,
+                                 (unsigned int)strlen(key), p);
+    }
     if (kv_serial(t)) {
         apr_global_mutex_unlock(t->mutex);
     }
@@ -337,7 +348,7 @@ int jpip_store_post_config(apr_pool_t *pconf, server_rec *s, const jpip_store_co
     lk.ctx = t;
     lk.lock = mutex_lock;
     lk.unlock = mutex_unlock;
-    if (jpip_sstore_shm_create(pproc, (char *)t->hdr + seg_hdr_bytes(), !keep, &sc, &lk,
+    if (jpip_sstore_shm_create(pconf, (char *)t->hdr + seg_hdr_bytes(), !keep, &sc, &lk,
                                &t->hdr->sc, &t->st, &jerr) != JPIP_OK) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, JPIPLOGNO(0503) "session store: %s", jerr.msg);
         store = NULL;
