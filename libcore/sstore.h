@@ -106,7 +106,7 @@ typedef struct jpip_sstore_ops_t {
     /* the record's changes so far may be published (kv: written back and the
      * lease renewed); shm: nothing to do */
     jpip_sstore_rc_t (*sync)(jpip_sclaim_t *c, jpip_err_t *err);
-    /* give the session back; close the channels named (close_all: all) */
+    /* give the session back; close the channels named ("*": all of them) */
     void (*release)(jpip_sclaim_t *c, const char *const *cclose, int nclose);
     void (*stats)(jpip_sstore_t *st, jpip_sstore_stats_t *out);
 } jpip_sstore_ops_t;

@@ -9,6 +9,8 @@
  *                     jpip_session_check makes, since a cache is untrusted.
  *   jpip-c:<group>    the sessions a client group holds (per-client limit):
  *                     up to max_per_client session keys with expiries.
+ *   jpip-p:<22 chars> the turns of requests waiting for a busy session
+ *                     (pre-emption), so that waiting never writes the record.
  *
  * A channel id is 192 random bits (session.h): its first 22 characters
  * (132 bits) name the session's entry, shared by the session's channels;
@@ -45,6 +47,8 @@
 #define BACKOFF_MIN apr_time_from_msec(2)
 #define BACKOFF_MAX apr_time_from_msec(64)
 #define POLL_EVERY apr_time_from_msec(50) /* pre-emption checks while streaming */
+#define LAST_READ "jpip-kv-last-read"     /* pool userdata: a record this request read */
+#define LAST_READ_CID "jpip-kv-last-cid"
 
 typedef struct kvs_t {
     jpip_kv_t kv;
@@ -55,6 +59,7 @@ typedef struct kv_claim_t {
     apr_uint64_t synced_bytes; /* of c->sent, already added to the stored record */
     unsigned char *scratch;    /* record_bytes, for reads */
     apr_time_t polled;
+    apr_time_t claimed;
     int preempted;
 } kv_claim_t;
 
@@ -165,6 +170,9 @@ static jpip_sstore_rc_t kv_target(jpip_sstore_t *st, const char *cid, apr_pool_t
         jpip_err_set(err, JPIP_E_NOTFOUND, "channel %s does not exist or has expired", cid);
     } else if (rc == JPIP_SSTORE_OK) {
         *target = apr_pstrdup(p, s->target);
+        /* the claim that follows in this request starts from this read */
+        apr_pool_userdata_setn(buf, LAST_READ, NULL, p);
+        apr_pool_userdata_setn(apr_pstrdup(p, cid), LAST_READ_CID, NULL, p);
     }
     return rc;
 }
@@ -292,23 +300,77 @@ static jpip_sstore_rc_t kv_open(jpip_sstore_t *st, const char *cid, const char *
     return rc;
 }
 
+/* The turns on a session while it is busy, an entry of its own
+ * (jpip-p:<key>): the newest request's seq, and the newest that pre-empts
+ * (without wait=yes). */
+typedef struct turn_t {
+    apr_uint64_t seq, preempt;
+    apr_time_t when; /* of the last write: an owner heeds only those after its claim */
+} turn_t;
+
+static const char *tkey(apr_pool_t *p, const char *cid)
+{
+    return apr_psprintf(p, "jpip-p:%.*s", KEY_HEX, cid);
+}
+
+static jpip_sstore_rc_t turn_get(jpip_sstore_t *st, const char *cid, apr_pool_t *p, turn_t *t,
+                                 jpip_err_t *err)
+{
+    kvs_t *k = impl(st);
+    apr_size_t len = 0;
+    apr_status_t rv =
+        k->kv.retrieve(k->kv.ctx, tkey(p, cid), (unsigned char *)t, sizeof(*t), &len, p);
+
+    if (rv != APR_SUCCESS && !APR_STATUS_IS_NOTFOUND(rv)) {
+        return down(st, rv, err);
+    }
+    if (rv != APR_SUCCESS || len != sizeof(*t)) {
+        memset(t, 0, sizeof(*t));
+    }
+    return JPIP_SSTORE_OK;
+}
+
+static jpip_sstore_rc_t turn_set(jpip_sstore_t *st, const char *cid, const turn_t *t, apr_pool_t *p)
+{
+    kvs_t *k = impl(st);
+    turn_t w = *t;
+
+    w.when = apr_time_now();
+    return k->kv.store(k->kv.ctx, tkey(p, cid), (const unsigned char *)&w, sizeof(w),
+                       apr_time_now() + st->conf.idle, p) == APR_SUCCESS
+               ? JPIP_SSTORE_OK
+               : JPIP_SSTORE_DOWN;
+}
+
 static jpip_sstore_rc_t kv_claim(jpip_sstore_t *st, jpip_sclaim_t *cl, apr_int64_t qid, int wait,
                                  jpip_err_t *err)
 {
     apr_pool_t *p = cl->pool;
     const char *key = skey(p, cl->cid);
-    unsigned char *buf = apr_palloc(p, st->conf.record_bytes);
-    jpip_session_t *s = (jpip_session_t *)(void *)buf;
+    unsigned char *buf;
+    jpip_session_t *s;
     kv_claim_t *kc = apr_pcalloc(p, sizeof(*kc));
     apr_time_t start = apr_time_now(), backoff = BACKOFF_MIN;
-    int first = 1;
+    int first = 1, turn_seen = 0;
+    void *last = NULL, *last_cid = NULL;
 
     kc->scratch = apr_palloc(p, st->conf.record_bytes);
+    apr_pool_userdata_get(&last, LAST_READ, p);
+    apr_pool_userdata_get(&last_cid, LAST_READ_CID, p);
+    if (last == NULL || last_cid == NULL || strcmp(last_cid, cl->cid) != 0) {
+        last = NULL;
+    }
+    /* used once: a later claim in this pool reads afresh */
+    apr_pool_userdata_setn(NULL, LAST_READ, NULL, p);
+    buf = last != NULL ? last : apr_palloc(p, st->conf.record_bytes);
+    s = (jpip_session_t *)(void *)buf;
     for (;;) {
-        jpip_sstore_rc_t rc = load(st, key, buf, p, err);
+        /* the first look may use what this request read a moment ago (the
+         * channel's target): the claim's write and read-back decide */
+        jpip_sstore_rc_t rc = first && last != NULL ? JPIP_SSTORE_OK : load(st, key, buf, p, err);
         jpip_channel_t *c;
         apr_time_t now = apr_time_now();
-        int publish = 0;
+        turn_t turn;
 
         if (rc == JPIP_SSTORE_OK && (s->closed || (c = jpip_session_channel(s, cl->cid)) == NULL)) {
             rc = JPIP_SSTORE_GONE;
@@ -322,19 +384,7 @@ static jpip_sstore_rc_t kv_claim(jpip_sstore_t *st, jpip_sclaim_t *cl, apr_int64
         }
         if (first) {
             first = 0;
-            if (s->seq < cl->seq) {
-                s->seq = cl->seq; /* a retry after a lost claim keeps its turn */
-            }
-            cl->seq = ++s->seq;
-            if (!wait) {
-                s->preempt = cl->seq; /* the one streaming now ends with EOR 3 */
-            }
-            publish = 1;
-        } else if (s->seq < cl->seq || (!wait && s->preempt < cl->seq)) {
-            /* a write-back overtook this request's turn: say it again */
-            s->seq = s->seq < cl->seq ? cl->seq : s->seq;
-            s->preempt = !wait && s->preempt < cl->seq ? cl->seq : s->preempt;
-            publish = 1;
+            cl->seq = (s->seq > cl->seq ? s->seq : cl->seq) + 1;
         }
         if (s->busy != 0 && s->lease < now) {
             /* the claim lapsed: its owner died, or its host lost the store */
@@ -349,6 +399,7 @@ static jpip_sstore_rc_t kv_claim(jpip_sstore_t *st, jpip_sclaim_t *cl, apr_int64
             jpip_session_t *back = (jpip_session_t *)(void *)kc->scratch;
             apr_uint64_t tag = random64();
 
+            s->seq = cl->seq > s->seq ? cl->seq : s->seq;
             s->busy = cl->seq;
             s->lease = now + st->conf.lease;
             s->owner = (apr_uint32_t)getpid();
@@ -366,20 +417,46 @@ static jpip_sstore_rc_t kv_claim(jpip_sstore_t *st, jpip_sclaim_t *cl, apr_int64
                 return rc;
             }
             if (back->writer == tag) {
+                if (cl->reclaimed) {
+                    turn_t t;
+                    memset(&t, 0, sizeof(t));
+                    t.seq = t.preempt = cl->seq;
+                    (void)turn_set(st, cl->cid, &t, p); /* a lapsed owner stops */
+                }
                 kc->version = s->version;
                 kc->polled = now;
+                kc->claimed = now;
                 cl->s = s;
                 cl->size = st->conf.record_bytes;
                 cl->priv = kc;
                 return JPIP_SSTORE_OK;
             }
-            publish = 0; /* lost the race: look again */
-        } else if (s->preempt > cl->seq) {
-            jpip_err_set(err, JPIP_E_LIMIT, "a newer request on the session came first");
-            return JPIP_SSTORE_PREEMPTED;
-        }
-        if (publish && (rc = put(st, key, s, p, err)) != JPIP_SSTORE_OK) {
-            return rc;
+            /* lost the race: look again */
+        } else {
+            /* busy (or an earlier qid is due): the newest request's turn is
+             * a small entry of its own, so that waiting never writes the
+             * record (a stale write could bring back a claim given up) */
+            rc = turn_get(st, cl->cid, p, &turn, err);
+            if (rc != JPIP_SSTORE_OK) {
+                return rc;
+            }
+            if (!turn_seen) {
+                /* take a turn after every one given out */
+                turn_seen = 1;
+                if (turn.seq >= cl->seq) {
+                    cl->seq = turn.seq + 1;
+                }
+                turn.seq = cl->seq;
+                if (!wait) {
+                    turn.preempt = cl->seq; /* the one streaming now ends with EOR 3 */
+                }
+                if (turn_set(st, cl->cid, &turn, p) != JPIP_SSTORE_OK) {
+                    return down(st, APR_EGENERAL, err);
+                }
+            } else if (turn.preempt > cl->seq) {
+                jpip_err_set(err, JPIP_E_LIMIT, "a newer request on the session came first");
+                return JPIP_SSTORE_PREEMPTED;
+            }
         }
         if (now - start > st->conf.wait_max) {
             jpip_err_set(err, JPIP_E_LIMIT, "the channel stayed busy: try again later");
@@ -393,28 +470,20 @@ static jpip_sstore_rc_t kv_claim(jpip_sstore_t *st, jpip_sclaim_t *cl, apr_int64
 static int kv_preempted(jpip_sclaim_t *cl)
 {
     kv_claim_t *kc = cl->priv;
-    jpip_session_t *r = (jpip_session_t *)(void *)kc->scratch;
     apr_time_t now = apr_time_now();
+    turn_t turn;
     jpip_err_t err;
 
     if (kc->preempted || now - kc->polled < POLL_EVERY) {
         return kc->preempted;
     }
     kc->polled = now;
-    switch (load(cl->st, skey(cl->pool, cl->cid), kc->scratch, cl->pool, &err)) {
-    case JPIP_SSTORE_OK:
-        if (r->closed) {
-            apr_atomic_set32(&cl->s->closed, 1);
-        }
-        kc->preempted = r->preempt > cl->seq || r->busy != cl->seq;
-        break;
-    case JPIP_SSTORE_GONE:
-        apr_atomic_set32(&cl->s->closed, 1); /* expired or evicted meanwhile */
-        kc->preempted = 1;
-        break;
-    default:
-        break; /* the store is away: carry on, the write-back will tell */
-    }
+    if (turn_get(cl->st, cl->cid, cl->pool, &turn, &err) == JPIP_SSTORE_OK) {
+        /* a turn left by a request that gave up before this claim is
+         * not one (hosts' clocks differ a little: at worst a request
+         * waits for the answer to end instead of pre-empting it) */
+        kc->preempted = turn.preempt > cl->seq && turn.when >= kc->claimed;
+    } /* else the store is away: carry on, the write-back will tell */
     return kc->preempted;
 }
 

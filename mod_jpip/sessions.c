@@ -228,8 +228,10 @@ void jpip_chan_note(jpip_chan_t *ch, const jpip_msg_t *msgs, apr_size_t n)
     }
 }
 
-/* Record what was handed over. Returns the EOR reason to stop with, or 0. */
-static unsigned chan_flush(jpip_chan_t *ch)
+/* Record what was handed over; publish: write it to the store now (the
+ * answer goes on; at its end the release writes it). Returns the EOR
+ * reason to stop with, or 0. */
+static unsigned chan_flush(jpip_chan_t *ch, int publish)
 {
     jpip_err_t err;
     unsigned stop = 0;
@@ -241,7 +243,9 @@ static unsigned chan_flush(jpip_chan_t *ch)
         }
         /* published (socache) as the answer goes: the claim stays alive;
          * it counts as delivered only when the answer completes */
-        (void)jpip_sclaim_sync(ch->claim, &err);
+        if (publish) {
+            (void)jpip_sclaim_sync(ch->claim, &err);
+        }
     }
     ch->synced = apr_time_now();
     memmove(ch->pending, ch->pending + ch->npassed,
@@ -265,7 +269,7 @@ unsigned jpip_chan_passed(jpip_chan_t *ch)
     ch->unsent = 0;
     if (ch->npassed >= ch->flush_at || jpip_sclaim_preempted(ch->claim) ||
         apr_time_now() - ch->synced > SYNC_EVERY) {
-        return chan_flush(ch);
+        return chan_flush(ch, 1);
     }
     return 0;
 }
@@ -275,7 +279,8 @@ unsigned jpip_chan_finish(jpip_chan_t *ch)
     ch->npassed = ch->npending;
     ch->sent += ch->unsent;
     ch->unsent = 0;
-    return ch->npassed > 0 && chan_flush(ch) == JPIP_EOR_SESSION_LIMIT ? JPIP_EOR_SESSION_LIMIT : 0;
+    return ch->npassed > 0 && chan_flush(ch, 0) == JPIP_EOR_SESSION_LIMIT ? JPIP_EOR_SESSION_LIMIT
+                                                                          : 0;
 }
 
 void jpip_chan_aborted(jpip_chan_t *ch)
