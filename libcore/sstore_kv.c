@@ -266,9 +266,18 @@ static jpip_sstore_rc_t kv_open(jpip_sstore_t *st, const char *cid, const char *
     buf = apr_palloc(p, st->conf.record_bytes);
     if (cid != NULL) {
         memcpy(out, cid, KEY_HEX); /* a channel of the same session */
+        apr_time_t until = apr_time_now() + st->conf.qid_wait, backoff = BACKOFF_MIN;
+
         key = skey(p, cid);
-        rc = load(st, key, buf, p, err);
         s = (jpip_session_t *)(void *)buf;
+        /* the record is written here, so not over a busy one if that can be
+         * helped: its owner's release would be overwritten (the claim
+         * brought back until its lease lapses) */
+        while ((rc = load(st, key, buf, p, err)) == JPIP_SSTORE_OK && s->busy != 0 &&
+               s->lease > apr_time_now() && apr_time_now() < until) {
+            apr_sleep(backoff);
+            backoff = backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : backoff * 2;
+        }
         if (rc == JPIP_SSTORE_OK && (s->closed || jpip_session_channel(s, cid) == NULL)) {
             rc = JPIP_SSTORE_GONE;
         }
