@@ -22,7 +22,8 @@ PACKAGES="build-essential autoconf automake libtool pkg-config apache2 apache2-d
 libapr1-dev libaprutil1-dev check libopenjp2-7-dev libopenjp2-tools python3 \
 clang-format binutils openjph-tools zlib1g-dev libgdcm-tools dcmtk dicom3tools \
 libcurl4-openssl-dev curl openssl libopenjpip-dec-server libpng-dev libjpeg62-turbo-dev \
-libjpeg-turbo-progs chromium chromium-driver fonts-dejavu-core"
+libjpeg-turbo-progs chromium chromium-driver fonts-dejavu-core \
+redis-server memcached"
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 

@@ -5,7 +5,8 @@ next to the same httpd serving the identical response bytes as static files.
     bench/bench.py [--work DIR] [--plots DIR] [--only PARTS]    (or `make bench`)
 
 Parts (all by default, or a comma-separated --only list): images,
-throughput, latency, coldstart, memory, efficiency, budget, scaling. With
+throughput, latency, coldstart, memory, efficiency, budget, scaling,
+stores (sessions in shared memory next to sessions through redis). With
 --only budget alone, only the two images it measures are made. Results go to
 WORK/results.json and, as Markdown tables, to stdout; with --plots DIR the
 PNG plots (gnuplot) are written there (docs/bench-throughput.png,
@@ -217,7 +218,9 @@ def typical(w, h):
 # ------------------------------------------------------------------ server
 
 class Server:
-    def __init__(self, work):
+    def __init__(self, work, store=None):
+        """store: None (shm sessions), or the port of a redis for
+        JPIPSessionStore socache:redis."""
         extra = """
 MaxKeepAliveRequests 0
 KeepAliveTimeout 30
@@ -230,9 +233,14 @@ JPIPMaxSessionsPerClient 0
     Require all granted
 </Location>
 """ % (NSESS + 24, (NSESS + 24) // 4, os.path.join(work, "archive"))
+        modules = []
+        if store is not None:
+            extra += ("JPIPSessionStore socache:redis 127.0.0.1:%d\n"
+                      "LogLevel socache_redis:alert\n" % store)
+            modules = [("socache_redis_module", "mod_socache_redis.so")]
         self.archive = os.path.join(work, "archive")
         self.h = Httpd(HTTPD, APXS, MODULE, os.path.join(SRCDIR, "httpd-conf"),
-                       extra_conf=extra, servers=2)
+                       extra_conf=extra, servers=2, extra_modules=modules)
         conf = self.h.write_config()
         with open(conf) as f:
             text = f.read()
@@ -281,7 +289,7 @@ JPIPMaxSessionsPerClient 0
         st, hd, body = self.get("/b/%s?cnew=http&type=jpp-stream&tid=0" % name)
         if st != 200 or "jpip-cnew" not in hd:
             raise RuntimeError("cnew failed: %d %r" % (st, body[:100]))
-        cid = re.search(r"cid=([0-9a-fA-F]+)", hd["jpip-cnew"]).group(1)
+        cid = re.search(r"cid=([^,]+)", hd["jpip-cnew"]).group(1)
         return cid, body
 
     def status(self):
@@ -449,6 +457,78 @@ def throughput(srv, images, work):
                 " (%.2f)" % (name, c, j["rps"], s["rps"], j["rps"] / s["rps"], sjm["rps"],
                              ssm["rps"], sjm["rps"] / ssm["rps"]))
     RESULTS["throughput"] = res
+
+
+# -------------------------------------------------------- session stores
+
+class Redis:
+    """A redis-server of its own (docs/cluster.md settings) on a free port."""
+
+    def __init__(self, work):
+        import socket
+        with socket.socket() as so:
+            so.bind(("127.0.0.1", 0))
+            self.port = so.getsockname()[1]
+        self.dir = tempfile.mkdtemp(prefix="redis-", dir=work)
+        conf = os.path.join(self.dir, "redis.conf")
+        with open(conf, "w") as f:
+            f.write("bind 127.0.0.1\nport %d\ndir %s\nsave \"\"\nappendonly no\n"
+                    "maxmemory 1gb\nmaxmemory-policy volatile-lru\n" % (self.port, self.dir))
+        self.proc = subprocess.Popen(["redis-server", conf], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as so:
+                    so.sendall(b"PING\r\n")
+                    if so.recv(10).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def session_rps(srv, name, sess, c, nsess, lst):
+    """The throughput part's session method: nsess fresh sessions walk
+    the trace once, step by step across sessions; median of REPEAT."""
+    runs = []
+    for _ in range(REPEAT):
+        jp, _ = session_list(srv, name, sess, nsess)
+        runs.append(wrk(srv, jp, c, 3.0 * DURATION + 10, lst, once=True))
+    runs.sort(key=lambda v: v["rps"])
+    return runs[len(runs) // 2]
+
+
+def stores(images, work):
+    """Sessions in shared memory and through redis (socache), same trace,
+    same method, one server at a time."""
+    if shutil.which("redis-server") is None:
+        log("stores: no redis-server, skipped")
+        return
+    res = {}
+    lst = os.path.join(work, "paths.txt")
+    for kind in ("shm", "redis"):
+        redis = Redis(work) if kind == "redis" else None
+        srv = Server(work, store=redis.port if redis else None)
+        try:
+            for name in IMAGES:
+                w, h, _ = geometry(images[name])
+                qs = trace(w, h)
+                _, sess, _ = capture(srv, name + ".j2k", qs, name)
+                for c in CONCURRENCY:
+                    nsess = int(max(2 * c, min(NSESS, 200)))
+                    v = session_rps(srv, name + ".j2k", sess, c, nsess, lst)
+                    res.setdefault(name, {}).setdefault(str(c), {})[kind] = v
+                    log("stores %s %s c=%d: %.0f session requests/s" % (kind, name, c, v["rps"]))
+        finally:
+            srv.stop()
+            if redis:
+                redis.stop()
+    RESULTS["stores"] = res
 
 
 # ---------------------------------------------------------------- latency
@@ -781,6 +861,17 @@ def report():
                               v["session"]["rps"], v["session"]["mbps"],
                               v["static_session"]["rps"], v["static_session"]["mbps"],
                               v["ratio_session"]))
+    if "stores" in RESULTS:
+        out.append("\n### Sessions by store (session requests/s; ratio = redis / shm)\n")
+        out.append("| image | c | shm r/s | MB/s | redis r/s | MB/s | ratio |")
+        out.append("|---|--:|--:|--:|--:|--:|--:|")
+        for name, r in RESULTS["stores"].items():
+            for c, v in sorted(r.items(), key=lambda kv: int(kv[0])):
+                if "shm" in v and "redis" in v:
+                    out.append("| %s | %s | %.0f | %.0f | %.0f | %.0f | **%.2f** |"
+                               % (name, c, v["shm"]["rps"], v["shm"]["mbps"],
+                                  v["redis"]["rps"], v["redis"]["mbps"],
+                                  v["redis"]["rps"] / max(v["shm"]["rps"], 1e-9)))
     if "latency" in RESULTS:
         out.append("\n### Latency of the typical viewport (ms; median / p99)\n")
         out.append("| image | bytes | kind | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 |")
@@ -913,7 +1004,8 @@ def main():
     ap.add_argument("--work", default=None)
     ap.add_argument("--plots", default=None)
     ap.add_argument("--only",
-                    default="throughput,latency,coldstart,memory,efficiency,budget,scaling")
+                    default="throughput,latency,coldstart,memory,efficiency,budget,scaling,"
+                    "stores")
     args = ap.parse_args()
     need_tools()
     work = args.work or os.path.join(tempfile.gettempdir(), "jpip-bench")
@@ -923,7 +1015,8 @@ def main():
     RESULTS["settings"] = {"duration": DURATION, "repeat": REPEAT, "sessions": NSESS,
                            "concurrency": CONCURRENCY, "viewport": VIEW}
     t0 = time.time()
-    images = make_images(work, {"img8k-plt", "t32k-plt"} if parts == {"budget"} else None)
+    images = make_images(work, {"img8k-plt", "t32k-plt"} if parts == {"budget"} else
+                         set(IMAGES) if parts == {"stores"} else None)
     if parts & {"throughput", "latency", "coldstart", "efficiency", "budget", "scaling"}:
         srv = Server(work)
         try:
@@ -943,6 +1036,8 @@ def main():
             srv.stop()
     if "memory" in parts:
         memory(images, work)
+    if "stores" in parts:
+        stores(images, work)
     RESULTS["seconds"] = time.time() - t0
     with open(os.path.join(work, "results.json"), "w") as f:
         json.dump(RESULTS, f, indent=1)

@@ -129,18 +129,22 @@ apr_uint32_t jpip_session_channel_close(jpip_session_t *s, const char *cid)
     return s->nchannels;
 }
 
+const char jpip_cid_alphabet[65] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 jpip_code_t jpip_session_new_cid(char *out, jpip_err_t *err)
 {
-    unsigned char r[JPIP_CID_LEN / 2];
-    static const char hex[] = "0123456789abcdef";
+    unsigned char r[JPIP_CID_LEN * 3 / 4];
     int i;
 
     if (apr_generate_random_bytes(r, sizeof(r)) != APR_SUCCESS) {
         return jpip_err_set(err, JPIP_E_IO, "no random bytes for a channel id");
     }
-    for (i = 0; i < (int)sizeof(r); i++) {
-        out[2 * i] = hex[r[i] >> 4];
-        out[2 * i + 1] = hex[r[i] & 15];
+    for (i = 0; i < JPIP_CID_LEN; i++) {
+        /* 6 bits per character */
+        int bit = i * 6, byte = bit / 8, shift = bit % 8;
+        unsigned v = ((unsigned)r[byte] << 8) | (byte + 1 < (int)sizeof(r) ? r[byte + 1] : 0);
+        out[i] = jpip_cid_alphabet[(v >> (10 - shift)) & 63];
     }
     out[JPIP_CID_LEN] = '\0';
     return JPIP_OK;

@@ -19,7 +19,10 @@
 #include "jpip_err.h"
 #include "model.h"
 
-#define JPIP_CID_LEN 32         /* channel ids: 128 random bits in hex */
+/* channel ids: 32 characters of the URL-safe base64 alphabet (A-Z a-z
+ * 0-9 - _), 192 random bits of which a store may replace a few with a
+ * locator (the shm store: 6 characters, leaving 156 random bits) */
+#define JPIP_CID_LEN 32
 #define JPIP_SESSION_CHANNELS 8 /* channels one session may have */
 #define JPIP_SESSION_TARGET_MAX 1024
 #define JPIP_SESSION_TID_MAX 64
@@ -41,6 +44,10 @@ typedef struct jpip_session_t {
     apr_uint64_t busy;  /* seq of the request streaming now, 0 when idle */
     apr_uint32_t owner; /* process id of that request's process */
     apr_uint32_t pad0;
+    apr_uint64_t owner_start; /* its start time (jpip_proc_start): a reused pid differs */
+    apr_uint64_t version;     /* writes of the record (stores without shared memory) */
+    apr_time_t lease;         /* busy until then at most (stores without shared memory) */
+    apr_uint64_t writer;      /* random tag of the last write (stores without shared memory) */
     /* seq of the newest request that pre-empts (wait=no); set with
      * apr_atomic_set64 so that a streaming request can poll it between
      * batches with apr_atomic_read64, without the store's lock */
@@ -90,8 +97,12 @@ jpip_channel_t *jpip_session_channel(jpip_session_t *s, const char *cid);
  * open: when 0, the session is over. */
 apr_uint32_t jpip_session_channel_close(jpip_session_t *s, const char *cid);
 
-/* Fill out (JPIP_CID_LEN + 1 bytes) with a new channel id made of 16
- * random bytes. JPIP_E_IO if the system's random source fails. */
+/* Fill out (JPIP_CID_LEN + 1 bytes) with a new channel id: 24 random
+ * bytes in URL-safe base64. JPIP_E_IO if the system's random source fails. */
 jpip_code_t jpip_session_new_cid(char *out, jpip_err_t *err);
+
+/* The 64 characters of channel ids, in order (a character's index is its
+ * 6-bit value). */
+extern const char jpip_cid_alphabet[65];
 
 #endif /* JPIP_SESSION_H */

@@ -15,6 +15,7 @@
 #include <apr_strings.h>
 
 #include "number.h"
+#include "store.h"
 
 typedef enum {
     FORM_COUNT,   /* digits */
@@ -73,7 +74,7 @@ static const var_def_t vars[JPIP_NVARS] = {
                              "a count from 1 to 100000"},
     [JPIP_V_IIIF_QUALITY] = {"JPIPIIIFJPEGQuality", FORM_COUNT, SCOPE_DIR, 1, 100, 90,
                              "a JPEG quality from 1 to 100"},
-    [JPIP_V_SESSIONS_PER_CLIENT] = {"JPIPMaxSessionsPerClient", FORM_COUNT, SCOPE_SERVER, 0,
+    [JPIP_V_SESSIONS_PER_CLIENT] = {"JPIPMaxSessionsPerClient", FORM_COUNT, SCOPE_GLOBAL, 0,
                                     1000000, 32, "a count from 0 (no limit) to 1000000"},
     [JPIP_V_INDEX_MEMORY] = {"JPIPIndexMaxMemory", FORM_SIZE, SCOPE_SERVER, 1, 1024 * TIB, GIB,
                              "a size such as 1G"},
@@ -508,5 +509,10 @@ const command_rec jpip_cmds[] = {
     AP_INIT_TAKE1("JPIPSessionTimeout", cmd_var, (void *)JPIP_V_SESSION_TIMEOUT, RSRC_CONF,
                   "Time a session may stay idle before it is closed: seconds or 5mi, 1h "
                   "(default 300)"),
+    AP_INIT_TAKE12("JPIPSessionStore", jpip_store_cmd, NULL, RSRC_CONF,
+                   "Where sessions live: shm (default) or socache:PROVIDER [ARGUMENTS]"),
+    AP_INIT_TAKE12("JPIPSessionClientPrefix", jpip_store_prefix_cmd, NULL, RSRC_CONF,
+                   "Prefix lengths that group client addresses for session limits and "
+                   "eviction: IPv4 [IPv6] (default 32 64)"),
     JPIP_VIEWER_CMDS,
     {NULL}};

@@ -27,12 +27,12 @@
 #include "plan.h"
 #include "request.h"
 #include "serve.h"
-#include "session.h"
+#include "sessions.h"
 #include "store.h"
 
 APLOG_USE_MODULE(jpip);
 
-#define BATCH 256 /* messages planned at a time */
+#define BATCH 256 /* messages planned at a time (as sessions.c assumes) */
 /* A brigade is passed down once it holds this many bytes or messages (or
  * the answer is over): runs of rendition messages then go out as a few
  * large file ranges rather than one per batch. */
@@ -92,7 +92,7 @@ static int send_text(request_rec *r, int status, const char *msg)
 
 /* Log a refused request at info level (the client's fault, not the
  * server's) and answer it. */
-static int refuse(request_rec *r, const char *target, int status, const char *msg)
+int jpip_refuse(request_rec *r, const char *target, int status, const char *msg)
 {
     msg = escape_controls(r->pool, msg);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, JPIPLOGNO(0001) "jpip(target=%s): %d %s",
@@ -121,9 +121,9 @@ static const char *with_directive(request_rec *r, const char *msg, jpip_limit_t 
  * its message naming the limit's directive. */
 static int refuse_err(request_rec *r, const char *target, const jpip_err_t *err)
 {
-    return refuse(r, target, jpip_err_status(err),
-                  with_directive(r, apr_pstrdup(r->pool, err->msg),
-                                 err->code == JPIP_E_LIMIT ? err->limit : JPIP_LIMIT_NONE));
+    return jpip_refuse(r, target, jpip_err_status(err),
+                       with_directive(r, apr_pstrdup(r->pool, err->msg),
+                                      err->code == JPIP_E_LIMIT ? err->limit : JPIP_LIMIT_NONE));
 }
 
 /* ----------------------------------------------------------------- CORS */
@@ -538,347 +538,6 @@ static jpip_code_t put_piece(void *ctx, apr_uint64_t off, apr_uint64_t len,
     return JPIP_OK;
 }
 
-/* ------------------------------------------------------------- sessions */
-
-#define WAIT_STEP apr_time_from_msec(5)
-#define WAIT_MAX apr_time_from_sec(60)
-
-/* One request on a channel. The session record lives in shared memory.
- * Until the request owns it (busy), another process may evict it whenever
- * the store is unlocked, so it is found again by channel id each time the
- * lock is taken. Once owned, the record stays put until channel_end, and
- * only this request changes the model: it plans and records without the
- * lock, which is taken only to claim and to give back. */
-typedef struct chan_t {
-    const char *cid;     /* the channel this request runs on */
-    apr_uint64_t seq;    /* this request's turn in the session */
-    jpip_model_t *model; /* private copy of the session model, for planning */
-    unsigned stop;       /* EOR reason that ended the stream early, 0 if none */
-    apr_uint64_t sent;   /* message bytes handed to the network, not yet counted */
-    apr_uint64_t unsent; /* ... and of messages planned, not yet handed */
-    /* messages not yet recorded in the session model: pending[0, npassed)
-     * were handed to the network, the rest are in the brigade being
-     * filled. Recorded together once flush_at were handed over (at least
-     * a few batches, and at least half the model's runs, so that merging
-     * them costs O(messages) over the response) and when the response
-     * ends; only what was handed over is ever recorded. */
-    jpip_model_sent_t *pending;
-    apr_size_t npending, npassed, flush_at;
-    jpip_session_t *s;   /* the session this request owns, from channel_start on */
-    jpip_model_t *spill; /* the session model while it may not fit (model.h) */
-} chan_t;
-
-static int session_gone(request_rec *r, const char *name, const char *cid)
-{
-    return refuse(r, name, HTTP_SERVICE_UNAVAILABLE,
-                  apr_psprintf(r->pool, "channel %s does not exist or has expired",
-                               ap_escape_html(r->pool, cid)));
-}
-
-/* The target a channel is bound to. Refuses a request that names another
- * target (409) or an unknown channel (503). */
-static int channel_target(request_rec *r, const jpip_dir_conf_t *conf, const jpip_request_t *req,
-                          const char **name)
-{
-    jpip_session_t *s;
-    const char *asked = target_name(r, conf, req);
-    jpip_target_t t;
-    jpip_err_t err;
-
-    jpip_store_lock();
-    s = jpip_store_find(req->cid);
-    if (s == NULL) {
-        jpip_store_unlock();
-        return session_gone(r, NULL, req->cid);
-    }
-    *name = apr_pstrdup(r->pool, s->target);
-    jpip_store_unlock();
-    /* naming the same target again is allowed; another one is not */
-    if (asked != NULL && *asked != '\0' && strcmp(asked, "/") != 0 &&
-        jpip_target_resolve(r->pool, conf->root, asked, conf->allow_outside_links == 1, &t, &err) !=
-            JPIP_OK) {
-        /* a deleted target is gone (404 naming it), not another one */
-        return refuse_err(r, *name, &err);
-    }
-    if (asked != NULL && *asked != '\0' && strcmp(asked, "/") != 0 && strcmp(t.name, *name) != 0) {
-        return refuse(r, *name, HTTP_CONFLICT,
-                      apr_psprintf(r->pool, "channel %s belongs to another target",
-                                   ap_escape_html(r->pool, req->cid)));
-    }
-    return OK;
-}
-
-/* The path clients send later requests to (JPIP-cnew path=). */
-static const char *channel_path(request_rec *r, const jpip_dir_conf_t *conf)
-{
-    const char *loc = conf->location != NULL ? conf->location : r->uri;
-
-    while (*loc == '/') {
-        loc++;
-    }
-    return *loc != '\0' ? loc : "/";
-}
-
-/* cnew: open a channel, in a new session or (with cid) in the channel's
- * session, and say so in JPIP-cnew. */
-static int channel_open(request_rec *r, const jpip_dir_conf_t *conf, const jpip_request_t *req,
-                        const jpip_tgt_t *tgt, const char *name, int jpt, chan_t *ch)
-{
-    char cid[JPIP_CID_LEN + 1];
-    jpip_session_t *s;
-    jpip_channel_t *c;
-    jpip_err_t err;
-
-    jpip_store_lock();
-    s = req->cid != NULL ? jpip_store_find(req->cid)
-                         : jpip_store_create(name, tgt->tid, r->useragent_ip,
-                                             jpip_sessions_per_client(r->server), &err);
-    if (s == NULL) {
-        jpip_store_unlock();
-        return req->cid != NULL ? session_gone(r, name, req->cid) : refuse_err(r, name, &err);
-    }
-    if (jpip_store_new_cid(s, cid, &err) != JPIP_OK ||
-        jpip_session_channel_open(s, cid, jpt, &c, &err) != JPIP_OK) {
-        jpip_store_unlock();
-        return refuse_err(r, name, &err);
-    }
-    jpip_store_unlock();
-    ch->cid = apr_pstrdup(r->pool, cid);
-    apr_table_setn(
-        r->headers_out, "JPIP-cnew",
-        apr_psprintf(r->pool, "cid=%s,path=%s,transport=http", ch->cid, channel_path(r, conf)));
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                  JPIPLOGNO(0013) "jpip(cid=%s,target=%s): channel opened", ch->cid, name);
-    return OK;
-}
-
-/* Give the session back for the next request, under the lock. Frees the
- * slot of a session closed meanwhile. */
-static void channel_give_back(chan_t *ch)
-{
-    jpip_session_t *s = ch->s;
-
-    s->busy = 0;
-    s->used = apr_time_now();
-    s->model_bytes = jpip_model_size(jpip_session_model(s));
-    if (apr_atomic_read32(&s->closed)) {
-        jpip_store_remove(s);
-    }
-}
-
-/* The same, for a request that ends before it streams. */
-static void channel_release(chan_t *ch)
-{
-    jpip_store_lock();
-    channel_give_back(ch);
-    jpip_store_unlock();
-}
-
-/* Wait for this request's turn on the channel's session (pre-empting the
- * request streaming now unless wait=yes), then apply the request's model
- * and need fields to the session model and take a private copy of it for
- * planning. Returns OK, or the answer already sent. */
-static int channel_start(request_rec *r, const jpip_dir_conf_t *conf, const jpip_request_t *req,
-                         const jpip_tgt_t *tgt, const char *name, chan_t *ch)
-{
-    apr_size_t max_items = (apr_size_t)jpip_dir_get(conf, JPIP_V_MAX_MODEL_ITEMS);
-    apr_time_t deadline = apr_time_now() + WAIT_MAX;
-    jpip_session_t *s;
-    jpip_model_resolver_t res;
-    jpip_model_spec_t *model = NULL, *need = NULL;
-    jpip_channel_t *c;
-    jpip_err_t err;
-    apr_size_t size, len;
-    void *buf;
-
-    /* the fields are parsed before the lock is taken */
-    if ((req->model != NULL &&
-         jpip_model_parse(r->pool, req->model, 0, max_items, &model, &err) != JPIP_OK) ||
-        (req->need != NULL &&
-         jpip_model_parse(r->pool, req->need, 1, max_items, &need, &err) != JPIP_OK)) {
-        return refuse_err(r, name, &err);
-    }
-    jpip_store_lock();
-    s = jpip_store_find(ch->cid);
-    if (s == NULL) {
-        jpip_store_unlock();
-        return session_gone(r, name, ch->cid);
-    }
-    ch->seq = ++s->seq;
-    if (!req->wait) {
-        apr_atomic_set64(&s->preempt, ch->seq); /* the one streaming now ends with EOR 3 */
-    }
-    for (;;) {
-        c = jpip_session_channel(s, ch->cid);
-        if (s->busy != 0 && jpip_store_reclaim(s)) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                          JPIPLOGNO(0025) "jpip(cid=%s,target=%s): the process that was "
-                                          "answering on this session is gone; the session's "
-                                          "cache model starts again empty",
-                          ch->cid, name);
-        }
-        if (s->busy == 0 && (req->qid < 0 || c->next_qid < 0 || req->qid <= c->next_qid ||
-                             apr_time_now() > deadline - WAIT_MAX + apr_time_from_sec(2))) {
-            break; /* locked */
-        }
-        if (s->preempt > ch->seq) {
-            /* a newer request came while this one waited: it wins */
-            jpip_store_unlock();
-            r->status = HTTP_ACCEPTED;
-            apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
-            return DONE;
-        }
-        jpip_store_unlock();
-        if (apr_time_now() > deadline) {
-            return refuse(r, name, HTTP_SERVICE_UNAVAILABLE,
-                          "the channel stayed busy: try again later");
-        }
-        apr_sleep(WAIT_STEP);
-        jpip_store_lock();
-        s = jpip_store_find(ch->cid);
-        if (s == NULL) {
-            jpip_store_unlock();
-            return session_gone(r, name, ch->cid);
-        }
-    }
-    jpip_store_claim(s, ch->seq);
-    ch->s = s;
-    if (req->qid >= 0) {
-        c->next_qid = req->qid + 1;
-    }
-    if (strcmp(s->tid, tgt->tid) != 0) {
-        /* the file changed since the session began: its model is stale */
-        jpip_session_model_reset(s);
-        apr_cpystrn(s->tid, tgt->tid, sizeof(s->tid));
-        apr_table_setn(r->headers_out, "JPIP-tid", tgt->tid);
-    }
-    jpip_store_unlock();
-    /* the session is this request's now: its model is changed unlocked */
-    jpip_serve_resolver(tgt->ix, &res);
-    /* declared holdings (and, for need, what the client lacks) persist in
-     * the session; a field that does not fit the model is ignored */
-    if (model != NULL) {
-        jpip_model_apply(jpip_session_model(s), model, &res, &err);
-    }
-    if (need != NULL) {
-        jpip_model_apply(jpip_session_model(s), need, &res, &err);
-    }
-    /* a private copy for planning, checked as it is loaded */
-    len = jpip_model_size(jpip_session_model(s));
-    size = jpip_model_bytes_for(jpip_model_runs(jpip_session_model(s)) + 1);
-    buf = apr_palloc(r->pool, size);
-    memcpy(buf, jpip_session_model(s), len);
-    if (jpip_model_load(buf, size, buf, len, &ch->model, &err) != JPIP_OK) {
-        channel_release(ch);
-        return refuse(r, name, HTTP_INTERNAL_SERVER_ERROR, err.msg);
-    }
-    ch->flush_at = jpip_model_runs(ch->model) / 2;
-    if (ch->flush_at < 4 * BATCH) {
-        ch->flush_at = 4 * BATCH;
-    }
-    ch->pending =
-        apr_palloc(r->pool, sizeof(jpip_model_sent_t) * (ch->flush_at + HOLD_MSGS + BATCH));
-    return OK;
-}
-
-/* Record the pending messages in the session model; the request owns
- * the session, so no lock is taken. Returns the EOR reason to stop with,
- * or 0 to go on. */
-static unsigned channel_flush(chan_t *ch)
-{
-    jpip_session_t *s = ch->s;
-    unsigned stop = 0;
-    jpip_err_t err;
-    jpip_model_batch_t *b = NULL;
-    jpip_code_t rc;
-
-    if (apr_atomic_read32(&s->closed)) {
-        ch->npending = ch->npassed = 0;
-        return JPIP_EOR_SESSION_LIMIT; /* the session was closed meanwhile */
-    }
-    /* one pass over the model for all of them; a range that does not
-     * extend what is held leaves a hole the model cannot express: not
-     * recorded, at worst sent again */
-    rc = jpip_model_batch_make(&b, ch->pending, ch->npassed, &err);
-    if (rc == JPIP_OK) {
-        /* what may not fit the session's model goes to a spill model, made
-         * to fit when the request ends (channel_end) */
-        rc = jpip_model_record_spill(jpip_session_model(s), &ch->spill, b, &err);
-    }
-    if (rc != JPIP_OK) {
-        /* the model is full: end the session rather than send twice */
-        apr_atomic_set32(&s->closed, 1);
-        stop = JPIP_EOR_SESSION_LIMIT;
-    }
-    jpip_model_batch_free(b);
-    s->bytes += ch->sent;
-    ch->sent = 0;
-    ch->npending = ch->npassed = 0;
-    if (stop == 0 && apr_atomic_read64(&s->preempt) > ch->seq) {
-        stop = JPIP_EOR_WINDOW_CHANGE; /* pre-empted by a newer request */
-    }
-    return stop;
-}
-
-/* Note a batch of messages put in the brigade (a run as the whole-bin
- * messages it stands for). */
-static void channel_note(chan_t *ch, const jpip_msg_t *msgs, apr_size_t n)
-{
-    apr_size_t i;
-    apr_uint32_t k;
-
-    for (i = 0; i < n; i++) {
-        for (k = 0; k < msgs[i].count; k++) {
-            jpip_model_sent_t *p = &ch->pending[ch->npending++];
-
-            p->cls = msgs[i].cls;
-            p->csn = msgs[i].csn;
-            p->id = msgs[i].id + k * msgs[i].step;
-            p->off = msgs[i].off;
-            p->len = msgs[i].count > 1 ? msgs[i].bin[k].len : msgs[i].len;
-            p->complete = msgs[i].complete;
-        }
-        ch->unsent += msgs[i].hdr_len + msgs[i].len;
-    }
-}
-
-/* The brigade was handed to the network: what was noted may now be
- * recorded. See whether a newer request pre-empts this one: an atomic
- * read, the lock is taken only to record. Returns the EOR reason to stop
- * with, or 0. */
-static unsigned channel_passed(chan_t *ch)
-{
-    ch->npassed = ch->npending;
-    ch->sent += ch->unsent;
-    ch->unsent = 0;
-    if (ch->npassed >= ch->flush_at || apr_atomic_read64(&ch->s->preempt) > ch->seq) {
-        return channel_flush(ch);
-    }
-    return 0;
-}
-
-/* The request is over: give the session back for the next one, and close
- * what cclose names. */
-static void channel_end(const jpip_request_t *req, chan_t *ch)
-{
-    jpip_session_t *s = ch->s;
-
-    jpip_model_unspill(jpip_session_model(s), ch->spill);
-    ch->spill = NULL;
-    jpip_store_lock();
-    if (req->cclose != NULL) {
-        int i;
-
-        for (i = 0; i < req->cclose->nelts; i++) {
-            if (jpip_session_channel_close(s, APR_ARRAY_IDX(req->cclose, i, const char *)) == 0) {
-                apr_atomic_set32(&s->closed, 1); /* its last channel */
-            }
-        }
-    }
-    channel_give_back(ch);
-    jpip_store_unlock();
-}
-
 /* Run the plan once without sending, for Content-Length. */
 static apr_uint64_t plan_size(jpip_response_t *resp, jpip_msg_t *msgs, jpip_err_t *err)
 {
@@ -898,13 +557,13 @@ static apr_uint64_t plan_size(jpip_response_t *resp, jpip_msg_t *msgs, jpip_err_
 /* Stream the plan's messages and the EOR. Returns the HTTP status to
  * return from the handler (OK, or an error before anything was sent). */
 static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile, const char *name,
-                       jpip_response_t *resp, jpip_msg_t *msgs, chan_t *ch)
+                       jpip_response_t *resp, jpip_msg_t *msgs, jpip_chan_t *ch)
 {
     conn_rec *c = r->connection;
     out_t o;
     apr_size_t n, i, nb;
     apr_uint64_t nmsg = 0, nrend = 0, hbytes = 0, hmsgs = 0;
-    unsigned reason;
+    unsigned reason, stop = 0;
     jpip_err_t err;
     apr_status_t rv = APR_SUCCESS;
 
@@ -955,7 +614,7 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
             }
         }
         if (ch != NULL) {
-            channel_note(ch, msgs, n);
+            jpip_chan_note(ch, msgs, n);
         }
         nmsg += nb;
         hmsgs += nb;
@@ -984,8 +643,8 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
         hbytes = 0;
         hmsgs = 0;
         if (rv != APR_SUCCESS || c->aborted) {
-            if (ch != NULL && ch->npassed > 0) {
-                channel_flush(ch); /* the brigades before this one did go out */
+            if (ch != NULL) {
+                jpip_chan_aborted(ch); /* nothing of this answer counts as held */
             }
             gather_done(&o);
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r,
@@ -994,16 +653,15 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
                           name, nmsg);
             return OK;
         }
-        /* only what was handed to the network is recorded as held */
-        if ((ch != NULL && (ch->stop = channel_passed(ch)) != 0) || !more) {
+        /* only what was handed to the network is recorded */
+        if ((ch != NULL && (stop = jpip_chan_passed(ch)) != 0) || !more) {
             break;
         }
     }
-    if (ch != NULL && ch->stop == 0 && ch->npassed > 0 &&
-        channel_flush(ch) == JPIP_EOR_SESSION_LIMIT) {
-        ch->stop = JPIP_EOR_SESSION_LIMIT; /* all was sent, but the session is over */
+    if (ch != NULL && stop == 0) {
+        stop = jpip_chan_finish(ch); /* 6: all was sent, but the session is over */
     }
-    reason = ch != NULL && ch->stop != 0 ? ch->stop : jpip_serve_eor(resp);
+    reason = stop != 0 ? stop : jpip_serve_eor(resp);
     jpip_store_count(JPIP_STAT_BYTES, jpip_plan_bytes(resp->plan));
     {
         apr_size_t elen;
@@ -1012,8 +670,15 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
         APR_BRIGADE_INSERT_TAIL(
             o.bb, apr_bucket_heap_create((const char *)e, elen, NULL, c->bucket_alloc));
     }
+    if (ch != NULL) {
+        /* a session's answer is delivered once all of it was written */
+        APR_BRIGADE_INSERT_TAIL(o.bb, apr_bucket_flush_create(c->bucket_alloc));
+    }
     APR_BRIGADE_INSERT_TAIL(o.bb, apr_bucket_eos_create(c->bucket_alloc));
     rv = ap_pass_brigade(r->output_filters, o.bb);
+    if (ch != NULL && (rv != APR_SUCCESS || c->aborted)) {
+        jpip_chan_aborted(ch);
+    }
     gather_done(&o);
     apr_table_setn(r->notes, "jpip-messages", apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, nmsg));
     apr_table_setn(r->notes, "jpip-bytes",
@@ -1029,7 +694,7 @@ static int stream_body(request_rec *r, const jpip_tgt_t *tgt, apr_file_t *rfile,
 }
 
 static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t *tgt,
-                   const char *name, const jpip_request_t *req, chan_t *ch)
+                   const char *name, const jpip_request_t *req, jpip_chan_t *ch)
 {
     jpip_serve_target_t st;
     const jpip_tgt_rend_t *tr;
@@ -1061,7 +726,8 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
         }
         st.rois = rl;
     }
-    rc = jpip_serve_prepare(r->pool, &st, req, ch != NULL ? ch->model : NULL, &so, &resp, &err);
+    rc = jpip_serve_prepare(r->pool, &st, req, ch != NULL ? jpip_chan_model(ch) : NULL, &so, &resp,
+                            &err);
     if (rc != JPIP_OK) {
         return refuse_err(r, name, &err);
     }
@@ -1070,7 +736,7 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
         apr_table_setn(r->headers_out, h->name, h->value);
     }
     if (resp.status != 200) {
-        return refuse(r, name, resp.status, with_directive(r, resp.error, resp.limit));
+        return jpip_refuse(r, name, resp.status, with_directive(r, resp.error, resp.limit));
     }
     ap_set_content_type(r, resp.content_type);
     if (ch != NULL) {
@@ -1100,7 +766,7 @@ int jpip_handle(request_rec *r)
     const jpip_tgt_t *tgt;
     jpip_err_t err;
     const char *name = NULL;
-    chan_t ch;
+    jpip_chan_t *ch = NULL;
     int st;
 
     if (r->handler == NULL || strcmp(r->handler, "jpip") != 0) {
@@ -1139,9 +805,11 @@ int jpip_handle(request_rec *r)
     jpip_store_count(JPIP_STAT_REQUESTS, 1);
     if (req.cid != NULL) {
         if (!jpip_store_ready()) {
-            return session_gone(r, NULL, req.cid);
+            return jpip_refuse(r, NULL, HTTP_SERVICE_UNAVAILABLE,
+                               apr_psprintf(r->pool, "channel %s does not exist or has expired",
+                                            ap_escape_html(r->pool, req.cid)));
         }
-        st = channel_target(r, conf, &req, &name);
+        st = jpip_chan_target(r, conf, &req, target_name(r, conf, &req), &name);
         if (st != OK) {
             return st;
         }
@@ -1158,34 +826,26 @@ int jpip_handle(request_rec *r)
                                                        : "cannot be served";
 
         if (err.code == JPIP_E_FORBIDDEN || err.code == JPIP_E_NOTFOUND) {
-            return refuse(r, target.name, jpip_err_status(&err),
-                          apr_psprintf(r->pool, "%s: %s", target.name, err.msg));
+            return jpip_refuse(r, target.name, jpip_err_status(&err),
+                               apr_psprintf(r->pool, "%s: %s", target.name, err.msg));
         }
-        return refuse(r, target.name, jpip_err_status(&err),
-                      with_directive(r,
-                                     apr_psprintf(r->pool, "%s %s: %s", target.name, what, err.msg),
-                                     err.code == JPIP_E_LIMIT ? err.limit : JPIP_LIMIT_NONE));
+        return jpip_refuse(
+            r, target.name, jpip_err_status(&err),
+            with_directive(r, apr_psprintf(r->pool, "%s %s: %s", target.name, what, err.msg),
+                           err.code == JPIP_E_LIMIT ? err.limit : JPIP_LIMIT_NONE));
     }
     if ((req.cid == NULL && !(req.cnew & JPIP_TRANSPORT_HTTP)) || !jpip_store_ready()) {
         return respond(r, conf, tgt, target.name, &req, NULL); /* stateless */
     }
-    memset(&ch, 0, sizeof(ch));
-    ch.cid = req.cid;
-    if (req.cnew & JPIP_TRANSPORT_HTTP) {
-        /* only http is granted; other transports offered alone get a
-         * stateless answer (no JPIP-cnew), as T.808 allows */
-        st = channel_open(r, conf, &req, tgt, target.name,
-                          req.type_raw != NULL && !(req.type & (JPIP_TYPE_JPP | JPIP_TYPE_JPP_EXT)),
-                          &ch);
-        if (st != OK) {
-            return st;
-        }
-    }
-    st = channel_start(r, conf, &req, tgt, target.name, &ch);
+    /* only http is granted; other transports offered alone get a
+     * stateless answer (no JPIP-cnew), as T.808 allows */
+    st = jpip_chan_begin(r, conf, &req, tgt, target.name,
+                         req.type_raw != NULL && !(req.type & (JPIP_TYPE_JPP | JPIP_TYPE_JPP_EXT)),
+                         &ch);
     if (st != OK) {
         return st;
     }
-    st = respond(r, conf, tgt, target.name, &req, &ch);
-    channel_end(&req, &ch);
+    st = respond(r, conf, tgt, target.name, &req, ch);
+    jpip_chan_end(ch, &req);
     return st;
 }

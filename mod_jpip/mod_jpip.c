@@ -86,6 +86,7 @@ static int jpip_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *pte
         stc.slots = (int)jpip_srv_get(s, JPIP_V_SESSIONS);
         stc.memory = (apr_size_t)jpip_srv_get(s, JPIP_V_SESSION_MEMORY);
         stc.idle = jpip_srv_get(s, JPIP_V_SESSION_TIMEOUT);
+        stc.max_per_client = jpip_sessions_per_client(s);
         rv = jpip_store_post_config(pconf, s, &stc);
         if (rv != OK) {
             return rv;

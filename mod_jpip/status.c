@@ -18,7 +18,7 @@ typedef struct counter_t {
     apr_uint64_t value;
 } counter_t;
 
-#define NCOUNTERS 19
+#define NCOUNTERS 20
 
 static void counters(counter_t *c)
 {
@@ -32,6 +32,7 @@ static void counters(counter_t *c)
         {"sessions_expired", "JPIPSessionsExpired", "sessions expired", 0},
         {"sessions_refused", "JPIPSessionsRefused", "sessions refused", 0},
         {"sessions_reclaimed", "JPIPSessionsReclaimed", "sessions reclaimed", 0},
+        {"session_lost_updates", "JPIPSessionLostUpdates", "session write-backs lost (resent)", 0},
         {"model_bytes_used", "JPIPModelBytesUsed", "cache model bytes used", 0},
         {"shared_memory_bytes", "JPIPSharedMemoryBytes", "shared memory bytes", 0},
         {"requests", "JPIPRequests", "requests", 0},
@@ -43,13 +44,12 @@ static void counters(counter_t *c)
         {"iiif_bytes", "JPIPIIIFBytes", "IIIF bytes sent", 0},
         {"iiif_not_modified", "JPIPIIIFNotModified", "IIIF not modified (304)", 0},
         {"iiif_busy", "JPIPIIIFBusy", "IIIF renders refused busy", 0}};
-    const apr_uint64_t *v[NCOUNTERS] = {&st.sessions,       &st.slots,        &st.channels,
-                                        &st.created,        &st.evicted,      &st.expired,
-                                        &st.refused,        &st.reclaimed,    &st.mem_used,
-                                        &st.mem_limit,      &st.requests,     &st.bytes,
-                                        &st.index_hits,     &st.index_builds, &st.iiif_renders,
-                                        &st.iiif_render_us, &st.iiif_bytes,   &st.iiif_not_modified,
-                                        &st.iiif_busy};
+    const apr_uint64_t *v[NCOUNTERS] = {
+        &st.sessions,       &st.slots,      &st.channels,          &st.created,
+        &st.evicted,        &st.expired,    &st.refused,           &st.reclaimed,
+        &st.lost_updates,   &st.mem_used,   &st.mem_limit,         &st.requests,
+        &st.bytes,          &st.index_hits, &st.index_builds,      &st.iiif_renders,
+        &st.iiif_render_us, &st.iiif_bytes, &st.iiif_not_modified, &st.iiif_busy};
     int i;
 
     jpip_store_stats(&st);
@@ -116,7 +116,8 @@ int jpip_status_handle(request_rec *r)
     }
     if (json) {
         counters(c);
-        ap_rprintf(r, "{\"version\": \"%s\"", JPIP_MODULE_VERSION);
+        ap_rprintf(r, "{\"version\": \"%s\", \"session_store\": \"%s\"", JPIP_MODULE_VERSION,
+                   ap_escape_quotes(r->pool, jpip_store_name()));
         for (i = 0; i < NCOUNTERS; i++) {
             ap_rprintf(r, ", \"%s\": %" APR_UINT64_T_FMT, c[i].json, c[i].value);
         }
@@ -124,24 +125,25 @@ int jpip_status_handle(request_rec *r)
         return OK;
     }
     jpip_store_stats(&st);
-    ap_rprintf(r,
-               "mod_jpip %s\n"
-               "sessions: %" APR_UINT64_T_FMT " open of %" APR_UINT64_T_FMT
-               " (channels %" APR_UINT64_T_FMT ")\n"
-               "sessions created: %" APR_UINT64_T_FMT ", evicted: %" APR_UINT64_T_FMT
-               ", expired: %" APR_UINT64_T_FMT ", refused: %" APR_UINT64_T_FMT
-               ", reclaimed: %" APR_UINT64_T_FMT "\n"
-               "cache models: %" APR_UINT64_T_FMT " bytes used of %" APR_UINT64_T_FMT
-               " bytes of shared memory\n"
-               "requests: %" APR_UINT64_T_FMT "\n"
-               "bytes sent: %" APR_UINT64_T_FMT "\n"
-               "index cache: %" APR_UINT64_T_FMT " hits, %" APR_UINT64_T_FMT " misses\n"
-               "iiif renders: %" APR_UINT64_T_FMT " (%" APR_UINT64_T_FMT " us, %" APR_UINT64_T_FMT
-               " bytes), not modified (304): %" APR_UINT64_T_FMT
-               ", refused busy: %" APR_UINT64_T_FMT "\n",
-               JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted,
-               st.expired, st.refused, st.reclaimed, st.mem_used, st.mem_limit, st.requests,
-               st.bytes, st.index_hits, st.index_builds, st.iiif_renders, st.iiif_render_us,
-               st.iiif_bytes, st.iiif_not_modified, st.iiif_busy);
+    ap_rprintf(
+        r,
+        "mod_jpip %s\n"
+        "sessions: %" APR_UINT64_T_FMT " open of %" APR_UINT64_T_FMT " (channels %" APR_UINT64_T_FMT
+        ")\n"
+        "sessions created: %" APR_UINT64_T_FMT ", evicted: %" APR_UINT64_T_FMT
+        ", expired: %" APR_UINT64_T_FMT ", refused: %" APR_UINT64_T_FMT
+        ", reclaimed: %" APR_UINT64_T_FMT ", lost updates: %" APR_UINT64_T_FMT "\n"
+        "session store: %s\n"
+        "cache models: %" APR_UINT64_T_FMT " bytes used of %" APR_UINT64_T_FMT
+        " bytes of shared memory\n"
+        "requests: %" APR_UINT64_T_FMT "\n"
+        "bytes sent: %" APR_UINT64_T_FMT "\n"
+        "index cache: %" APR_UINT64_T_FMT " hits, %" APR_UINT64_T_FMT " misses\n"
+        "iiif renders: %" APR_UINT64_T_FMT " (%" APR_UINT64_T_FMT " us, %" APR_UINT64_T_FMT
+        " bytes), not modified (304): %" APR_UINT64_T_FMT ", refused busy: %" APR_UINT64_T_FMT "\n",
+        JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted, st.expired,
+        st.refused, st.reclaimed, st.lost_updates, jpip_store_name(), st.mem_used, st.mem_limit,
+        st.requests, st.bytes, st.index_hits, st.index_builds, st.iiif_renders, st.iiif_render_us,
+        st.iiif_bytes, st.iiif_not_modified, st.iiif_busy);
     return OK;
 }

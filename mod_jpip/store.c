@@ -1,7 +1,9 @@
-/* mod_jpip: the session store in shared memory. */
+/* mod_jpip: the session store's httpd side (backends, segment, mutex). */
 #include "mod_jpip.h"
 #include "store.h"
 
+#include <ap_provider.h>
+#include <ap_socache.h>
 #include <http_log.h>
 #include <util_mutex.h>
 
@@ -10,48 +12,118 @@
 #include <apr_shm.h>
 #include <apr_strings.h>
 
-#include <errno.h>
-#include <signal.h>
-#include <unistd.h>
-
 APLOG_USE_MODULE(jpip);
 
 #define STORE_MUTEX_TYPE "jpip-session"
-#define STORE_MAGIC 0x4A505354u /* "JPST" */
 #define USERDATA_KEY "jpip_store"
+#define DEFAULT_V4_PREFIX 32
+#define DEFAULT_V6_PREFIX 64
 
-typedef struct shm_hdr_t {
-    apr_uint32_t magic;
-    apr_uint32_t slots;
-    apr_uint64_t slot_size;
-    apr_interval_time_t idle;
-    volatile apr_uint64_t counters[16]; /* apr_atomic_add64 */
-    apr_uint64_t created, evicted, expired, refused, reclaimed;
-} shm_hdr_t;
+/* The head of the segment: counters every backend shares on this host. */
+typedef struct seg_hdr_t {
+    volatile apr_uint64_t counters[16]; /* JPIP_STAT_*, apr_atomic_add64 */
+    jpip_sstore_counters_t sc;
+} seg_hdr_t;
 
 /* What survives a graceful restart, in the process pool. */
 typedef struct store_t {
     apr_shm_t *shm;
     apr_global_mutex_t *mutex;
     apr_size_t size;
-    shm_hdr_t *hdr;
-    char *slots;
+    seg_hdr_t *hdr;
+    int kind;           /* 0 shm, 1 socache */
+    const char *config; /* the backend and its sizes, to tell whether to keep it */
+    jpip_sstore_t *st;
+    /* socache */
+    const ap_socache_provider_t *provider;
+    ap_socache_instance_t *instance;
+    server_rec *server;
+    const char *name;
 } store_t;
 
 static store_t *store; /* in the parent and, by fork, in every child */
 
-static apr_size_t hdr_bytes(void)
+/* JPIPSessionStore / JPIPSessionClientPrefix: read once per configuration
+ * pass (server-wide). */
+static const char *conf_kind; /* NULL: shm; else the socache provider name */
+static const char *conf_args; /* the provider's argument */
+static int conf_v4 = DEFAULT_V4_PREFIX, conf_v6 = DEFAULT_V6_PREFIX;
+
+static apr_size_t seg_hdr_bytes(void)
 {
-    return (sizeof(shm_hdr_t) + 63) & ~(apr_size_t)63;
+    return (sizeof(seg_hdr_t) + 63) & ~(apr_size_t)63;
 }
 
-static jpip_session_t *slot(apr_uint32_t i)
+const char *jpip_store_cmd(cmd_parms *cmd, void *dconf, const char *kind, const char *arg)
 {
-    return (jpip_session_t *)(void *)(store->slots + (apr_size_t)i * store->hdr->slot_size);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dconf;
+    if (err != NULL) {
+        return err;
+    }
+    if (strcasecmp(kind, "shm") == 0 && arg == NULL) {
+        conf_kind = NULL;
+        conf_args = NULL;
+        return NULL;
+    }
+    if (strncasecmp(kind, "socache:", 8) == 0 && kind[8] != '\0') {
+        conf_kind = apr_pstrdup(cmd->pool, kind + 8);
+        conf_args = arg != NULL ? apr_pstrdup(cmd->pool, arg) : "";
+        if (ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, conf_kind, AP_SOCACHE_PROVIDER_VERSION) ==
+            NULL) {
+            return apr_psprintf(cmd->pool,
+                                "JPIPSessionStore: no socache provider named '%s' (is "
+                                "mod_socache_%s loaded?)",
+                                conf_kind, conf_kind);
+        }
+        return NULL;
+    }
+    return "JPIPSessionStore: expected 'shm' or 'socache:PROVIDER [ARGUMENTS]', e.g. "
+           "'socache:redis 127.0.0.1:6379'";
+}
+
+static int prefix_value(const char *v, int max)
+{
+    char *end;
+    long n;
+
+    if (v == NULL) {
+        return -1;
+    }
+    n = strtol(v, &end, 10);
+    return end != v && *end == '\0' && n >= 1 && n <= max ? (int)n : 0;
+}
+
+const char *jpip_store_prefix_cmd(cmd_parms *cmd, void *dconf, const char *v4, const char *v6)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    int a = prefix_value(v4, 32), b = v6 != NULL ? prefix_value(v6, 128) : DEFAULT_V6_PREFIX;
+
+    (void)dconf;
+    if (err != NULL) {
+        return err;
+    }
+    if (a <= 0 || b <= 0) {
+        return "JPIPSessionClientPrefix: expected the IPv4 prefix length (1-32) and optionally "
+               "the IPv6 one (1-128), e.g. '32 64'";
+    }
+    conf_v4 = a;
+    conf_v6 = b;
+    return NULL;
+}
+
+void jpip_store_client_group(const char *addr, char out[48])
+{
+    jpip_client_group(addr, conf_v4, conf_v6, out);
 }
 
 int jpip_store_pre_config(apr_pool_t *pconf)
 {
+    conf_kind = NULL;
+    conf_args = NULL;
+    conf_v4 = DEFAULT_V4_PREFIX;
+    conf_v6 = DEFAULT_V6_PREFIX;
     /* a process-shared pthread mutex where APR has one: taken and released
      * without a system call when uncontended, where fcntl locks always
      * enter the kernel. The Mutex directive can still choose another. */
@@ -62,58 +134,237 @@ int jpip_store_pre_config(apr_pool_t *pconf)
 #endif
 }
 
+static void mutex_lock(void *ctx)
+{
+    apr_global_mutex_lock(((store_t *)ctx)->mutex);
+}
+
+static void mutex_unlock(void *ctx)
+{
+    apr_global_mutex_unlock(((store_t *)ctx)->mutex);
+}
+
+/* ---- socache as a jpip_kv_t ---------------------------------------- */
+
+static int kv_serial(store_t *t)
+{
+    return (t->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) != 0;
+}
+
+static apr_status_t kv_store(void *ctx, const char *key, const unsigned char *val, apr_size_t len,
+                             apr_time_t expiry, apr_pool_t *p)
+{
+    store_t *t = ctx;
+    apr_status_t rv;
+
+    if (len > 0xFFFFFFFFu) {
+        return APR_ENOSPC;
+    }
+    if (kv_serial(t)) {
+        apr_global_mutex_lock(t->mutex);
+    }
+    rv = t->provider->store(t->instance, t->server, (const unsigned char *)key,
+                            (unsigned int)strlen(key), expiry, (unsigned char *)val,
+                            (unsigned int)len, p);
+    if (rv != APR_SUCCESS) {
+        /* once more: a pooled connection may have broken (a store restart)
+         * and the provider reconnects on the next call */
+        rv = t->provider->store(t->instance, t->server, (const unsigned char *)key,
+                                (unsigned int)strlen(key), expiry, (unsigned char *)val,
+                                (unsigned int)len, p);
+    }
+    if (kv_serial(t)) {
+        apr_global_mutex_unlock(t->mutex);
+    }
+    return rv;
+}
+
+static apr_status_t kv_retrieve(void *ctx, const char *key, unsigned char *buf, apr_size_t cap,
+                                apr_size_t *len, apr_pool_t *p)
+{
+    store_t *t = ctx;
+    unsigned int n = cap > 0xFFFFFFFFu ? 0xFFFFFFFFu : (unsigned int)cap;
+    apr_status_t rv;
+
+    if (kv_serial(t)) {
+        apr_global_mutex_lock(t->mutex);
+    }
+    rv = t->provider->retrieve(t->instance, t->server, (const unsigned char *)key,
+                               (unsigned int)strlen(key), buf, &n, p);
+    if (kv_serial(t)) {
+        apr_global_mutex_unlock(t->mutex);
+    }
+    *len = n;
+    return rv;
+}
+
+static apr_status_t kv_remove(void *ctx, const char *key, apr_pool_t *p)
+{
+    store_t *t = ctx;
+    apr_status_t rv;
+
+    if (kv_serial(t)) {
+        apr_global_mutex_lock(t->mutex);
+    }
+    rv = t->provider->remove(t->instance, t->server, (const unsigned char *)key,
+                             (unsigned int)strlen(key), p);
+    if (rv != APR_SUCCESS && !APR_STATUS_IS_NOTFOUND(rv)) {
+        rv = t->provider->remove(t->instance, t->server, (const unsigned char *)key,
+                                 (unsigned int)strlen(key), p);
+    }
+    if (kv_serial(t)) {
+        apr_global_mutex_unlock(t->mutex);
+    }
+    return rv;
+}
+
+static apr_status_t socache_destroy(void *data)
+{
+    store_t *t = data;
+
+    if (t->instance != NULL) {
+        t->provider->destroy(t->instance, t->server);
+        t->instance = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+/* Connect the provider (post_config: it lives as long as this
+ * configuration). */
+static int socache_setup(apr_pool_t *pconf, server_rec *s, store_t *t, const jpip_sstore_conf_t *sc)
+{
+    struct ap_socache_hints hints;
+    const char *err;
+    jpip_kv_t kv;
+    jpip_err_t jerr;
+    apr_status_t rv;
+
+    t->provider =
+        ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, conf_kind, AP_SOCACHE_PROVIDER_VERSION);
+    err = t->provider->create(&t->instance, conf_args, pconf, pconf);
+    if (err != NULL) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     JPIPLOGNO(0500) "JPIPSessionStore socache:%s %s: %s", conf_kind, conf_args,
+                     err);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.avg_id_len = 40;
+    hints.avg_obj_size = 16 * 1024;
+    hints.expiry_interval = 30;
+    t->server = s;
+    rv = t->provider->init(t->instance, "jpip-session", &hints, s, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     JPIPLOGNO(0501) "cannot initialise the session store socache:%s %s", conf_kind,
+                     conf_args);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    apr_pool_cleanup_register(pconf, t, socache_destroy, apr_pool_cleanup_null);
+    t->name = apr_pstrcat(pconf, conf_kind, *conf_args != '\0' ? " " : "", conf_args, NULL);
+    kv.ctx = t;
+    kv.name = t->name;
+    kv.store = kv_store;
+    kv.retrieve = kv_retrieve;
+    kv.remove = kv_remove;
+    if (jpip_sstore_kv_create(pconf, &kv, sc, &t->hdr->sc, &t->st, &jerr) != JPIP_OK) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, JPIPLOGNO(0502) "session store: %s", jerr.msg);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+/* ---- the segment --------------------------------------------------- */
+
 int jpip_store_post_config(apr_pool_t *pconf, server_rec *s, const jpip_store_conf_t *conf)
 {
     apr_pool_t *pproc = s->process->pool;
-    apr_size_t slot_size = jpip_session_bytes_for(conf->memory / (apr_size_t)conf->slots);
-    apr_size_t size = hdr_bytes() + slot_size * (apr_size_t)conf->slots;
-    store_t *old = NULL;
+    jpip_sstore_conf_t sc;
+    jpip_sstore_lock_t lk;
+    jpip_err_t jerr;
+    store_t *old = NULL, *t;
+    apr_size_t size;
+    const char *config;
     apr_status_t rv;
+    int keep;
+
+    memset(&sc, 0, sizeof(sc));
+    sc.slots = conf_kind == NULL ? (apr_uint32_t)conf->slots : 0;
+    sc.record_bytes = jpip_session_bytes_for(conf->memory / (apr_size_t)conf->slots);
+    sc.idle = conf->idle;
+    sc.max_per_client = conf->max_per_client;
+    sc.wait_max = apr_time_from_sec(60);
+    sc.qid_wait = apr_time_from_sec(2);
+    sc.lease = apr_time_from_sec(30);
+    size = seg_hdr_bytes() + (conf_kind == NULL ? jpip_sstore_shm_bytes(&sc) : 0);
+    config = conf_kind == NULL ? apr_psprintf(pconf, "shm %" APR_SIZE_T_FMT, size)
+                               : apr_psprintf(pconf, "socache %s %s", conf_kind, conf_args);
 
     apr_pool_userdata_get((void **)&old, USERDATA_KEY, pproc);
-    if (old != NULL && old->size == size && old->hdr->slot_size == slot_size) {
-        /* a graceful restart with the same sizes: keep the sessions */
-        store = old;
-        store->hdr->idle = conf->idle;
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     JPIPLOGNO(0020) "session store kept across the restart (%u sessions)",
-                     store->hdr->slots);
-        return OK;
-    }
-    store = apr_pcalloc(pproc, sizeof(*store));
-    rv = apr_shm_create(&store->shm, size, NULL, pproc);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
-                     JPIPLOGNO(0021) "cannot create %" APR_SIZE_T_FMT
-                                     " bytes of shared memory for sessions",
-                     size);
-        store = NULL;
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    if (old != NULL && old->mutex != NULL) {
-        store->mutex = old->mutex; /* old children may still hold it */
+    keep = old != NULL && old->size == size && strcmp(old->config, config) == 0;
+    if (keep) {
+        t = old; /* a graceful restart with the same store: keep the sessions */
     } else {
-        rv = ap_global_mutex_create(&store->mutex, NULL, STORE_MUTEX_TYPE, NULL, s, pproc, 0);
+        t = apr_pcalloc(pproc, sizeof(*t));
+        rv = apr_shm_create(&t->shm, size, NULL, pproc);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
-                         JPIPLOGNO(0022) "cannot create the session mutex");
+                         JPIPLOGNO(0021) "cannot create %" APR_SIZE_T_FMT
+                                         " bytes of shared memory for sessions",
+                         size);
             store = NULL;
             return HTTP_INTERNAL_SERVER_ERROR;
         }
+        t->size = size;
+        t->config = apr_pstrdup(pproc, config);
+        t->hdr = apr_shm_baseaddr_get(t->shm);
+        memset(t->hdr, 0, size);
+        if (old != NULL && old->mutex != NULL) {
+            t->mutex = old->mutex; /* old children may still hold it */
+        } else {
+            rv = ap_global_mutex_create(&t->mutex, NULL, STORE_MUTEX_TYPE, NULL, s, pproc, 0);
+            if (rv != APR_SUCCESS) {
+                ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                             JPIPLOGNO(0022) "cannot create the session mutex");
+                store = NULL;
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+        if (old != NULL && old->shm != NULL) {
+            /* the previous generation's segment (anonymous shared memory):
+             * its children keep their own mapping while they finish, the
+             * parent lets go of its own now, so a restart that changes the
+             * sizes leaves nothing behind */
+            apr_shm_destroy(old->shm);
+            old->shm = NULL;
+        }
+        apr_pool_userdata_set(t, USERDATA_KEY, apr_pool_cleanup_null, pproc);
     }
-    store->size = size;
-    store->hdr = apr_shm_baseaddr_get(store->shm);
-    memset(store->hdr, 0, size);
-    store->hdr->magic = STORE_MAGIC;
-    store->hdr->slots = (apr_uint32_t)conf->slots;
-    store->hdr->slot_size = slot_size;
-    store->hdr->idle = conf->idle;
-    store->slots = (char *)store->hdr + hdr_bytes();
-    apr_pool_userdata_set(store, USERDATA_KEY, apr_pool_cleanup_null, pproc);
-    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                 JPIPLOGNO(0023) "session store: %d sessions of %" APR_SIZE_T_FMT
-                                 " bytes (%" APR_SIZE_T_FMT " bytes of shared memory)",
-                 conf->slots, slot_size, size);
+    t->kind = conf_kind != NULL;
+    store = t;
+    if (t->kind) {
+        return socache_setup(pconf, s, t, &sc);
+    }
+    lk.ctx = t;
+    lk.lock = mutex_lock;
+    lk.unlock = mutex_unlock;
+    if (jpip_sstore_shm_create(pconf, (char *)t->hdr + seg_hdr_bytes(), !keep, &sc, &lk,
+                               &t->hdr->sc, &t->st, &jerr) != JPIP_OK) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, JPIPLOGNO(0503) "session store: %s", jerr.msg);
+        store = NULL;
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    t->name = "shm";
+    if (keep) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     JPIPLOGNO(0020) "session store kept across the restart (%d sessions)",
+                     conf->slots);
+    } else {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     JPIPLOGNO(0023) "session store: %d sessions of %" APR_SIZE_T_FMT
+                                     " bytes (%" APR_SIZE_T_FMT " bytes of shared memory)",
+                     conf->slots, sc.record_bytes, size);
+    }
     return OK;
 }
 
@@ -133,154 +384,17 @@ void jpip_store_child_init(apr_pool_t *p, server_rec *s)
 
 int jpip_store_ready(void)
 {
-    return store != NULL;
+    return store != NULL && store->st != NULL;
 }
 
-void jpip_store_lock(void)
+jpip_sstore_t *jpip_store_sessions(void)
 {
-    apr_global_mutex_lock(store->mutex);
+    return store != NULL ? store->st : NULL;
 }
 
-void jpip_store_unlock(void)
+const char *jpip_store_name(void)
 {
-    apr_global_mutex_unlock(store->mutex);
-}
-
-#define CID_SLOT_DIGITS 8
-
-jpip_code_t jpip_store_new_cid(const jpip_session_t *s, char *out, jpip_err_t *err)
-{
-    apr_size_t i = (apr_size_t)((const char *)s - store->slots) / store->hdr->slot_size;
-    char prefix[CID_SLOT_DIGITS + 1];
-
-    if (jpip_session_new_cid(out, err) != JPIP_OK) {
-        return err->code;
-    }
-    apr_snprintf(prefix, sizeof(prefix), "%08x", (unsigned)i);
-    memcpy(out, prefix, CID_SLOT_DIGITS);
-    return JPIP_OK;
-}
-
-jpip_session_t *jpip_store_find(const char *cid)
-{
-    apr_uint32_t i = 0;
-    jpip_session_t *s;
-    int k;
-
-    for (k = 0; k < CID_SLOT_DIGITS; k++) {
-        char c = cid[k];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (d < 0) {
-            return NULL; /* not one of ours */
-        }
-        i = (i << 4) | (apr_uint32_t)d;
-    }
-    if (i >= store->hdr->slots) {
-        return NULL;
-    }
-    s = slot(i);
-    if (s->magic != 0 && !s->closed && jpip_session_channel(s, cid) != NULL) {
-        return s;
-    }
-    return NULL;
-}
-
-void jpip_store_claim(jpip_session_t *s, apr_uint64_t seq)
-{
-    s->busy = seq;
-    s->owner = (apr_uint32_t)getpid();
-}
-
-int jpip_store_reclaim(jpip_session_t *s)
-{
-    if (s->busy == 0 || s->owner == 0 || s->owner == (apr_uint32_t)getpid() ||
-        kill((pid_t)s->owner, 0) == 0 || errno != ESRCH) {
-        return 0; /* idle, or its owner is alive (or cannot be told) */
-    }
-    jpip_session_model_reset(s);
-    s->busy = 0;
-    s->owner = 0;
-    store->hdr->reclaimed++;
-    return 1;
-}
-
-/* Not busy, or busy for a process that is gone (and now taken back). */
-static int idle(jpip_session_t *s)
-{
-    return s->busy == 0 || jpip_store_reclaim(s);
-}
-
-void jpip_store_remove(jpip_session_t *s)
-{
-    /* a busy session's record belongs to the request streaming on it,
-     * which changes the model without the lock: it is only closed here,
-     * and that request frees the slot when it ends */
-    apr_atomic_set32(&s->closed, 1);
-    if (s->busy == 0) {
-        s->magic = 0;
-    }
-}
-
-void jpip_store_expire(apr_time_t now)
-{
-    apr_uint32_t i;
-
-    for (i = 0; i < store->hdr->slots; i++) {
-        jpip_session_t *s = slot(i);
-        if (s->magic != 0 && idle(s) && now - s->used > store->hdr->idle) {
-            jpip_store_remove(s);
-            store->hdr->expired++;
-        }
-    }
-}
-
-jpip_session_t *jpip_store_create(const char *target, const char *tid, const char *client,
-                                  int max_per_client, jpip_err_t *err)
-{
-    apr_time_t now = apr_time_now();
-    jpip_session_t *free_slot = NULL, *oldest = NULL, *s = NULL;
-    apr_uint32_t i;
-    int mine = 0;
-
-    jpip_store_expire(now);
-    for (i = 0; max_per_client > 0 && i < store->hdr->slots; i++) {
-        jpip_session_t *c = slot(i);
-        mine += c->magic != 0 && strcmp(c->client, client) == 0;
-    }
-    if (max_per_client > 0 && mine >= max_per_client) {
-        store->hdr->refused++;
-        jpip_err_limit(err, JPIP_LIMIT_SESSIONS_PER_CLIENT,
-                       "this client already has %d sessions; close some with cclose", mine);
-        return NULL;
-    }
-    for (i = 0; i < store->hdr->slots && free_slot == NULL; i++) {
-        jpip_session_t *c = slot(i);
-        if (c->magic == 0) {
-            free_slot = c;
-        } else if (idle(c) && (oldest == NULL || c->used < oldest->used)) {
-            oldest = c;
-        }
-    }
-    if (free_slot == NULL && oldest != NULL) {
-        jpip_store_remove(oldest);
-        store->hdr->evicted++;
-        free_slot = oldest;
-    }
-    if (free_slot == NULL) {
-        store->hdr->refused++;
-        jpip_err_limit(err, JPIP_LIMIT_SESSIONS,
-                       "too many sessions: all %u are busy; try again later or without cnew",
-                       store->hdr->slots);
-        return NULL;
-    }
-    if (jpip_session_init(free_slot, (apr_size_t)store->hdr->slot_size, target, tid, now, &s,
-                          err) != JPIP_OK) {
-        free_slot->magic = 0;
-        return NULL;
-    }
-    apr_cpystrn(s->client, client, sizeof(s->client));
-    store->hdr->created++;
-    return s;
+    return store != NULL && store->name != NULL ? store->name : "none";
 }
 
 void jpip_store_count(int which, apr_uint64_t n)
@@ -292,28 +406,25 @@ void jpip_store_count(int which, apr_uint64_t n)
 
 void jpip_store_stats(jpip_store_stats_t *st)
 {
-    apr_uint32_t i;
+    jpip_sstore_stats_t ss;
+    jpip_sstore_counters_t *c;
 
     memset(st, 0, sizeof(*st));
-    if (store == NULL) {
+    if (!jpip_store_ready()) {
         return;
     }
-    jpip_store_lock();
-    for (i = 0; i < store->hdr->slots; i++) {
-        jpip_session_t *s = slot(i);
-        if (s->magic != 0) {
-            st->sessions++;
-            st->channels += s->nchannels;
-            st->mem_used += s->model_bytes; /* the model may be changing now */
-        }
-    }
-    st->slots = store->hdr->slots;
-    st->created = store->hdr->created;
-    st->evicted = store->hdr->evicted;
-    st->expired = store->hdr->expired;
-    st->refused = store->hdr->refused;
-    st->reclaimed = store->hdr->reclaimed;
-    jpip_store_unlock();
+    jpip_sstore_stats(store->st, &ss);
+    c = &store->hdr->sc;
+    st->sessions = ss.sessions;
+    st->channels = ss.channels;
+    st->slots = ss.slots;
+    st->mem_used = ss.mem_used;
+    st->created = apr_atomic_read64(&c->created);
+    st->evicted = apr_atomic_read64(&c->evicted);
+    st->expired = apr_atomic_read64(&c->expired);
+    st->refused = apr_atomic_read64(&c->refused);
+    st->reclaimed = apr_atomic_read64(&c->reclaimed);
+    st->lost_updates = apr_atomic_read64(&c->lost_updates);
     st->requests = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_REQUESTS]);
     st->bytes = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_BYTES]);
     st->index_hits = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_INDEX_HITS]);

@@ -115,7 +115,7 @@ REFUSED = [
 # read once per process: refused in a virtual host
 GLOBAL = [("JPIPIndexCacheEntries", "16"), ("JPIPIndexMaxBuilds", "1"), ("JPIPSessions", "8"),
           ("JPIPSessionMemory", "1M"), ("JPIPSessionTimeout", "60"), ("JPIPRendition", "Off"),
-          ("JPIPRenditionAfter", "2")]
+          ("JPIPRenditionAfter", "2"), ("JPIPMaxSessionsPerClient", "4")]
 
 # every documented form
 ACCEPTED = [
@@ -132,8 +132,7 @@ ACCEPTED = [
               "JPIPMaxResponseBytes 3M", "JPIPFollowOutsideLinks On",
               "JPIPContentLength Always"]),
     # per-server directives may differ in a virtual host
-    vhost(["JPIPIndexMaxMemory 256M", "JPIPIndexMaxTime 10", "JPIPMaxSessionsPerClient 4",
-           "JPIPIndexCache none"]),
+    vhost(["JPIPIndexMaxMemory 256M", "JPIPIndexMaxTime 10", "JPIPIndexCache none"]),
 ]
 
 

@@ -51,46 +51,70 @@ def parse(buf, bodies=False):
     """Return (messages, eor_reason or None, trailing_bytes); with bodies,
     each message also carries its bytes (.body)."""
     msgs = []
-    pos = 0
-    cls = csn = 0
-    while pos < len(buf):
-        first = buf[pos]
-        if first == 0:  # EOR: 00 reason VBAS-length body
-            if pos + 2 > len(buf):
-                raise StreamError("truncated EOR")
-            reason = buf[pos + 1]
-            blen, p2 = _vbas(buf, pos + 2)
-            return msgs, reason, len(buf) - (p2 + blen)
-        bb = (first >> 5) & 3
-        if bb == 0:
-            raise StreamError("bb=00 in a message header at byte %d" % pos)
-        complete = (first >> 4) & 1
-        idv = first & 0x0F
-        pos += 1
-        if first & 0x80:
-            while True:
-                if pos >= len(buf):
-                    raise StreamError("truncated Bin-ID")
-                b = buf[pos]
-                pos += 1
-                idv = (idv << 7) | (b & 0x7F)
-                if not b & 0x80:
-                    break
-        if bb >= 2:
-            cls, pos = _vbas(buf, pos)
-        if bb == 3:
-            csn, pos = _vbas(buf, pos)
-        off, pos = _vbas(buf, pos)
-        length, pos = _vbas(buf, pos)
-        aux = None
-        if cls & 1:
-            aux, pos = _vbas(buf, pos)
-        if pos + length > len(buf):
-            raise StreamError("message body runs past the end")
-        msgs.append(Message(cls, csn, idv, off, length, complete, aux,
-                            bytes(buf[pos:pos + length]) if bodies else None))
-        pos += length
+    state = [0, 0, 0]  # pos, class, codestream
+    while state[0] < len(buf):
+        eor = _message(buf, state, msgs, bodies)
+        if eor is not None:
+            return msgs, eor[0], eor[1]
     return msgs, None, 0
+
+
+def parse_prefix(buf, bodies=False):
+    """The whole messages of a stream cut short (a connection reset
+    mid-answer): (messages, bytes after the last whole one)."""
+    msgs = []
+    state = [0, 0, 0]
+    while state[0] < len(buf):
+        start = state[0]
+        try:
+            if _message(buf, state, msgs, bodies) is not None:
+                return msgs, 0
+        except StreamError:
+            return msgs, len(buf) - start
+    return msgs, 0
+
+
+def _message(buf, state, msgs, bodies):
+    """Parse the message at state[0] into msgs; an EOR returns (reason,
+    trailing bytes)."""
+    pos, cls, csn = state
+    first = buf[pos]
+    if first == 0:  # EOR: 00 reason VBAS-length body
+        if pos + 2 > len(buf):
+            raise StreamError("truncated EOR")
+        reason = buf[pos + 1]
+        blen, p2 = _vbas(buf, pos + 2)
+        return reason, len(buf) - (p2 + blen)
+    bb = (first >> 5) & 3
+    if bb == 0:
+        raise StreamError("bb=00 in a message header at byte %d" % pos)
+    complete = (first >> 4) & 1
+    idv = first & 0x0F
+    pos += 1
+    if first & 0x80:
+        while True:
+            if pos >= len(buf):
+                raise StreamError("truncated Bin-ID")
+            b = buf[pos]
+            pos += 1
+            idv = (idv << 7) | (b & 0x7F)
+            if not b & 0x80:
+                break
+    if bb >= 2:
+        cls, pos = _vbas(buf, pos)
+    if bb == 3:
+        csn, pos = _vbas(buf, pos)
+    off, pos = _vbas(buf, pos)
+    length, pos = _vbas(buf, pos)
+    aux = None
+    if cls & 1:
+        aux, pos = _vbas(buf, pos)
+    if pos + length > len(buf):
+        raise StreamError("message body runs past the end")
+    msgs.append(Message(cls, csn, idv, off, length, complete, aux,
+                        bytes(buf[pos:pos + length]) if bodies else None))
+    state[0], state[1], state[2] = pos + length, cls, csn
+    return None
 
 
 def _vbas_bytes(v):

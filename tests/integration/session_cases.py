@@ -12,6 +12,8 @@ import http.client
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -207,6 +209,79 @@ def case_preemption(h, big):
            (got, sum(want.values())))
 
 
+def reset_after(h, path, nbytes):
+    """A GET (HTTP/1.0: the answer carries its length) on a socket with a
+    small receive buffer that reads the headers and nbytes of the body,
+    then resets the connection (RST) while the server is still writing.
+    Returns (headers, the body bytes read)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    s.settimeout(60)
+    s.connect(("127.0.0.1", h.port))
+    s.sendall(b"GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" % path.encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        expect(d, "the connection closed before the headers")
+        buf += d
+    head, body = buf.split(b"\r\n\r\n", 1)
+    while len(body) < nbytes:
+        d = s.recv(min(65536, nbytes - len(body)))
+        if not d:
+            break
+        body += d
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    lines = head.decode("latin-1").split("\r\n")
+    hd = dict((k.strip().lower(), v.strip()) for k, v in
+              (ln.split(":", 1) for ln in lines[1:] if ":" in ln))
+    expect(lines[0].split()[1] == "200", "status line %r" % lines[0])
+    return hd, body
+
+
+def case_reset_mid_answer(h, big):
+    """Client resets at several points of an answer in a session (after the
+    headers, after a few KB, after hundreds of KB, after MB): none of an
+    answer that did not complete counts as held, so the same window asked
+    again on the channel brings everything, and the image jpip-fetch
+    rebuilds from that answer alone decodes to the original's pixels. The
+    bytes the resets cost (received whole, then sent again) are reported."""
+    window = "fsiz=2048,2048"
+    hd, body = reset_after(h, "/jpip/%s?type=jpp-stream&cnew=http&%s" % (big, window), 20000)
+    items = dict(i.split("=", 1) for i in hd["jpip-cnew"].split(","))
+    cid, path = items["cid"], "/" + items["path"].lstrip("/")
+    size = int(hd.get("content-length", "0"))
+    expect(size > 1 << 20, "the answer (%d bytes) is too small to be cut by resets" % size)
+    partial = [body]
+    for n in (0, 3000, 400000, min(3 << 20, size // 2)):
+        time.sleep(0.3)
+        partial.append(reset_after(h, "%s?cid=%s&%s" % (path, cid, window), n)[1])
+    time.sleep(0.3)
+    resent = sum(m.len for b in partial for m in jpp.parse_prefix(b)[0])
+    out = os.path.join(TMP, "reset.jp2")
+    url = "http://127.0.0.1:%d%s?cid=%s&type=jpp-stream" % (h.port, path, cid)
+    r = subprocess.run([FETCH, "--jpp", out + ".jpp", "--window", "2048,2048,0,0,2048,2048",
+                        "-o", out, url], capture_output=True)
+    expect(r.returncode == 0, "jpip-fetch on the channel after the resets: %s" %
+           r.stderr.decode()[-300:])
+    with open(out + ".jpp", "rb") as f:
+        msgs, eor = messages(f.read())
+    want = union_bytes(h, big, [window])
+    got = sum(m.len for m in msgs)
+    expect(got == sum(want.values()),
+           "after the resets the window brought %d bytes of %d: the aborted answers were "
+           "counted as delivered" % (got, sum(want.values())))
+    orig = decode(os.path.join(h.archive, big), os.path.join(TMP, "ro"), ["-r", "0"])
+    expect(decode(out, os.path.join(TMP, "rb"), ["-r", "0"]) == orig,
+           "the rebuilt image differs from the original")
+    print("    (resets: %d bytes received in whole messages before the resets were sent "
+          "again)" % resent)
+    # and the window again: only the EOR
+    st, _, body = get(h, "%s?cid=%s&%s" % (path, cid, window))
+    expect(st == 200 and len(body) == 3 and body[0] == 0,
+           "the repeated window brought %d bytes" % len(body))
+
+
 def gone(pid):
     """The process has exited (it may still await its parent)."""
     try:
@@ -339,6 +414,8 @@ JPIPSessionTimeout 300
         run.case("%s: eviction beyond JPIPSessions" % mpm, case_eviction, h, name, 8)
         run.case("%s: pre-emption ends the first response with EOR 3" % mpm, case_preemption,
                  h, os.path.basename(big))
+        run.case("%s: client resets mid-answer: nothing of it counts as held" % mpm,
+                 case_reset_mid_answer, h, os.path.basename(big))
         run.case("%s: a session whose process was killed is taken back" % mpm,
                  case_owner_killed, h, os.path.basename(big))
         run.case("%s: graceful restart under load" % mpm, case_graceful, h, name)
@@ -420,6 +497,140 @@ JPIPSessionMemory 16K
     return run.passed, run.failed
 
 
+def get_from(h, addr, path, timeout=60):
+    """A GET whose connection comes from addr (any 127/8 address is ours)."""
+    conn = http.client.HTTPConnection("127.0.0.1", h.port, timeout=timeout,
+                                      source_address=(addr, 0))
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def case_fair_eviction(h, name):
+    """One host with many addresses (a NAT pool: 10 addresses, 320 cnew
+    into 64 sessions) does not evict another client's 3 sessions, which
+    are fewer than its share: eviction takes from whoever holds the
+    most."""
+    mine = []
+    for _ in range(3):
+        st, hd, _ = get_from(h, "127.0.0.50", "/jpip/%s?type=jpp-stream&cnew=http&fsiz=64,48" %
+                             name)
+        expect(st == 200, "cnew: %d" % st)
+        mine.append(dict(i.split("=", 1) for i in hd["jpip-cnew"].split(","))["cid"])
+    refused = 0
+    for i in range(320):
+        st, _, _ = get_from(h, "127.0.0.%d" % (100 + i % 10),
+                            "/jpip/%s?type=jpp-stream&cnew=http&fsiz=64,48" % name)
+        refused += st != 200
+    expect(refused == 0, "%d of the 320 cnew were refused" % refused)
+    for cid in mine:
+        st, _, body = get_from(h, "127.0.0.50", "/jpip?cid=%s&fsiz=128,96" % cid)
+        expect(st == 200, "the other client's session was evicted: %d %r" %
+               (st, jpp.error_text(body)[:100]))
+    st, _, body = get(h, "/jpip-status?json")
+    import json
+    s = json.loads(body)
+    expect(s["sessions_evicted"] >= 323 - 64, "status %r" % s)
+
+
+def case_prefix_groups(h, name):
+    """JPIPSessionClientPrefix 24: the addresses of one /24 are one client
+    for JPIPMaxSessionsPerClient."""
+    for i in range(4):
+        st, _, body = get_from(h, "127.0.1.%d" % (10 + i),
+                               "/jpip/%s?type=jpp-stream&cnew=http&fsiz=64,48" % name)
+        expect(st == 200, "cnew %d: %d" % (i, st))
+    st, _, body = get_from(h, "127.0.1.77", "/jpip/%s?type=jpp-stream&cnew=http&fsiz=64,48" %
+                           name)
+    expect(st == 503 and b"JPIPMaxSessionsPerClient" in jpp.error_text(body),
+           "a fifth session of the /24: %d %r" % (st, jpp.error_text(body)[:120]))
+    st, _, _ = get_from(h, "127.0.2.1", "/jpip/%s?type=jpp-stream&cnew=http&fsiz=64,48" % name)
+    expect(st == 200, "another /24 was refused: %d" % st)
+
+
+def shared_mappings(pid):
+    """The parent's shared anonymous mappings (apr_shm segments)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return [ln.split()[0] for ln in f if "/dev/zero" in ln or "SYSV" in ln]
+
+
+def case_restart_frees_segment(h, name):
+    """Graceful restarts that change JPIPSessions each make a new segment:
+    the parent keeps none of the old ones, and sessions work after each."""
+    before = shared_mappings(h.proc.pid)
+    for n in (17, 18, 19):
+        with open(h.conf) as f:
+            conf = f.read()
+        with open(h.conf, "w") as f:
+            f.write(conf.replace("JPIPSessions %d" % (n - 1), "JPIPSessions %d" % n))
+        gen = set(h.children())
+        os.kill(h.proc.pid, signal.SIGUSR1)
+        t0 = time.time()
+        while time.time() < t0 + 20 and (not h.children() or set(h.children()) & gen):
+            time.sleep(0.1)
+        new_session(h, name)
+        now = shared_mappings(h.proc.pid)
+        expect(len(now) == len(before), "after a restart to %d sessions the parent maps %d "
+               "segments, %d before" % (n, len(now), len(before)))
+    expect(now != before, "the segment was not replaced")
+
+
+def run_fair():
+    """Fair eviction and address groups (event MPM)."""
+    extra = """
+JPIPSessions 16
+JPIPSessionMemory 1M
+JPIPMaxSessionsPerClient 4
+JPIPSessionClientPrefix 24 64
+<Location "/jpip-status">
+    SetHandler jpip-status
+</Location>
+"""
+    run = Runner()
+    h = Httpd(os.environ["HTTPD"], os.environ["APXS"], os.environ["JPIP_MODULE"],
+              os.path.join(os.environ["JPIP_SRCDIR"], "..", "..", "httpd-conf"),
+              samples=os.environ.get("JPIP_SAMPLES"), servers=2, mpm="event",
+              extra_conf=extra)
+    try:
+        h.start()
+    except Exception as e:  # noqa: BLE001
+        print("FAIL - start httpd (fair): %s" % e)
+        return 0, 1
+    try:
+        run.case("address groups: one /24 is one client for JPIPMaxSessionsPerClient",
+                 case_prefix_groups, h, "precincts.jp2")
+        run.case("graceful restarts that resize the store leave no segment behind",
+                 case_restart_frees_segment, h, "precincts.jp2")
+    finally:
+        h.stop()
+    h.cleanup()
+    # eviction, each address its own client, no per-client limit
+    extra = extra.replace("JPIPMaxSessionsPerClient 4", "JPIPMaxSessionsPerClient 0")
+    extra = extra.replace("JPIPSessions 16", "JPIPSessions 64").replace("1M", "4M")
+    extra = extra.replace("JPIPSessionClientPrefix 24 64", "")
+    h = Httpd(os.environ["HTTPD"], os.environ["APXS"], os.environ["JPIP_MODULE"],
+              os.path.join(os.environ["JPIP_SRCDIR"], "..", "..", "httpd-conf"),
+              samples=os.environ.get("JPIP_SAMPLES"), servers=2, mpm="event",
+              extra_conf=extra)
+    try:
+        h.start()
+    except Exception as e:  # noqa: BLE001
+        print("FAIL - start httpd (fair): %s" % e)
+        return run.passed, run.failed + 1
+    try:
+        run.case("fair eviction: 320 cnew from 10 addresses leave another client's sessions",
+                 case_fair_eviction, h, "precincts.jp2")
+    finally:
+        h.stop()
+    run.case("fair eviction: error log clean",
+             lambda: expect(not h.bad_log_lines(), "\n  ".join(h.bad_log_lines()[:10])))
+    h.cleanup()
+    return run.passed, run.failed
+
+
 def case_parallel_small(h, name):
     # 16 sessions, but JPIPSessions is 8 here: run them in two waves
     case_parallel(h, name, 8)
@@ -437,6 +648,10 @@ def main():
     p, f = run_small_store(big)
     passed += p
     failed += f
+    if not os.environ.get("JPIP_SESSION_MPMS"):
+        p, f = run_fair()
+        passed += p
+        failed += f
     shutil.rmtree(TMP, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     return 0 if failed == 0 else 1

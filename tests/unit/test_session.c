@@ -104,7 +104,7 @@ START_TEST(channels_open_and_close)
     for (i = 0; i <= JPIP_SESSION_CHANNELS; i++) {
         ck_assert_int_eq(jpip_session_new_cid(cids[i], &err), JPIP_OK);
         ck_assert_uint_eq(strlen(cids[i]), JPIP_CID_LEN);
-        ck_assert_uint_eq(strspn(cids[i], "0123456789abcdef"), JPIP_CID_LEN);
+        ck_assert_uint_eq(strspn(cids[i], jpip_cid_alphabet), JPIP_CID_LEN);
         ck_assert_str_ne(cids[i], i > 0 ? cids[i - 1] : "");
     }
     for (i = 0; i < JPIP_SESSION_CHANNELS; i++) {
