@@ -513,8 +513,9 @@ def stores(images, work):
     lst = os.path.join(work, "paths.txt")
     for kind in ("shm", "redis"):
         redis = Redis(work) if kind == "redis" else None
-        srv = Server(work, store=redis.port if redis else None)
+        srv = None
         try:
+            srv = Server(work, store=redis.port if redis else None)
             for name in IMAGES:
                 w, h, _ = geometry(images[name])
                 qs = trace(w, h)
@@ -525,7 +526,8 @@ def stores(images, work):
                     res.setdefault(name, {}).setdefault(str(c), {})[kind] = v
                     log("stores %s %s c=%d: %.0f session requests/s" % (kind, name, c, v["rps"]))
         finally:
-            srv.stop()
+            if srv is not None:
+                srv.stop()
             if redis:
                 redis.stop()
     RESULTS["stores"] = res
