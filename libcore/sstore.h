@@ -75,14 +75,14 @@ struct jpip_sclaim_t {
     jpip_sstore_t *st;
     apr_pool_t *pool;
     char cid[JPIP_CID_LEN + 1];
-    apr_uint64_t seq;   /* this request's turn */
-    jpip_session_t *s;  /* the record it owns: the slot (shm) or a private copy (kv) */
-    apr_size_t size;    /* bytes of *s */
-    jpip_model_t *snap; /* the model when the answer began (after the request's fields) */
-    int reclaimed;      /* the previous owner was gone: the model was emptied */
-    int tid_changed;    /* the target changed: the model was emptied */
-    int cut;            /* the request took something out of the model */
-    apr_uint64_t sent;  /* message bytes recorded */
+    apr_uint64_t seq;    /* this request's turn */
+    jpip_session_t *s;   /* the record it owns: the slot (shm) or a private copy (kv) */
+    apr_size_t size;     /* bytes of *s */
+    jpip_model_t *snap;  /* the model when the answer began (after the request's fields) */
+    int reclaimed;       /* the previous owner was gone: the model was emptied */
+    int tid_changed;     /* the target changed: the model was emptied */
+    int cut;             /* the request took something out of the model */
+    apr_uint64_t sent;   /* message bytes recorded */
     jpip_model_t *spill; /* the model while it may not fit the record (model.h's spill) */
     void *priv;          /* the backend's */
 };
