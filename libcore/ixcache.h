@@ -35,9 +35,11 @@ typedef struct jpip_ixc_result_t {
     jpip_err_t store_err; /* why the cache file could not be written */
 } jpip_ixc_result_t;
 
-/* The target id (JPIP tid) of a file version: a hash of its path, the
- * identity and the digest in ix's key, so it changes whenever the file
- * does. 24 hex digits. */
+/* The target id (JPIP tid) of a file version: a hash of the identity in
+ * ix's key but its device (size, inode, mtime and ctime in nanoseconds)
+ * and of its content digest, so it changes whenever the file does, and is
+ * the same on every host that mounts the same file system. 24 hex digits.
+ * path is not part of it. */
 const char *jpip_ixcache_tid(apr_pool_t *pool, const char *path, const jpip_index_t *ix);
 
 /* The cache file name for path inside dir. */
