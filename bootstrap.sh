@@ -107,7 +107,7 @@ san_copy() {
             echo config.h.in
             echo aclocal.m4
             find build-aux m4 -type f
-            find libcore mod_jpip tools samples tests -name Makefile.in
+            find libcore mod_jpip tools samples tests viewer -name Makefile.in
             echo Makefile.in
         } | sed 's|^\./||' | while IFS= read -r f; do
             [ -f "$f" ] && printf '%s\n' "$f"

@@ -40,11 +40,10 @@ const char *jpip_ixcache_tid(apr_pool_t *pool, const char *path, const jpip_inde
      * for one file version, so a session moving between them keeps its
      * model; the inode, ctime and mtime still change with every rewrite */
     (void)path;
-    key = apr_psprintf(pool,
-                       "%" APR_UINT64_T_FMT "|%" APR_UINT64_T_FMT "|%" APR_INT64_T_FMT
-                       "|%" APR_INT64_T_FMT "|%s",
-                       k.size, k.ino, k.mtime_ns, k.ctime_ns,
-                       sha1_hex(pool, k.digest, JPIP_INDEX_DIGEST_LEN, 40));
+    key = apr_psprintf(
+        pool,
+        "%" APR_UINT64_T_FMT "|%" APR_UINT64_T_FMT "|%" APR_INT64_T_FMT "|%" APR_INT64_T_FMT "|%s",
+        k.size, k.ino, k.mtime_ns, k.ctime_ns, sha1_hex(pool, k.digest, JPIP_INDEX_DIGEST_LEN, 40));
     return sha1_hex(pool, key, strlen(key), 24);
 }
 
