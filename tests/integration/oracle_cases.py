@@ -45,6 +45,7 @@ OPJ = os.environ.get("OPJ_DECOMPRESS", "opj_decompress")
 OPJC = os.environ.get("OPJ_COMPRESS", "opj_compress")
 NWIN = int(os.environ.get("JPIP_ORACLE_WINDOWS", "24"))
 TMP = tempfile.mkdtemp(prefix="jpip-oracle-")
+STABLE_DECODES = 5  # decodes of the original that must agree (sufficiency_case)
 
 # name, width, height, components (or a raw-format subsampling spec),
 # opj_compress options
@@ -313,8 +314,13 @@ def sufficiency_case(h, t, srv):
             expect(r.returncode == 0, "jpip-fetch of the needed bins: %s" % r.stderr[-200:])
             want = decode(t.path, ds, rg, None, os.path.join(TMP, "a"))
             # openjpeg reads uninitialised memory on some region decodes
-            # (subsampling_1.jp2 at -r 1): such a window proves nothing
-            if want is None or decode(t.path, ds, rg, None, os.path.join(TMP, "a")) != want:
+            # of sub-sampled components (subsampling_1.jp2 at -r 1: 19
+            # different outputs in 30 decodes of the original, the most
+            # frequent 4 times, so two decodes agree now and then): a
+            # window counts only when STABLE_DECODES decodes of the
+            # original agree
+            if want is None or any(decode(t.path, ds, rg, None, os.path.join(TMP, "a")) != want
+                                   for _ in range(STABLE_DECODES - 1)):
                 continue
             got = decode(out, ds, rg, None, os.path.join(TMP, "b"))
             expect(got == want, "%s: the needed precincts alone (%d dropped of %d messages) do "
