@@ -428,12 +428,11 @@ const char *jpip_roi_names(const jpip_roi_list_t *list, apr_pool_t *pool)
     return s;
 }
 
-jpip_code_t jpip_roi_load(const jpip_box_layout_t *layout, const jpip_index_t *ix, const char *path,
-                          apr_pool_t *pool, jpip_roi_list_t *out, jpip_err_t *err)
+jpip_code_t jpip_roi_load(const jpip_box_layout_t *layout, const jpip_index_t *ix, apr_file_t *file,
+                          apr_uint64_t size, apr_pool_t *pool, jpip_roi_list_t *out,
+                          jpip_err_t *err)
 {
     const jpip_ix_cs_t *cs = jpip_index_cs(ix, 0);
-    apr_file_t *f;
-    apr_finfo_t fi;
     jpip_src_t *src;
     jpip_code_t rc;
 
@@ -441,18 +440,13 @@ jpip_code_t jpip_roi_load(const jpip_box_layout_t *layout, const jpip_index_t *i
     if (layout == NULL || cs == NULL) {
         return JPIP_OK; /* a raw codestream has no metadata to name regions */
     }
-    if (apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY, 0, pool) != APR_SUCCESS) {
-        return jpip_err_set(err, JPIP_E_IO, "the target cannot be opened");
+    if (file == NULL) {
+        return jpip_err_set(err, JPIP_E_IO, "the target is not open");
     }
-    if (apr_file_info_get(&fi, APR_FINFO_SIZE, f) != APR_SUCCESS) {
-        apr_file_close(f);
-        return jpip_err_set(err, JPIP_E_IO, "the target cannot be read");
-    }
-    rc = jpip_src_open_file(&src, pool, f, (apr_uint64_t)fi.size, err);
+    rc = jpip_src_open_file(&src, pool, file, size, err);
     if (rc == JPIP_OK) {
         rc = jpip_roi_collect(layout, src, cs->siz.xsiz - cs->siz.xosiz,
                               cs->siz.ysiz - cs->siz.yosiz, pool, out, err);
     }
-    apr_file_close(f);
     return rc;
 }

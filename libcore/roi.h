@@ -55,10 +55,11 @@ jpip_code_t jpip_roi_collect(const jpip_box_layout_t *layout, jpip_src_t *src, a
                              apr_uint64_t height, apr_pool_t *pool, jpip_roi_list_t *out,
                              jpip_err_t *err);
 
-/* jpip_roi_collect over the file at path (opened and closed here), for
- * codestream 0 of ix. */
-jpip_code_t jpip_roi_load(const jpip_box_layout_t *layout, const jpip_index_t *ix, const char *path,
-                          apr_pool_t *pool, jpip_roi_list_t *out, jpip_err_t *err);
+/* jpip_roi_collect over file (size bytes, open: the descriptor whose
+ * identity was checked, never the path again), for codestream 0 of ix. */
+jpip_code_t jpip_roi_load(const jpip_box_layout_t *layout, const jpip_index_t *ix, apr_file_t *file,
+                          apr_uint64_t size, apr_pool_t *pool, jpip_roi_list_t *out,
+                          jpip_err_t *err);
 
 /* The region a `roi` value asks for, or NULL: the one of that name (the
  * first in file order), or for "dynamic" the region that overlaps the

@@ -718,7 +718,8 @@ static int respond(request_rec *r, const jpip_dir_conf_t *conf, const jpip_tgt_t
         /* regions are read from the file only for the requests that name one */
         jpip_roi_list_t *rl = apr_pcalloc(r->pool, sizeof(*rl));
 
-        if (jpip_roi_load(tgt->layout, tgt->ix, tgt->path, r->pool, rl, &err) != JPIP_OK) {
+        if (jpip_roi_load(tgt->layout, tgt->ix, jpip_targets_file(r), tgt->size, r->pool, rl,
+                          &err) != JPIP_OK) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                           JPIPLOGNO(0120) "jpip(target=%s): its regions of interest cannot be "
                                           "read: %s",

@@ -137,6 +137,10 @@ apr_status_t jpip_targets_init(apr_pool_t *pchild, server_rec *s);
 jpip_code_t jpip_targets_get(request_rec *r, const jpip_target_t *t, const jpip_tgt_t **out,
                              jpip_err_t *err);
 apr_file_t *jpip_targets_file(request_rec *r);
+/* Close the request's descriptor (a request that looks at many targets and
+ * reads none of them further: one descriptor at a time). The targets got
+ * stay valid; jpip_targets_file is NULL until the next jpip_targets_get. */
+void jpip_targets_file_close(request_rec *r);
 
 /* The target's rendition (rendition.h) if this process has one mapped,
  * else NULL. Counts the request: once a process has served a target

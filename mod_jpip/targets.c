@@ -253,6 +253,16 @@ apr_file_t *jpip_targets_file(request_rec *r)
     return f;
 }
 
+void jpip_targets_file_close(request_rec *r)
+{
+    apr_file_t *f = jpip_targets_file(r);
+
+    if (f != NULL) {
+        apr_pool_userdata_setn(NULL, FILE_NOTE, NULL, r->pool);
+        apr_file_close(f);
+    }
+}
+
 /* Open the target for this request. */
 static jpip_code_t open_target(request_rec *r, const jpip_target_t *t, apr_file_t **f,
                                jpip_fileid_t *id, jpip_err_t *err)

@@ -484,6 +484,7 @@ typedef struct image_t {
     const char *rel;
     jpip_target_t t;
     const jpip_tgt_t *tgt;
+    apr_file_t *file; /* the descriptor whose identity is tgt's (jpip_targets_file) */
     apr_uint32_t width, height;
 } image_t;
 
@@ -498,6 +499,7 @@ static jpip_code_t image_open(request_rec *r, const jpip_dir_conf_t *conf, const
         jpip_targets_get(r, &im->t, &im->tgt, err) != JPIP_OK) {
         return err->code;
     }
+    im->file = jpip_targets_file(r);
     cs = jpip_index_cs(im->tgt->ix, 0);
     if (cs == NULL) {
         return jpip_err_set(err, JPIP_E_FORMAT, "the file has no codestream");
@@ -507,23 +509,15 @@ static jpip_code_t image_open(request_rec *r, const jpip_dir_conf_t *conf, const
     return JPIP_OK;
 }
 
-/* Bytes [off, off+len) of the image's file. */
-static int image_read(request_rec *r, const image_t *im, apr_file_t **f, apr_uint64_t off,
-                      void *buf, apr_size_t len)
+/* Bytes [off, off+len) of the image's file, read from the descriptor whose
+ * identity was checked, never by path (the file at the path may be another
+ * version by now). */
+static int image_read(const image_t *im, apr_uint64_t off, void *buf, apr_size_t len)
 {
-    apr_off_t pos = (apr_off_t)off;
-    apr_size_t got = 0;
+    jpip_err_t err;
 
-    if (off + len > im->tgt->size) {
-        return 0;
-    }
-    if (*f == NULL && apr_file_open(f, im->tgt->path, APR_FOPEN_READ, APR_FPROT_OS_DEFAULT,
-                                    r->pool) != APR_SUCCESS) {
-        *f = NULL;
-        return 0;
-    }
-    return apr_file_seek(*f, APR_SET, &pos) == APR_SUCCESS &&
-           apr_file_read_full(*f, buf, len, &got) == APR_SUCCESS && got == len;
+    return im->file != NULL && off + len <= im->tgt->size &&
+           jpip_file_pread(im->file, off, buf, len, &err) == JPIP_OK;
 }
 
 /* ------------------------------------------------------------------- index */
@@ -560,6 +554,7 @@ static int index_page(request_rec *r, const jpip_dir_conf_t *conf, const char *l
         const char *child;
         entry_t e;
         jpip_err_t err;
+        jpip_code_t rc;
 
         if (fi.name == NULL || fi.name[0] == '.') {
             continue; /* ".", "..", hidden files and the reserved name */
@@ -576,7 +571,12 @@ static int index_page(request_rec *r, const jpip_dir_conf_t *conf, const char *l
             e.im.rel = child;
         } else {
             jpip_err_clear(&err);
-            if (image_open(r, conf, child, &e.im, &err) != JPIP_OK) {
+            rc = image_open(r, conf, child, &e.im, &err);
+            /* the listing reads nothing more of the file: one descriptor
+             * at a time, however many images the directory holds */
+            jpip_targets_file_close(r);
+            e.im.file = NULL;
+            if (rc != JPIP_OK) {
                 continue; /* not an image the module serves */
             }
             nimages++;
@@ -923,7 +923,6 @@ static int viewer_page(request_rec *r, const jpip_dir_conf_t *conf, const char *
     apr_array_header_t *rois = apr_array_make(p, 4, sizeof(roi_t));
     apr_array_header_t *xmls = apr_array_make(p, 2, sizeof(const char *));
     const char *colr = NULL, *resc = NULL, *resd = NULL, *base, *name, *slash, *url, *dirhref;
-    apr_file_t *f = NULL;
     apr_uint32_t i, nxml = 0;
     int k;
 
@@ -942,7 +941,7 @@ static int viewer_page(request_rec *r, const jpip_dir_conf_t *conf, const char *
                 continue;
             }
             buf = apr_palloc(p, n + 1);
-            if (!image_read(r, im, &f, b->file_off + b->hdr_len, buf, n)) {
+            if (!image_read(im, b->file_off + b->hdr_len, buf, n)) {
                 continue;
             }
             buf[n] = '\0';
@@ -954,7 +953,7 @@ static int viewer_page(request_rec *r, const jpip_dir_conf_t *conf, const char *
             unsigned char c[7];
             apr_size_t n = b->contents_len < 7 ? (apr_size_t)b->contents_len : 7;
 
-            if (image_read(r, im, &f, b->file_off + b->hdr_len, c, n)) {
+            if (image_read(im, b->file_off + b->hdr_len, c, n)) {
                 colr = colour_space(p, c, n);
             }
         } else if ((b->type == JPIP_BOX_TYPE('r', 'e', 's', 'c') ||
@@ -962,7 +961,7 @@ static int viewer_page(request_rec *r, const jpip_dir_conf_t *conf, const char *
                    b->contents_len >= 10) {
             unsigned char c[10];
 
-            if (image_read(r, im, &f, b->file_off + b->hdr_len, c, 10)) {
+            if (image_read(im, b->file_off + b->hdr_len, c, 10)) {
                 if (b->type == JPIP_BOX_TYPE('r', 'e', 's', 'c')) {
                     resc = resolution(p, c);
                 } else {
@@ -970,9 +969,6 @@ static int viewer_page(request_rec *r, const jpip_dir_conf_t *conf, const char *
                 }
             }
         }
-    }
-    if (f != NULL) {
-        apr_file_close(f);
     }
 
     slash = strrchr(im->rel, '/');
@@ -1121,9 +1117,10 @@ static const char *asset_type(const char *name)
 }
 
 /* Send a file (HEAD: only its headers), with validators. */
-static int send_file(request_rec *r, const char *path, apr_finfo_t *fi)
+/* Send the file at path, or f (already open) when not NULL; fi describes
+ * what is sent. */
+static int send_file(request_rec *r, const char *path, apr_file_t *f, apr_finfo_t *fi)
 {
-    apr_file_t *f;
     apr_bucket_brigade *bb;
     int st;
 
@@ -1140,8 +1137,8 @@ static int send_file(request_rec *r, const char *path, apr_finfo_t *fi)
     if (r->header_only) {
         return OK;
     }
-    if (apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_SENDFILE_ENABLED, APR_FPROT_OS_DEFAULT,
-                      r->pool) != APR_SUCCESS) {
+    if (f == NULL && apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_SENDFILE_ENABLED,
+                                   APR_FPROT_OS_DEFAULT, r->pool) != APR_SUCCESS) {
         return HTTP_FORBIDDEN;
     }
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
@@ -1180,13 +1177,14 @@ static int asset(request_rec *r, const jpip_dir_conf_t *conf, const char *loc, c
     apr_table_setn(r->headers_out, "Cache-Control",
                    apr_psprintf(r->pool, "public, max-age=%d, immutable", ASSET_MAX_AGE));
     apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
-    return send_file(r, path, &fi);
+    return send_file(r, path, NULL, &fi);
 }
 
 static int download(request_rec *r, const jpip_dir_conf_t *conf, const char *loc, const char *rel)
 {
     image_t im;
     jpip_err_t err;
+    apr_finfo_t fi;
     const char *base;
     char *ascii, *c;
 
@@ -1216,7 +1214,14 @@ static int download(request_rec *r, const jpip_dir_conf_t *conf, const char *loc
                                 esc_url(r->pool, base, 0)));
     apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
     apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
-    return send_file(r, im.tgt->path, &im.t.finfo);
+    /* the version indexed, from its checked descriptor: size, date and
+     * ETag are that version's, whatever the path holds by now */
+    fi = im.t.finfo;
+    fi.size = (apr_off_t)im.tgt->size;
+    fi.mtime = (apr_time_t)(im.tgt->id.mtime_ns / 1000);
+    fi.inode = (apr_ino_t)im.tgt->id.ino;
+    fi.device = (apr_dev_t)im.tgt->id.dev;
+    return send_file(r, im.tgt->path, im.file, &fi);
 }
 
 /* ------------------------------------------------------------------ handler */

@@ -10,6 +10,7 @@ import os
 import pwd
 import grp
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -88,8 +89,10 @@ class Httpd:
     """
 
     def __init__(self, httpd, apxs, module, confdir, samples=None, extra_conf="", port=None,
-                 servers=2, mpm="event", keep=False, extra_files=(), extra_modules=()):
+                 servers=2, mpm="event", keep=False, extra_files=(), extra_modules=(),
+                 nofile=None):
         self.httpd = httpd
+        self.nofile = nofile  # RLIMIT_NOFILE of httpd's processes (None: inherited)
         self.confdir = confdir
         self.apxs = apxs
         self.module = module
@@ -216,8 +219,12 @@ Include "{confdir}/example-site.conf"
                                capture_output=True, text=True, env=env)
         if check.returncode != 0:
             raise RuntimeError("httpd -t failed:\n" + check.stdout + check.stderr)
+        limit = None
+        if self.nofile is not None:
+            def limit():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
         self.proc = subprocess.Popen([self.httpd, "-DFOREGROUND", "-f", self.conf,
-                                      "-d", self.root], env=env,
+                                      "-d", self.root], env=env, preexec_fn=limit,
                                      stdin=subprocess.DEVNULL,
                                      # its own session: a graceful restart
                                      # signals httpd's whole process group

@@ -128,6 +128,12 @@ def make_rois_jp2(src, dst):
         f.write(out)
 
 
+# a folder of more images than a process may hold descriptors
+# (the server runs with RLIMIT_NOFILE NOFILE): its index opens them one at
+# a time
+MANY_DIR, MANY, NOFILE = "many", 400, 256
+
+
 def populate(h, samples):
     """The archive: the samples, the hostile names, a sub-directory, the
     ROI image, a text file and a link that leads outside."""
@@ -144,6 +150,10 @@ def populate(h, samples):
     shutil.copyfile(gray, os.path.join(outside, "secret.jp2"))
     os.symlink(outside, os.path.join(h.archive, "link-out"))
     os.symlink(os.path.join(outside, "secret.jp2"), os.path.join(h.archive, "link-out.jp2"))
+    many = os.path.join(h.archive, MANY_DIR)
+    os.makedirs(many)
+    for i in range(MANY):
+        shutil.copyfile(gray, os.path.join(many, "m%04d.jp2" % i))
     for d, dirs, files in os.walk(h.root):
         for x in dirs:
             os.chmod(os.path.join(d, x), 0o755)
@@ -387,6 +397,7 @@ def index_case(h, iiif):
     check_index(h, h.archive, "", iiif)
     check_index(h, h.archive, SUBDIR, iiif)
     check_index(h, h.archive, SUBDIR + "/deeper", iiif)
+    check_index(h, h.archive, MANY_DIR, iiif)
     _, page = get_html(h, "/" + SUBDIR + "/")
     ups = [a["href"] for a in page.attrs("a") if "jpip-up" in (a.get("class") or "")]
     expect(ups == ["/jpip/"], "up link %r" % ups)
@@ -749,8 +760,12 @@ def browser_viewer(b, h, iiif):
         # for docs/: the whole page at half size
         with open(SHOT, "wb") as f:
             f.write(p.screenshot(0, 0, 1000, 700, scale=0.5))
-    # 1. the fitted image (the overlays hidden while the pixels are compared)
+    # 1. the fitted image (the overlays and the navigator, which fades in and
+    # out over the image's corner, hidden while the pixels are compared)
     p.eval("document.querySelectorAll('.jpip-roi').forEach(e => e.style.visibility = 'hidden')")
+    expect(p.eval("!!(jpipViewer.navigator && jpipViewer.navigator.element)"),
+           "the viewer has no navigator")
+    p.eval("jpipViewer.navigator.element.style.visibility = 'hidden'")
     p.eval("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))",
            await_promise=True)
     x, y, w, hh, ex, ey, ew, eh = drawn_rect(p)
@@ -794,6 +809,7 @@ def browser_viewer(b, h, iiif):
     expect_close(shot, ref, wrong, "full resolution at %d,%d" % (px_, py_))
     # 3. ROI overlays: labelled, and a click zooms to the region
     p.eval("document.querySelectorAll('.jpip-roi').forEach(e => e.style.visibility = '')")
+    p.eval("jpipViewer.navigator.element.style.visibility = ''")
     p.eval("void jpipViewer.viewport.goHome(true)")
     wait_drawn(p)
     over = p.eval("Array.from(document.querySelectorAll('.jpip-roi')).map(e => "
@@ -846,7 +862,7 @@ def main():
     if iiif:
         conf += viewer_conf(ASSETS, True).split("</Location>\n", 1)[1]
     h = Httpd(os.environ["HTTPD"], os.environ["APXS"], module, confdir, samples=samples,
-              extra_conf=conf, servers=2)
+              extra_conf=conf, servers=2, nofile=NOFILE)
     off = Httpd(os.environ["HTTPD"], os.environ["APXS"], module, confdir, samples=samples,
                 extra_conf='<Location "/jpip">\n    JPIPViewer Off\n</Location>\n', servers=2)
     run = Runner()
