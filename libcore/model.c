@@ -361,8 +361,9 @@ jpip_code_t jpip_model_parse(apr_pool_t *pool, const char *value, int need, apr_
 /* ==== the model ======================================================= */
 
 #define MODEL_MAGIC 0x4A504D44u /* "JPMD" */
-#define MODEL_VERSION 1u
+#define MODEL_VERSION 2u        /* 2: layer counts */
 #define FLAG_INVERTED 1u
+#define TAG_LAYERS ((apr_uint64_t)1 << 62)
 
 typedef struct mrec_t {
     apr_uint64_t csn;
@@ -420,6 +421,36 @@ static int key_cmp(const mrec_t *r, unsigned cls, apr_uint64_t csn)
         return r->csn < csn ? -1 : 1;
     }
     return 0;
+}
+
+/* ---- held values ---------------------------------------------------- */
+
+static int is_layers(apr_uint64_t v)
+{
+    return v != JPIP_MODEL_COMPLETE && (v & TAG_LAYERS) != 0;
+}
+
+/* A well-formed held value of a run of class cls (not the default). */
+static int value_ok(unsigned cls, apr_uint64_t v)
+{
+    if (v == JPIP_MODEL_COMPLETE || v < TAG_LAYERS) {
+        return 1;
+    }
+    return cls == 0 && (v & ~(TAG_LAYERS | 0xffffu)) == 0 && (v & 0xffffu) != 0;
+}
+
+/* The bytes value v stands for in bin (cls, csn, id): a layer count
+ * through the resolver, as nothing held without one. */
+static apr_uint64_t to_bytes(const jpip_model_resolver_t *res, unsigned cls, apr_uint64_t csn,
+                             apr_uint64_t id, apr_uint64_t v)
+{
+    if (!is_layers(v)) {
+        return v;
+    }
+    if (cls != 0 || res == NULL || res->layer_bytes == NULL) {
+        return 0;
+    }
+    return res->layer_bytes(res->ctx, csn, id, (unsigned)(v & 0xffffu));
 }
 
 apr_size_t jpip_model_bytes_for(apr_size_t runs)
@@ -552,7 +583,7 @@ jpip_code_t jpip_model_load(void *buf, apr_size_t size, const void *data, apr_si
     for (i = 0; i < h.count; i++) {
         memcpy(&r, d + HDR_SIZE + i * sizeof(mrec_t), sizeof(r));
         if (r.first > r.last || r.bytes == def || r.pad != 0 || norm_class(r.cls) != r.cls ||
-            norm_csn(r.cls, r.csn) != r.csn) {
+            norm_csn(r.cls, r.csn) != r.csn || !value_ok(r.cls, r.bytes)) {
             return jpip_err_set(err, JPIP_E_FORMAT,
                                 "cache model: run %" APR_UINT64_T_FMT " is malformed", i);
         }
@@ -621,7 +652,8 @@ static apr_size_t find_run(const jpip_model_t *m, unsigned cls, apr_uint64_t csn
     return lo;
 }
 
-apr_uint64_t jpip_model_held(const jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t id)
+apr_uint64_t jpip_model_held(const jpip_model_t *m, const jpip_model_resolver_t *res, unsigned cls,
+                             apr_uint64_t csn, apr_uint64_t id)
 {
     const mrec_t *r = crecs(m);
     apr_size_t i;
@@ -630,13 +662,14 @@ apr_uint64_t jpip_model_held(const jpip_model_t *m, unsigned cls, apr_uint64_t c
     csn = norm_csn(cls, csn);
     i = find_run(m, cls, csn, id);
     if (i < m->count && key_cmp(&r[i], cls, csn) == 0 && r[i].first <= id) {
-        return r[i].bytes;
+        return to_bytes(res, cls, csn, id, r[i].bytes);
     }
     return def_value(m);
 }
 
-void jpip_model_held_row(const jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
-                         apr_uint64_t step, apr_size_t n, apr_uint64_t *held)
+void jpip_model_held_row(const jpip_model_t *m, const jpip_model_resolver_t *res, unsigned cls,
+                         apr_uint64_t csn, apr_uint64_t id, apr_uint64_t step, apr_size_t n,
+                         apr_uint64_t *held)
 {
     const mrec_t *r = crecs(m);
     apr_uint64_t def = def_value(m);
@@ -656,7 +689,7 @@ void jpip_model_held_row(const jpip_model_t *m, unsigned cls, apr_uint64_t csn, 
             break; /* no run at or after x */
         }
         if (r[i].first <= x) {
-            held[k++] = r[i].bytes;
+            held[k++] = to_bytes(res, cls, csn, x, r[i].bytes);
         } else {
             /* the ids before this run hold the default */
             apr_uint64_t next = step == 0 ? n : (r[i].first - id + step - 1) / step;
@@ -673,12 +706,45 @@ void jpip_model_held_row(const jpip_model_t *m, unsigned cls, apr_uint64_t csn, 
 
 enum { OP_MAX, OP_MIN };
 
-static apr_uint64_t op_apply(int op, apr_uint64_t old, apr_uint64_t v)
+/* Where a range operation applies. */
+typedef struct opctx_t {
+    const jpip_model_resolver_t *res;
+    unsigned cls;
+    apr_uint64_t csn;
+} opctx_t;
+
+/* op(old, v) for ids f..l. Byte counts, and layer counts, compare among
+ * themselves; a layer count against a byte count only bin by bin: for one
+ * bin through the resolver, for more the result is one that is never more
+ * than the true one (an addition keeps what was held, a cut keeps
+ * nothing). */
+static apr_uint64_t op_apply(const opctx_t *o, apr_uint64_t f, apr_uint64_t l, int op,
+                             apr_uint64_t old, apr_uint64_t v)
 {
-    if (op == OP_MAX) {
-        return old > v ? old : v;
+    apr_uint64_t tag, b;
+
+    if (is_layers(old) == is_layers(v)) {
+        if (op == OP_MAX) {
+            return old > v ? old : v;
+        }
+        return old < v ? old : v;
     }
-    return old < v ? old : v;
+    tag = is_layers(old) ? old : v;
+    b = is_layers(old) ? v : old;
+    if (b == 0 || b == JPIP_MODEL_COMPLETE) {
+        return (op == OP_MAX) == (b == 0) ? tag : b;
+    }
+    if (f == l && o->res != NULL && o->res->layer_bytes != NULL) {
+        apr_uint64_t tb = to_bytes(o->res, o->cls, o->csn, f, tag);
+
+        if (tb != 0) {
+            if (op == OP_MAX) {
+                return tb >= b ? tag : b;
+            }
+            return tb <= b ? tag : b;
+        }
+    }
+    return op == OP_MAX ? old : 0;
 }
 
 typedef struct emit_t {
@@ -711,9 +777,11 @@ static void emit(emit_t *e, apr_uint64_t first, apr_uint64_t last, apr_uint64_t 
 }
 
 /* held = op(held, v) for ids a..b of (cls, csn), all or nothing. */
-static jpip_code_t range_op(jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t a,
-                            apr_uint64_t b, int op, apr_uint64_t v, jpip_err_t *err)
+static jpip_code_t range_op(jpip_model_t *m, const jpip_model_resolver_t *res, unsigned cls,
+                            apr_uint64_t csn, apr_uint64_t a, apr_uint64_t b, int op,
+                            apr_uint64_t v, jpip_err_t *err)
 {
+    opctx_t o;
     mrec_t *r = recs(m);
     apr_size_t n = (apr_size_t)m->count, lo = 0, hi, k, j, newn;
     apr_uint64_t def = def_value(m), cur;
@@ -723,6 +791,9 @@ static jpip_code_t range_op(jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr
 
     cls = norm_class(cls);
     csn = norm_csn(cls, csn);
+    o.res = res;
+    o.cls = cls;
+    o.csn = csn;
     /* lo: first run that overlaps a..b or touches it, or lies beyond it */
     hi = n;
     while (lo < hi) {
@@ -753,7 +824,7 @@ static jpip_code_t range_op(jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr
     for (j = lo; j < hi; j++) {
         const mrec_t *x = &r[j];
         if (x->first > cur) {
-            emit(&e, cur, x->first - 1, op_apply(op, def, v)); /* a gap inside a..b */
+            emit(&e, cur, x->first - 1, op_apply(&o, cur, x->first - 1, op, def, v)); /* a gap */
         }
         if (x->first < a) {
             emit(&e, x->first, a - 1, x->bytes);
@@ -762,7 +833,7 @@ static jpip_code_t range_op(jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr
             apr_uint64_t f = x->first > a ? x->first : a;
             apr_uint64_t l = x->last < b ? x->last : b;
             if (f <= l) {
-                emit(&e, f, l, op_apply(op, x->bytes, v));
+                emit(&e, f, l, op_apply(&o, f, l, op, x->bytes, v));
             }
         }
         if (x->last > b) {
@@ -775,7 +846,7 @@ static jpip_code_t range_op(jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr
         }
     }
     if (!ended && cur <= b) {
-        emit(&e, cur, b, op_apply(op, def, v));
+        emit(&e, cur, b, op_apply(&o, cur, b, op, def, v));
     }
     newn = n - k + e.n;
     if (newn > m->cap) {
@@ -796,30 +867,42 @@ static jpip_code_t range_op(jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr
     return JPIP_OK;
 }
 
-jpip_code_t jpip_model_add(jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
-                           apr_uint64_t upto, int complete, jpip_err_t *err)
+jpip_code_t jpip_model_add(jpip_model_t *m, const jpip_model_resolver_t *res, unsigned cls,
+                           apr_uint64_t csn, apr_uint64_t id, apr_uint64_t upto, int complete,
+                           jpip_err_t *err)
 {
-    return range_op(m, cls, csn, id, id, OP_MAX, complete ? JPIP_MODEL_COMPLETE : upto, err);
+    if (!complete && !value_ok(norm_class(cls), upto)) {
+        return jpip_err_set(err, JPIP_E_REQUEST, "cache model: bad held value");
+    }
+    return range_op(m, res, cls, csn, id, id, OP_MAX, complete ? JPIP_MODEL_COMPLETE : upto, err);
 }
 
-jpip_code_t jpip_model_add_range(jpip_model_t *m, unsigned cls, apr_uint64_t csn,
-                                 apr_uint64_t first, apr_uint64_t last, apr_uint64_t bytes,
-                                 jpip_err_t *err)
+/* An operation on first..last with value v, checked. */
+static jpip_code_t checked_range_op(jpip_model_t *m, const jpip_model_resolver_t *res, unsigned cls,
+                                    apr_uint64_t csn, apr_uint64_t first, apr_uint64_t last, int op,
+                                    apr_uint64_t v, jpip_err_t *err)
 {
     if (first > last) {
         return jpip_err_set(err, JPIP_E_REQUEST, "cache model: empty id range");
     }
-    return range_op(m, cls, csn, first, last, OP_MAX, bytes, err);
+    if (!value_ok(norm_class(cls), v)) {
+        return jpip_err_set(err, JPIP_E_REQUEST, "cache model: bad held value");
+    }
+    return range_op(m, res, cls, csn, first, last, op, v, err);
 }
 
-jpip_code_t jpip_model_cut_range(jpip_model_t *m, unsigned cls, apr_uint64_t csn,
-                                 apr_uint64_t first, apr_uint64_t last, apr_uint64_t keep,
-                                 jpip_err_t *err)
+jpip_code_t jpip_model_add_range(jpip_model_t *m, const jpip_model_resolver_t *res, unsigned cls,
+                                 apr_uint64_t csn, apr_uint64_t first, apr_uint64_t last,
+                                 apr_uint64_t bytes, jpip_err_t *err)
 {
-    if (first > last) {
-        return jpip_err_set(err, JPIP_E_REQUEST, "cache model: empty id range");
-    }
-    return range_op(m, cls, csn, first, last, OP_MIN, keep, err);
+    return checked_range_op(m, res, cls, csn, first, last, OP_MAX, bytes, err);
+}
+
+jpip_code_t jpip_model_cut_range(jpip_model_t *m, const jpip_model_resolver_t *res, unsigned cls,
+                                 apr_uint64_t csn, apr_uint64_t first, apr_uint64_t last,
+                                 apr_uint64_t keep, jpip_err_t *err)
+{
+    return checked_range_op(m, res, cls, csn, first, last, OP_MIN, keep, err);
 }
 
 /* ==== recording a batch of sent messages ============================= */
@@ -827,6 +910,7 @@ jpip_code_t jpip_model_cut_range(jpip_model_t *m, unsigned cls, apr_uint64_t csn
 typedef struct upd_t {
     unsigned cls;
     apr_uint64_t csn, id, off, end; /* end: COMPLETE for a complete message */
+    apr_uint64_t val;               /* the held value after it: end, or a layer count */
 } upd_t;
 
 /* x's bin comes before y's */
@@ -927,6 +1011,13 @@ jpip_code_t jpip_model_batch_make(jpip_model_batch_t **batch, const jpip_model_s
         x->id = sent[i].id;
         x->off = sent[i].off;
         x->end = sent[i].complete ? JPIP_MODEL_COMPLETE : sent[i].off + sent[i].len;
+        x->val = x->end;
+        if (!sent[i].complete && x->cls == 0 && sent[i].layers > 0 &&
+            sent[i].layers <= JPIP_MODEL_MAX_LAYERS) {
+            x->val = JPIP_MODEL_LAYERS(sent[i].layers);
+        } else if (!value_ok(x->cls, x->end)) {
+            x->end = x->val = 0; /* no bin is that long: a message of nothing */
+        }
     }
     /* by bin, and within a bin in the order the messages were sent */
     b->u = sort_updates(b->buf, b->buf + n, n);
@@ -942,8 +1033,8 @@ void jpip_model_batch_free(jpip_model_batch_t *b)
     }
 }
 
-jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, apr_size_t n,
-                              jpip_err_t *err)
+jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_resolver_t *res,
+                              const jpip_model_sent_t *sent, apr_size_t n, jpip_err_t *err)
 {
     jpip_model_batch_t *b;
     jpip_code_t rc;
@@ -953,7 +1044,7 @@ jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, ap
     }
     rc = jpip_model_batch_make(&b, sent, n, err);
     if (rc == JPIP_OK) {
-        rc = jpip_model_record_batch(m, b, err);
+        rc = jpip_model_record_batch(m, res, b, err);
         jpip_model_batch_free(b);
     }
     return rc;
@@ -984,11 +1075,13 @@ static apr_uint64_t shed(emit_t *e, apr_uint64_t cap)
     return dropped;
 }
 
-static jpip_code_t record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err);
+static jpip_code_t record_batch(jpip_model_t *m, const jpip_model_resolver_t *res,
+                                jpip_model_batch_t *b, jpip_err_t *err);
 
-jpip_code_t jpip_model_record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err)
+jpip_code_t jpip_model_record_batch(jpip_model_t *m, const jpip_model_resolver_t *res,
+                                    jpip_model_batch_t *b, jpip_err_t *err)
 {
-    return record_batch(m, b, err);
+    return record_batch(m, res, b, err);
 }
 
 /* A model of cap runs in malloc'd memory holding m's runs. */
@@ -1004,14 +1097,14 @@ static jpip_model_t *spill_make(const jpip_model_t *m, apr_uint64_t cap)
     return s;
 }
 
-jpip_code_t jpip_model_record_spill(jpip_model_t *m, jpip_model_t **spill, jpip_model_batch_t *b,
-                                    jpip_err_t *err)
+jpip_code_t jpip_model_record_spill(jpip_model_t *m, const jpip_model_resolver_t *res,
+                                    jpip_model_t **spill, jpip_model_batch_t *b, jpip_err_t *err)
 {
     jpip_model_t *t = *spill != NULL ? *spill : m;
     apr_uint64_t need = t->count + 2 * (apr_uint64_t)b->n + 1;
 
     if (need <= t->cap || (m->flags & FLAG_INVERTED)) {
-        return record_batch(t, b, err);
+        return record_batch(t, res, b, err);
     }
     /* it may not fit: record where it surely does */
     t = spill_make(t, need + need / 2);
@@ -1020,7 +1113,7 @@ jpip_code_t jpip_model_record_spill(jpip_model_t *m, jpip_model_t **spill, jpip_
     }
     free(*spill);
     *spill = t;
-    return record_batch(t, b, err);
+    return record_batch(t, res, b, err);
 }
 
 apr_uint64_t jpip_model_unspill(jpip_model_t *m, jpip_model_t *spill)
@@ -1040,7 +1133,8 @@ apr_uint64_t jpip_model_unspill(jpip_model_t *m, jpip_model_t *spill)
     return dropped;
 }
 
-static jpip_code_t record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err)
+static jpip_code_t record_batch(jpip_model_t *m, const jpip_model_resolver_t *res,
+                                jpip_model_batch_t *b, jpip_err_t *err)
 {
     const mrec_t *r = crecs(m);
     apr_size_t nr = (apr_size_t)m->count, n = b->n, i, j, k, nu = 0;
@@ -1077,13 +1171,15 @@ static jpip_code_t record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err
 
         for (j = i; j < n && u[j].cls == u[i].cls && u[j].csn == u[i].csn && u[j].id == u[i].id;
              j++) {
-            if (v != JPIP_MODEL_COMPLETE && u[j].off <= v && u[j].end > v) {
-                v = u[j].end;
+            apr_uint64_t hb = to_bytes(res, u[i].cls, u[i].csn, u[i].id, v);
+
+            if (hb != JPIP_MODEL_COMPLETE && u[j].off <= hb && u[j].end > hb) {
+                v = u[j].val;
             }
         }
         if (v != held) {
             u[nu] = u[i];
-            u[nu].end = v;
+            u[nu].val = v; /* never less than held: it only grew */
             nu++;
         }
     }
@@ -1114,14 +1210,14 @@ static jpip_code_t record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err
             if (cur.first < x->id) {
                 emit_key(&e, cur.cls, cur.csn, cur.first, x->id - 1, cur.bytes);
             }
-            emit_key(&e, x->cls, x->csn, x->id, x->id, cur.bytes > x->end ? cur.bytes : x->end);
+            emit_key(&e, x->cls, x->csn, x->id, x->id, x->val);
             if (cur.last > x->id) {
                 cur.first = x->id + 1;
             } else {
                 have_cur = 0;
             }
         } else {
-            emit_key(&e, x->cls, x->csn, x->id, x->id, def > x->end ? def : x->end);
+            emit_key(&e, x->cls, x->csn, x->id, x->id, x->val);
         }
     }
     if (have_cur) {
@@ -1186,15 +1282,16 @@ static jpip_code_t apply_ids(apply_t *ap, unsigned cls, apr_uint64_t first, apr_
     apr_uint64_t v;
 
     if (ap->need) {
-        return range_op(ap->m, cls, ap->csn, first, last, OP_MIN, 0, err);
+        return range_op(ap->m, res, cls, ap->csn, first, last, OP_MIN, 0, err);
     }
     switch (it->qual) {
     case JPIP_MODEL_QUAL_BYTES:
         v = it->bytes;
         break;
     case JPIP_MODEL_QUAL_LAYERS:
-        if (cls == 0 && first == last && res != NULL && res->layer_bytes != NULL) {
-            v = res->layer_bytes(res->ctx, ap->csn, first, it->layers);
+        /* recorded as a layer count, resolved bin by bin when it is read */
+        if (cls == 0 && it->layers > 0 && res != NULL && res->layer_bytes != NULL) {
+            v = JPIP_MODEL_LAYERS(it->layers);
         } else {
             v = 0; /* unresolvable: add nothing, or cut everything */
         }
@@ -1203,7 +1300,7 @@ static jpip_code_t apply_ids(apply_t *ap, unsigned cls, apr_uint64_t first, apr_
         v = it->subtract ? 0 : JPIP_MODEL_COMPLETE;
         break;
     }
-    return range_op(ap->m, cls, ap->csn, first, last, it->subtract ? OP_MIN : OP_MAX, v, err);
+    return range_op(ap->m, res, cls, ap->csn, first, last, it->subtract ? OP_MIN : OP_MAX, v, err);
 }
 
 static jpip_code_t implicit_visit(void *vctx, apr_uint64_t id, jpip_err_t *err)
@@ -1226,7 +1323,7 @@ static jpip_code_t apply_implicit(apply_t *ap, const jpip_model_range_t *t,
 
     if (res == NULL || res->implicit == NULL) {
         if (ap->need || ap->it->subtract) {
-            return range_op(ap->m, 0, ap->csn, 0, JPIP_MODEL_END, OP_MIN, 0, err);
+            return range_op(ap->m, res, 0, ap->csn, 0, JPIP_MODEL_END, OP_MIN, 0, err);
         }
         return JPIP_OK;
     }
@@ -1236,7 +1333,6 @@ static jpip_code_t apply_implicit(apply_t *ap, const jpip_model_range_t *t,
 static jpip_code_t apply_item(apply_t *ap, jpip_err_t *err)
 {
     const jpip_model_item_t *it = ap->it;
-    static const jpip_model_range_t all = {0, JPIP_MODEL_END};
     apr_uint64_t first = it->all ? 0 : it->id, last = it->all ? JPIP_MODEL_END : it->id_last;
 
     switch (it->kind) {
@@ -1249,24 +1345,7 @@ static jpip_code_t apply_item(apply_t *ap, jpip_err_t *err)
     case JPIP_MODEL_ITEM_META:
         return apply_ids(ap, 8, first, last, err);
     case JPIP_MODEL_ITEM_PRECINCT:
-        if (it->all && it->qual == JPIP_MODEL_QUAL_LAYERS && !ap->need) {
-            return apply_implicit(ap, &all, &all, &all, &all, err);
-        }
-        if (first < last && it->qual == JPIP_MODEL_QUAL_LAYERS && !ap->need) {
-            /* layers are bytes that differ per bin: resolve each */
-            apr_uint64_t id;
-
-            for (id = first;; id++) {
-                jpip_code_t rc = count_visit(ap, err);
-
-                if (rc == JPIP_OK) {
-                    rc = apply_ids(ap, 0, id, id, err);
-                }
-                if (rc != JPIP_OK || id == last) {
-                    return rc;
-                }
-            }
-        }
+        /* a layer count is one value for every bin of the range */
         return apply_ids(ap, 0, first, last, err);
     default:
         return apply_implicit(ap, &it->t, &it->c, &it->r, &it->p, err);

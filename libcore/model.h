@@ -14,15 +14,25 @@
  * (qualifier ranges included) is JPIP_E_LIMIT.
  *
  * Cache model. A jpip_model_t records, for every data-bin (class, csn, id),
- * how many leading bytes the client holds (JPIP_MODEL_COMPLETE: the whole
- * bin). It is a sorted list of runs: consecutive ids of one class and
- * codestream holding the same byte count. Ids not in any run hold the
- * model's default: 0 for an ordinary model, everything for an inverted one
- * (stateless `need` requests: the client holds all but the exceptions).
- * So the model grows with the number of distinct runs the session produced,
- * not with the image: adding a million consecutive complete bins is one
- * run. Classes 1 and 5 are recorded as 0 and 4 (same bytes); metadata-bins
- * (class 8) are not codestream-qualified and are recorded under csn 0.
+ * how much of the bin the client holds: a number of leading bytes,
+ * JPIP_MODEL_COMPLETE (the whole bin), or, for precinct bins,
+ * JPIP_MODEL_LAYERS(L): exactly the bin's first L layers, however many
+ * bytes that is in each bin. It is a sorted list of runs: consecutive ids
+ * of one class and codestream holding the same value. Ids not in any run
+ * hold the model's default: 0 for an ordinary model, everything for an
+ * inverted one (stateless `need` requests: the client holds all but the
+ * exceptions). So the model grows with the number of distinct runs the
+ * session produced, not with the image: adding a million consecutive
+ * complete bins is one run, and so is sending a million bins their first
+ * layer (in bytes each bin would be a run of its own). Classes 1 and 5 are
+ * recorded as 0 and 4 (same bytes); metadata-bins (class 8) are not
+ * codestream-qualified and are recorded under csn 0.
+ *
+ * Layers become bytes through a resolver (jpip_model_resolver_t's
+ * layer_bytes): every operation that compares or reports held bytes takes
+ * one. Without it (NULL) a layer count counts as nothing held, which only
+ * ever lowers what is held: the server sends those bytes again, never
+ * omits any.
  *
  * The model is ONE flat, position-independent buffer (a header then an
  * array of fixed-size runs, native byte order, no pointers), so it can live
@@ -42,6 +52,8 @@
 #define JPIP_MODEL_END (~(apr_uint64_t)0)      /* open end of a range */
 #define JPIP_MODEL_MAX_ITEMS 65536             /* default item bound of the parser */
 #define JPIP_MODEL_MAX_LAYERS 65535
+/* the held value "the first l layers" (1 <= l <= JPIP_MODEL_MAX_LAYERS) */
+#define JPIP_MODEL_LAYERS(l) (((apr_uint64_t)1 << 62) | (apr_uint64_t)(l))
 
 /* ---- grammar ------------------------------------------------------- */
 
@@ -94,8 +106,10 @@ jpip_code_t jpip_model_parse(apr_pool_t *pool, const char *value, int need, apr_
 /* ---- the model ----------------------------------------------------- */
 
 typedef struct jpip_model_t jpip_model_t;
+typedef struct jpip_model_resolver_t jpip_model_resolver_t; /* below */
 
-/* One run: ids first..last of (cls, csn) hold bytes each. */
+/* One run: ids first..last of (cls, csn) hold bytes each (a byte count,
+ * JPIP_MODEL_COMPLETE or JPIP_MODEL_LAYERS(L), as recorded). */
 typedef struct jpip_model_run_t {
     unsigned cls;
     apr_uint64_t csn, first, last, bytes;
@@ -144,28 +158,33 @@ jpip_code_t jpip_model_copy(jpip_model_t *dst, const jpip_model_t *src, jpip_err
 void jpip_model_run(const jpip_model_t *m, apr_size_t i, jpip_model_run_t *run);
 
 /* Leading bytes of bin (cls, csn, id) the client holds; JPIP_MODEL_COMPLETE
- * when it holds the whole bin. */
-apr_uint64_t jpip_model_held(const jpip_model_t *m, unsigned cls, apr_uint64_t csn,
-                             apr_uint64_t id);
+ * when it holds the whole bin. A layer count is resolved through res. */
+apr_uint64_t jpip_model_held(const jpip_model_t *m, const jpip_model_resolver_t *res, unsigned cls,
+                             apr_uint64_t csn, apr_uint64_t id);
 
 /* jpip_model_held of the n bins (cls, csn, id + k * step), k < n, into
  * held[k]: one search and one walk over the runs they span, not a search
  * per bin. */
-void jpip_model_held_row(const jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
-                         apr_uint64_t step, apr_size_t n, apr_uint64_t *held);
+void jpip_model_held_row(const jpip_model_t *m, const jpip_model_resolver_t *res, unsigned cls,
+                         apr_uint64_t csn, apr_uint64_t id, apr_uint64_t step, apr_size_t n,
+                         apr_uint64_t *held);
 
 /* Record that the client holds the first upto bytes of the bin (the whole
  * bin if complete); held bytes never decrease here. JPIP_E_LIMIT (model
  * unchanged) when the runs would exceed the capacity. */
-jpip_code_t jpip_model_add(jpip_model_t *m, unsigned cls, apr_uint64_t csn, apr_uint64_t id,
-                           apr_uint64_t upto, int complete, jpip_err_t *err);
+jpip_code_t jpip_model_add(jpip_model_t *m, const jpip_model_resolver_t *res, unsigned cls,
+                           apr_uint64_t csn, apr_uint64_t id, apr_uint64_t upto, int complete,
+                           jpip_err_t *err);
 
 /* One message sent to the client: bytes [off, off+len) of a bin; complete
- * when it holds the bin's last byte. */
+ * when it holds the bin's last byte; layers (precinct bins, 0 if not)
+ * when off+len is exactly the end of the bin's first `layers` layers:
+ * then the model records the layer count, not the byte count. */
 typedef struct jpip_model_sent_t {
     unsigned cls;
     apr_uint64_t csn, id, off, len;
     int complete;
+    unsigned layers;
 } jpip_model_sent_t;
 
 /* Record the messages of a response (or one batch of it) in m, in one pass
@@ -176,8 +195,8 @@ typedef struct jpip_model_sent_t {
  * (off beyond what is held) is skipped, since the model cannot express it.
  * All or nothing: JPIP_E_LIMIT (m unchanged) when the runs would exceed
  * the capacity; JPIP_E_NOMEM if the scratch copy cannot be allocated. */
-jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, apr_size_t n,
-                              jpip_err_t *err);
+jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_resolver_t *res,
+                              const jpip_model_sent_t *sent, apr_size_t n, jpip_err_t *err);
 
 /* The same in two steps: jpip_model_batch_make copies and sorts the
  * messages (O(n log s), no model needed), jpip_model_record_batch merges
@@ -187,7 +206,8 @@ jpip_code_t jpip_model_record(jpip_model_t *m, const jpip_model_sent_t *sent, ap
 typedef struct jpip_model_batch_t jpip_model_batch_t;
 jpip_code_t jpip_model_batch_make(jpip_model_batch_t **b, const jpip_model_sent_t *sent,
                                   apr_size_t n, jpip_err_t *err);
-jpip_code_t jpip_model_record_batch(jpip_model_t *m, jpip_model_batch_t *b, jpip_err_t *err);
+jpip_code_t jpip_model_record_batch(jpip_model_t *m, const jpip_model_resolver_t *res,
+                                    jpip_model_batch_t *b, jpip_err_t *err);
 void jpip_model_batch_free(jpip_model_batch_t *b);
 
 /* Recording a response whose runs may not fit (sessions): while they
@@ -206,20 +226,25 @@ void jpip_model_batch_free(jpip_model_batch_t *b);
  * complete is a run per class and codestream however many bins the image
  * has, so a session that grows to the whole image ends small. Inverted
  * models never spill. */
-jpip_code_t jpip_model_record_spill(jpip_model_t *m, jpip_model_t **spill, jpip_model_batch_t *b,
-                                    jpip_err_t *err);
+jpip_code_t jpip_model_record_spill(jpip_model_t *m, const jpip_model_resolver_t *res,
+                                    jpip_model_t **spill, jpip_model_batch_t *b, jpip_err_t *err);
 apr_uint64_t jpip_model_unspill(jpip_model_t *m, jpip_model_t *spill);
 
-/* held = max(held, bytes) for ids first..last (first <= last). */
-jpip_code_t jpip_model_add_range(jpip_model_t *m, unsigned cls, apr_uint64_t csn,
-                                 apr_uint64_t first, apr_uint64_t last, apr_uint64_t bytes,
-                                 jpip_err_t *err);
+/* held = max(held, bytes) for ids first..last (first <= last). bytes
+ * may be JPIP_MODEL_LAYERS(L). Where the order of a layer count and a
+ * byte count differs from bin to bin and the range is more than one bin,
+ * what was held stays (an addition never needs to be recorded). */
+jpip_code_t jpip_model_add_range(jpip_model_t *m, const jpip_model_resolver_t *res, unsigned cls,
+                                 apr_uint64_t csn, apr_uint64_t first, apr_uint64_t last,
+                                 apr_uint64_t bytes, jpip_err_t *err);
 
 /* held = min(held, keep) for ids first..last: the client discarded the
- * rest (keep 0: the whole bins). */
-jpip_code_t jpip_model_cut_range(jpip_model_t *m, unsigned cls, apr_uint64_t csn,
-                                 apr_uint64_t first, apr_uint64_t last, apr_uint64_t keep,
-                                 jpip_err_t *err);
+ * rest (keep 0: the whole bins). Where a layer count and a byte count
+ * order differently from bin to bin, the bins of a range of more than one
+ * hold nothing after it (lower is safe). */
+jpip_code_t jpip_model_cut_range(jpip_model_t *m, const jpip_model_resolver_t *res, unsigned cls,
+                                 apr_uint64_t csn, apr_uint64_t first, apr_uint64_t last,
+                                 apr_uint64_t keep, jpip_err_t *err);
 
 /* Drop every run of codestream csn (all classes but metadata): its bins
  * return to the default (for mset). Never needs room. */
@@ -232,13 +257,13 @@ void jpip_model_forget_codestream(jpip_model_t *m, apr_uint64_t csn);
  * codestream, e.g. every precinct). */
 typedef jpip_code_t (*jpip_model_visit_fn)(void *vctx, apr_uint64_t precinct_id, jpip_err_t *err);
 
-typedef struct jpip_model_resolver_t {
+struct jpip_model_resolver_t {
     void *ctx;
     /* codestreams in the target: qualifier ranges are clipped to it
      * (0 means 1) */
     apr_uint64_t codestreams;
     /* bytes of the first `layers` layers of a precinct bin;
-     * JPIP_MODEL_COMPLETE if that is the whole bin */
+     * JPIP_MODEL_COMPLETE if that is the whole bin; 0 if unknown */
     apr_uint64_t (*layer_bytes)(void *ctx, apr_uint64_t csn, apr_uint64_t precinct_id,
                                 unsigned layers);
     /* call visit(vctx, I, err) for every precinct id I of codestream csn
@@ -252,12 +277,12 @@ typedef struct jpip_model_resolver_t {
     /* bound on precinct ids and (item, codestream) pairs one apply may
      * visit (0: 1 << 22); beyond it JPIP_E_LIMIT */
     apr_uint64_t max_visits;
-} jpip_model_resolver_t;
+};
 
 /* Apply a parsed field to m, all or nothing (on error m is unchanged).
  * model items: additive raise what is held (no qualifier: complete),
  * subtractive lower it ("-P5": nothing of P5; "-P5:100": at most 100
- * bytes; "-P5:L2": at most two layers). need items: the client lacks the
+ * bytes; "-P5:L2": at most two layers, recorded as a layer count). need items: the client lacks the
  * bin, held becomes 0 (a need qualifier is not used to keep bytes, which
  * is safe: the server sends from the start of the bin). res may be NULL.
  * The scratch copy is malloc'd and freed here. */

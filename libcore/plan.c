@@ -107,7 +107,7 @@ static int image_list(unsigned lev)
 
 static apr_uint64_t held(const jpip_plan_t *p, unsigned cls, apr_uint64_t csn, apr_uint64_t id)
 {
-    return p->model != NULL ? jpip_model_held(p->model, cls, csn, id) : 0;
+    return p->model != NULL ? jpip_model_held(p->model, p->opts.res, cls, csn, id) : 0;
 }
 
 jpip_code_t jpip_plan_create(jpip_plan_t **plan, apr_pool_t *pool, const jpip_index_t *ix,
@@ -362,8 +362,8 @@ static jpip_code_t add_row(void *vctx, const jpip_view_row_t *row, jpip_err_t *e
     for (k0 = 0; k0 < row->n && rc == JPIP_OK; k0 += n) {
         n = row->n - k0 < ROW_CHUNK ? row->n - k0 : ROW_CHUNK;
         if (p->model != NULL) {
-            jpip_model_held_row(p->model, JPIP_CLASS_PRECINCT, c->v->csn, row->id + k0 * row->step,
-                                row->step, n, h);
+            jpip_model_held_row(p->model, p->opts.res, JPIP_CLASS_PRECINCT, c->v->csn,
+                                row->id + k0 * row->step, row->step, n, h);
         } else {
             memset(h, 0, n * sizeof(h[0]));
         }
@@ -520,6 +520,7 @@ static void make_run(jpip_plan_t *p, ent_t *e, apr_uint32_t cnt, jpip_msg_t *m)
     m->off = 0;
     m->len = hi - lo;
     m->complete = 1;
+    m->layers = 0;
     m->bin = first;
     m->rend_off = lo;
     m->count = cnt;
@@ -530,9 +531,11 @@ static void make_run(jpip_plan_t *p, ent_t *e, apr_uint32_t cnt, jpip_msg_t *m)
 }
 
 /* Make the message for bytes [e->pos, end) of e's bin, cut to the byte
- * budget. Returns 1 if a message was made, 0 if there was nothing to send,
+ * budget; end is the end of the bin's first lay layers (0: of none
+ * known). Returns 1 if a message was made, 0 if there was nothing to send,
  * -1 if the budget stops the response here. */
-static int make_msg(jpip_plan_t *p, ent_t *e, apr_uint64_t end, int cuttable, jpip_msg_t *m)
+static int make_msg(jpip_plan_t *p, ent_t *e, apr_uint64_t end, unsigned lay, int cuttable,
+                    jpip_msg_t *m)
 {
     apr_uint64_t off = e->pos < e->lo ? e->lo : e->pos, len;
     unsigned cls = e->cls;
@@ -571,6 +574,7 @@ static int make_msg(jpip_plan_t *p, ent_t *e, apr_uint64_t end, int cuttable, jp
             return -1;
         }
         complete = 0;
+        lay = 0; /* inside a layer (or, rarely, at the end of one: bytes then) */
         if (cls == JPIP_CLASS_PRECINCT_EXT) {
             aux = layers_within(p->ix, e, off + len);
         }
@@ -582,6 +586,7 @@ static int make_msg(jpip_plan_t *p, ent_t *e, apr_uint64_t end, int cuttable, jp
     m->off = off;
     m->len = len;
     m->complete = complete;
+    m->layers = e->cls == JPIP_CLASS_PRECINCT && !complete ? lay : 0;
     m->bin = e->bin;
     m->count = 1;
     m->step = 0;
@@ -656,7 +661,7 @@ static void run_next(jpip_plan_t *p, ent_t *e, apr_size_t room, jpip_msg_t *m)
         one.blen = one.hi = one.bin->len;
         one.nb = one.bin->nbounds;
         one.n = 1;
-        make_msg(p, &one, one.blen, 0, m); /* never cut: no len with runs */
+        make_msg(p, &one, one.blen, 0, 0, m); /* never cut: no len with runs */
         e->k++;
         return;
     }
@@ -672,6 +677,7 @@ jpip_code_t jpip_plan_next(jpip_plan_t *plan, jpip_msg_t *out, apr_size_t max, a
     (void)err;
     while (got < max && !plan->len_stop && (e = cursor(plan)) != NULL) {
         apr_uint64_t end;
+        unsigned lay = 0;
         int r;
 
         if (e->n > 1) {
@@ -695,15 +701,18 @@ jpip_code_t jpip_plan_next(jpip_plan_t *plan, jpip_msg_t *out, apr_size_t max, a
             }
             /* all of the bin: its length, no need to read its bounds (nor
              * when the last round is the bytes after them) */
-            end = (last == e->nb && plan->last_bound_len) || last > e->bin->nbounds
-                      ? e->blen
-                      : jpip_index_bounds(plan->ix, e->bin)[last - 1];
+            if ((last == e->nb && plan->last_bound_len) || last > e->bin->nbounds) {
+                end = e->blen;
+            } else {
+                end = jpip_index_bounds(plan->ix, e->bin)[last - 1];
+                lay = last;
+            }
         } else if (e->cls == JPIP_CLASS_META) {
             end = meta_end(plan, e);
         } else {
             end = e->hi;
         }
-        r = make_msg(plan, e, end, 1, &out[nrec]);
+        r = make_msg(plan, e, end, lay, 1, &out[nrec]);
         if (r < 0) {
             plan->len_stop = 1;
             break;

@@ -36,6 +36,9 @@ typedef struct jpip_plan_opts_t {
                                  (fewer, larger messages when nothing will cut the answer) */
     apr_uint64_t max_entries; /* most data-bins one plan may involve (0: 1 << 24) */
     const jpip_rend_t *rend;  /* the target's rendition, or NULL */
+    /* turns the model's layer counts into bytes (NULL: a layer count is
+     * nothing held); must live as long as the plan */
+    const jpip_model_resolver_t *res;
 } jpip_plan_opts_t;
 
 /* One message of the response. Its body is bytes [off, off+len) of the
@@ -54,6 +57,7 @@ typedef struct jpip_msg_t {
     apr_uint64_t off;
     apr_uint64_t len;
     int complete;          /* the message holds the bin's last byte */
+    unsigned layers;       /* precinct bins: off+len ends the first `layers` layers (0: not) */
     const jpip_bin_t *bin; /* the bin in the index */
     apr_uint64_t rend_off;
     apr_uint32_t count; /* messages this one stands for: 1, or a run */

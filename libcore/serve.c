@@ -64,7 +64,11 @@ static apr_uint64_t res_layer_bytes(void *ctx, apr_uint64_t csn, apr_uint64_t id
         return 0;
     }
     if (layers >= bin->nbounds) {
-        return JPIP_MODEL_COMPLETE;
+        /* every layer present; bytes after the last (a packet a
+         * truncated file cuts short) are not a layer */
+        apr_uint64_t last = bin->nbounds > 0 ? jpip_index_bounds(ix, bin)[bin->nbounds - 1] : 0;
+
+        return last >= bin->len ? JPIP_MODEL_COMPLETE : last;
     }
     return jpip_index_bounds(ix, bin)[layers - 1];
 }
@@ -588,6 +592,12 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
      * (the best picture for a cut answer) only costs messages then. */
     po.whole_bins = !po.has_len;
     po.rend = tgt->rend;
+    {
+        jpip_model_resolver_t *res = apr_palloc(pool, sizeof(*res));
+
+        jpip_serve_resolver(tgt->ix, res);
+        po.res = res;
+    }
     resp->rend = tgt->rend;
     if (model == NULL) {
         rc = stateless_model(pool, tgt, req, tid_ok, &o, &smodel, err);

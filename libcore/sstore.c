@@ -72,6 +72,7 @@ jpip_sstore_rc_t jpip_sstore_claim(jpip_sstore_t *st, apr_pool_t *pool, const ch
     }
     c->st = st;
     c->pool = pool;
+    c->res = res != NULL ? apr_pmemdup(pool, res, sizeof(*res)) : NULL;
     apr_cpystrn(c->cid, cid, sizeof(c->cid));
     rc = st->ops->claim(st, c, qid, wait, err);
     if (rc != JPIP_SSTORE_OK) {
@@ -142,7 +143,7 @@ jpip_sstore_rc_t jpip_sclaim_record(jpip_sclaim_t *c, const jpip_model_sent_t *s
     if (jpip_model_batch_make(&b, sent, n, err) != JPIP_OK ||
         /* what may not fit the record's model goes to a spill model in
          * process memory, made to fit when the claim is released */
-        jpip_model_record_spill(jpip_session_model(c->s), &c->spill, b, err) != JPIP_OK) {
+        jpip_model_record_spill(jpip_session_model(c->s), c->res, &c->spill, b, err) != JPIP_OK) {
         /* the model is full: end the session rather than send twice */
         apr_atomic_set32(&c->s->closed, 1);
         rc = JPIP_SSTORE_FULL;

@@ -84,7 +84,8 @@ struct jpip_sclaim_t {
     int cut;             /* the request took something out of the model */
     apr_uint64_t sent;   /* message bytes recorded */
     jpip_model_t *spill; /* the model while it may not fit the record (model.h's spill) */
-    void *priv;          /* the backend's */
+    const jpip_model_resolver_t *res; /* the target's layer counts (a copy), or NULL */
+    void *priv;                       /* the backend's */
 };
 
 /* A backend. Every operation returns a jpip_sstore_rc_t and fills err

@@ -225,6 +225,7 @@ void jpip_chan_note(jpip_chan_t *ch, const jpip_msg_t *msgs, apr_size_t n)
             p->off = msgs[i].off;
             p->len = msgs[i].count > 1 ? msgs[i].bin[k].len : msgs[i].len;
             p->complete = msgs[i].complete;
+            p->layers = msgs[i].count > 1 ? 0 : msgs[i].layers;
         }
         ch->unsent += msgs[i].hdr_len + msgs[i].len;
     }

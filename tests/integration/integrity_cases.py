@@ -372,8 +372,9 @@ def case_one_build_per_host(h, big):
 def case_len_growth(h, large):
     """A session asking for the whole of a 3072x3072 image in growing len
     steps (as streaming clients do) at the default session limits: no EOR 6,
-    no 503, and it ends holding the whole image (the same request again
-    sends nothing but the EOR)."""
+    no 503, it ends holding the whole image (the same request again sends
+    nothing but the EOR), and no byte of it came twice (the messages'
+    bytes add up to the image's)."""
     name = "large.j2k"
     target = os.path.join(h.archive, name)
     shutil.copyfile(large, target)
@@ -384,10 +385,12 @@ def case_len_growth(h, large):
     items = dict(i.split("=", 1) for i in hd["jpip-cnew"].split(","))
     path = "/%s?cid=%s" % (items["path"].lstrip("/"), items["cid"])
     held = {}
+    received = [0]
 
     def note(body):
         msgs, eor = jpp.parse(body)[0], jpp.parse(body)[1]
         for m in msgs:
+            received[0] += m.len
             k = (m.cls & ~1, m.csn, m.id)
             expect(m.off <= held.get(k, 0), "a hole in bin %s" % (k,))
             held[k] = max(held.get(k, 0), m.off + m.len)
@@ -413,7 +416,10 @@ def case_len_growth(h, large):
     total = sum(held.values())
     st, _, ref = get(h, "/jpip/%s?type=jpp-stream&%s" % (name, view))
     want = sum(m.len for m in jpp.parse(ref)[0])
-    expect(total == want, "the session received %d bytes, the image is %d" % (total, want))
+    expect(total == want, "the session holds %d bytes, the image is %d" % (total, want))
+    expect(received[0] == want, "%d bytes received in %d answers for an image of %d: %d twice"
+           % (received[0], n, want, received[0] - want))
+    print("    (len growth: %d answers, %d bytes, none twice)" % (n, received[0]), flush=True)
 
 
 # ------------------------------------------------------- slow readers

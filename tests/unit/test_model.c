@@ -189,28 +189,28 @@ START_TEST(held_and_add)
     jpip_model_t *m = new_model(64, 0);
     jpip_err_t err;
 
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 0);
-    ck_assert_int_eq(jpip_model_add(m, 0, 0, 5, 100, 0, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 100);
-    ck_assert_uint_eq(jpip_model_held(m, 1, 0, 5), 100); /* extended class: same bin */
-    ck_assert_int_eq(jpip_model_add(m, 1, 0, 5, 50, 0, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 100); /* never decreases */
-    ck_assert_int_eq(jpip_model_add(m, 0, 0, 5, 0, 1, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 1, 5), 0); /* other codestream */
-    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 5), 0); /* other class */
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 4), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 6), 0);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 5), 0);
+    ck_assert_int_eq(jpip_model_add(m, NULL, 0, 0, 5, 100, 0, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 5), 100);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 1, 0, 5), 100); /* extended class: same bin */
+    ck_assert_int_eq(jpip_model_add(m, NULL, 1, 0, 5, 50, 0, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 5), 100); /* never decreases */
+    ck_assert_int_eq(jpip_model_add(m, NULL, 0, 0, 5, 0, 1, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 5), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 1, 5), 0); /* other codestream */
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 2, 0, 5), 0); /* other class */
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 4), 0);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 6), 0);
     /* metadata-bins are not codestream-qualified */
-    ck_assert_int_eq(jpip_model_add(m, 8, 3, 2, 10, 0, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 8, 0, 2), 10);
-    ck_assert_uint_eq(jpip_model_held(m, 8, 7, 2), 10);
+    ck_assert_int_eq(jpip_model_add(m, NULL, 8, 3, 2, 10, 0, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 8, 0, 2), 10);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 8, 7, 2), 10);
     /* tile data-bins, class 5 = 4 */
-    ck_assert_int_eq(jpip_model_add(m, 5, 1, 0, 10, 1, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 4, 1, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_int_eq(jpip_model_add(m, NULL, 5, 1, 0, 10, 1, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 4, 1, 0), JPIP_MODEL_COMPLETE);
     ck_assert_uint_eq(jpip_model_runs(m), 3);
     /* adding 0 bytes changes nothing */
-    ck_assert_int_eq(jpip_model_add(m, 0, 0, 77, 0, 0, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_add(m, NULL, 0, 0, 77, 0, 0, &err), JPIP_OK);
     ck_assert_uint_eq(jpip_model_runs(m), 3);
 }
 END_TEST
@@ -224,7 +224,7 @@ START_TEST(million_ids_one_run)
 
     /* plain tests in the hot loops: every ck_assert is a write() */
     for (i = 0; i < 1000000; i++) {
-        if (jpip_model_add(m, 0, 0, i, 0, 1, &err) != JPIP_OK) {
+        if (jpip_model_add(m, NULL, 0, 0, i, 0, 1, &err) != JPIP_OK) {
             ck_abort_msg("add %u: %s", (unsigned)i, err.msg);
         }
     }
@@ -235,14 +235,14 @@ START_TEST(million_ids_one_run)
     ck_assert_uint_eq(run.bytes, JPIP_MODEL_COMPLETE);
     /* downwards too */
     for (i = 2000000; i > 1000000; i--) {
-        if (jpip_model_add(m, 2, 0, i, 0, 1, &err) != JPIP_OK) {
+        if (jpip_model_add(m, NULL, 2, 0, i, 0, 1, &err) != JPIP_OK) {
             ck_abort_msg("add %u: %s", (unsigned)i, err.msg);
         }
     }
     ck_assert_uint_eq(jpip_model_runs(m), 2);
     ck_assert_uint_eq(jpip_model_size(m), jpip_model_bytes_for(2));
-    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 1500000), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 1000000), 0);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 2, 0, 1500000), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 2, 0, 1000000), 0);
 }
 END_TEST
 
@@ -283,16 +283,16 @@ START_TEST(random_against_reference)
             op = (int)((x >> 30) % 2);
             v = vals[(x >> 33) % 5];
             if (op == 0) {
-                if (jpip_model_add_range(m, kcls[key], kcsn[key], (apr_uint64_t)a, (apr_uint64_t)b,
-                                         v, &err) != JPIP_OK) {
+                if (jpip_model_add_range(m, NULL, kcls[key], kcsn[key], (apr_uint64_t)a,
+                                         (apr_uint64_t)b, v, &err) != JPIP_OK) {
                     ck_abort_msg("%s", err.msg);
                 }
                 for (i = a; i <= b; i++) {
                     ref[key][i] = ref[key][i] > v ? ref[key][i] : v;
                 }
             } else {
-                if (jpip_model_cut_range(m, kcls[key], kcsn[key], (apr_uint64_t)a, (apr_uint64_t)b,
-                                         v, &err) != JPIP_OK) {
+                if (jpip_model_cut_range(m, NULL, kcls[key], kcsn[key], (apr_uint64_t)a,
+                                         (apr_uint64_t)b, v, &err) != JPIP_OK) {
                     ck_abort_msg("%s", err.msg);
                 }
                 for (i = a; i <= b; i++) {
@@ -302,7 +302,8 @@ START_TEST(random_against_reference)
             if (it % 500 == 0 || it == 19999) {
                 for (k = 0; k < KEYS; k++) {
                     for (i = 0; i < IDS; i++) {
-                        if (jpip_model_held(m, kcls[k], kcsn[k], (apr_uint64_t)i) != ref[k][i]) {
+                        if (jpip_model_held(m, NULL, kcls[k], kcsn[k], (apr_uint64_t)i) !=
+                            ref[k][i]) {
                             ck_abort_msg("iteration %d key %d id %d: held differs", it, k, i);
                         }
                     }
@@ -338,9 +339,9 @@ static jpip_code_t record_one_by_one(jpip_model_t *m, const jpip_model_sent_t *s
     apr_size_t i;
 
     for (i = 0; i < n; i++) {
-        apr_uint64_t held = jpip_model_held(m, s[i].cls, s[i].csn, s[i].id);
+        apr_uint64_t held = jpip_model_held(m, NULL, s[i].cls, s[i].csn, s[i].id);
         if (held != JPIP_MODEL_COMPLETE && s[i].off <= held &&
-            jpip_model_add(m, s[i].cls, s[i].csn, s[i].id, s[i].off + s[i].len, s[i].complete,
+            jpip_model_add(m, NULL, s[i].cls, s[i].csn, s[i].id, s[i].off + s[i].len, s[i].complete,
                            err) != JPIP_OK) {
             return JPIP_E_LIMIT;
         }
@@ -377,7 +378,7 @@ START_TEST(held_row_matches_held)
                 len = (x >> 24) % 3 == 0 ? 0 : 1 + (x >> 26) % 50;
                 /* 0 bytes of a bin: a run that holds nothing */
                 ck_assert_int_eq(
-                    jpip_model_add(m, cls, (x >> 30) % 2, id, len, (x >> 40) % 5 == 0, &err),
+                    jpip_model_add(m, NULL, cls, (x >> 30) % 2, id, len, (x >> 40) % 5 == 0, &err),
                     JPIP_OK);
             }
             for (q = 0; q < 50; q++) {
@@ -390,9 +391,10 @@ START_TEST(held_row_matches_held)
                 id = x % 320;
                 step = 1 + (x >> 12) % 12;
                 n = (apr_size_t)((x >> 20) % 30);
-                jpip_model_held_row(m, 0, (x >> 40) % 2, id, step, n, held);
+                jpip_model_held_row(m, NULL, 0, (x >> 40) % 2, id, step, n, held);
                 for (k = 0; k < n; k++) {
-                    ck_assert_uint_eq(held[k], jpip_model_held(m, 0, (x >> 40) % 2, id + k * step));
+                    ck_assert_uint_eq(held[k],
+                                      jpip_model_held(m, NULL, 0, (x >> 40) % 2, id + k * step));
                 }
             }
         }
@@ -414,8 +416,10 @@ START_TEST(record_batch_matches_adds)
 
         /* an inverted model holds everything: make it lack the low ids */
         for (c = 0; inv && c < 7; c++) {
-            ck_assert_int_eq(jpip_model_cut_range(a, cls[c], 0, 0, IDS / 2, 0, &err), JPIP_OK);
-            ck_assert_int_eq(jpip_model_cut_range(a, cls[c], 1, 0, IDS / 2, 0, &err), JPIP_OK);
+            ck_assert_int_eq(jpip_model_cut_range(a, NULL, cls[c], 0, 0, IDS / 2, 0, &err),
+                             JPIP_OK);
+            ck_assert_int_eq(jpip_model_cut_range(a, NULL, cls[c], 1, 0, IDS / 2, 0, &err),
+                             JPIP_OK);
         }
         ck_assert_int_eq(jpip_model_copy(b, a, &err), JPIP_OK);
         for (round = 0; round < 400; round++) {
@@ -448,12 +452,14 @@ START_TEST(record_batch_matches_adds)
                     next += step;
                     left--;
                 }
-                s[n].off = (x >> 24) % 3 == 0 ? 0 : jpip_model_held(a, s[n].cls, s[n].csn, s[n].id);
+                s[n].off =
+                    (x >> 24) % 3 == 0 ? 0 : jpip_model_held(a, NULL, s[n].cls, s[n].csn, s[n].id);
                 if (s[n].off == JPIP_MODEL_COMPLETE || (x >> 28) % 11 == 0) {
                     s[n].off = (x >> 32) % 50; /* may leave a hole */
                 }
                 s[n].len = (x >> 40) % 40;
                 s[n].complete = (x >> 50) % 4 == 0;
+                s[n].layers = 0;
                 n++;
                 /* a later message of the same bin, as len-limited answers send */
                 if (n < BATCH && (x >> 55) % 5 == 0) {
@@ -466,7 +472,7 @@ START_TEST(record_batch_matches_adds)
                 }
             }
             ck_assert_int_eq(record_one_by_one(a, s, n, &err), JPIP_OK);
-            ck_assert_int_eq(jpip_model_record(b, s, n, &err), JPIP_OK);
+            ck_assert_int_eq(jpip_model_record(b, NULL, s, n, &err), JPIP_OK);
             ck_assert_uint_eq(jpip_model_runs(a), jpip_model_runs(b));
             for (r = 0; r < jpip_model_runs(a); r++) {
                 jpip_model_run_t ra, rb;
@@ -477,8 +483,8 @@ START_TEST(record_batch_matches_adds)
                               "round %d run %u differs", round, (unsigned)r);
             }
             for (i = 0; i < 7; i++) {
-                ck_assert_uint_eq(jpip_model_held(a, cls[i], 1, IDS - 1),
-                                  jpip_model_held(b, cls[i], 1, IDS - 1));
+                ck_assert_uint_eq(jpip_model_held(a, NULL, cls[i], 1, IDS - 1),
+                                  jpip_model_held(b, NULL, cls[i], 1, IDS - 1));
             }
         }
         ck_assert_uint_gt(jpip_model_runs(a), inv ? 5 : 50); /* real models were built */
@@ -499,16 +505,16 @@ START_TEST(record_batch_all_or_nothing)
         s[i].id = 10 * i; /* three separate runs */
         s[i].complete = 1;
     }
-    ck_assert_int_eq(jpip_model_record(m, s, 3, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_record(m, NULL, s, 3, &err), JPIP_OK);
     ck_assert_uint_eq(jpip_model_runs(m), 3);
     for (i = 0; i < 8; i++) {
         s[i].id = 100 + 2 * i; /* eight more: beyond the capacity */
     }
-    ck_assert_int_eq(jpip_model_record(m, s, 8, &err), JPIP_E_LIMIT);
+    ck_assert_int_eq(jpip_model_record(m, NULL, s, 8, &err), JPIP_E_LIMIT);
     ck_assert_uint_eq(jpip_model_runs(m), 3);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 100), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 20), JPIP_MODEL_COMPLETE);
-    ck_assert_int_eq(jpip_model_record(m, s, 0, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 100), 0);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 20), JPIP_MODEL_COMPLETE);
+    ck_assert_int_eq(jpip_model_record(m, NULL, s, 0, &err), JPIP_OK);
 }
 END_TEST
 
@@ -520,41 +526,49 @@ START_TEST(apply_model_items)
 
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("Hm,H*,M0,P0,P1:1024,P5:L2", 0), NULL, &err),
                      JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 6, 0, 0), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 123456789), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 8, 0, 0), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 8, 0, 1), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 0), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 1), 1024);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 0); /* :L unresolvable: not assumed */
-    ck_assert_uint_eq(jpip_model_held(m, 6, 1, 0), 0); /* codestream 0 only */
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 6, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 2, 0, 123456789), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 8, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 8, 0, 1), 0);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 1), 1024);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 5), 0); /* :L unresolvable: not assumed */
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 6, 1, 0), 0); /* codestream 0 only */
 
     /* subtractive: whole bin, down to a byte count; session persists */
-    ck_assert_int_eq(jpip_model_add_range(m, 0, 0, 10, 99, JPIP_MODEL_COMPLETE, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_add_range(m, NULL, 0, 0, 10, 99, JPIP_MODEL_COMPLETE, &err),
+                     JPIP_OK);
     runs = jpip_model_runs(m);
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("-P37,-P40:100,-H3,-P1:2000", 0), NULL, &err),
                      JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 37), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 36), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 38), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 40), 100);
-    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 3), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 4), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 1), 1024); /* cut to 2000: still 1024 */
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 37), 0);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 36), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 38), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 40), 100);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 2, 0, 3), 0);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 2, 0, 4), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 1), 1024); /* cut to 2000: still 1024 */
     ck_assert_uint_gt(jpip_model_runs(m), runs);
     /* -P* drops every precinct; unresolvable -:L cuts the whole bin */
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("-P*,-T*:L1", 0), NULL, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 38), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 0), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 4), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 38), 0);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 0), 0);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 2, 0, 4), JPIP_MODEL_COMPLETE);
 }
 END_TEST
 
 /* A fake target: 2 tiles, 3 components, 3 resolutions of 4 precincts each;
  * precinct I = t + (c + s*3)*2 with s = r*4 + p; layer l is 100 bytes, 5
  * layers. */
+/* The fake target: 72 precincts per codestream (2 tiles, 3 components,
+ * 3 resolutions, 4 precincts), five layers of 100 bytes each. */
 static apr_uint64_t fake_layer_bytes(void *ctx, apr_uint64_t csn, apr_uint64_t id, unsigned layers)
 {
+    (void)ctx;
+    (void)csn;
+    if (id >= 72) {
+        return 0; /* not a precinct of the target */
+    }
     return layers >= 5 ? JPIP_MODEL_COMPLETE : (apr_uint64_t)layers * 100;
 }
 
@@ -600,28 +614,28 @@ START_TEST(resolver_layers_and_implicit)
     int p;
 
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("P5:L2,t0c1r2:L3", 0), &res, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 200);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 5), 200);
     for (p = 0; p < 4; p++) {
-        ck_assert_uint_eq(jpip_model_held(m, 0, 0, fake_id(0, 1, 2, p)), 300);
-        ck_assert_uint_eq(jpip_model_held(m, 0, 0, fake_id(1, 1, 2, p)), 0);
-        ck_assert_uint_eq(jpip_model_held(m, 0, 0, fake_id(0, 1, 1, p)), 0);
+        ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, fake_id(0, 1, 2, p)), 300);
+        ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, fake_id(1, 1, 2, p)), 0);
+        ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, fake_id(0, 1, 1, p)), 0);
     }
     /* P*:L5 is every precinct, complete */
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("[1],P*:L5", 0), &res, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 1, fake_id(1, 2, 2, 3)), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 1, 72), 0); /* not a precinct of the target */
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 1, fake_id(1, 2, 2, 3)), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 1, 72), 0); /* not a precinct of the target */
     /* subtractive implicit, down to one layer */
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("[1],-t1r2p3:L1", 0), &res, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 1, fake_id(1, 2, 2, 3)), 100);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 1, fake_id(1, 2, 2, 2)), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 1, fake_id(1, 2, 2, 3)), 100);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 1, fake_id(1, 2, 2, 2)), JPIP_MODEL_COMPLETE);
     /* codestream ranges are clipped to the target's 4 codestreams */
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("[2-],Hm,[*],H0", 0), &res, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 6, 1, 0), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 6, 2, 0), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 6, 3, 0), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 6, 4, 0), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 0), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 2, 3, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 6, 1, 0), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 6, 2, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 6, 3, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 6, 4, 0), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 2, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 2, 3, 0), JPIP_MODEL_COMPLETE);
     /* visit bound */
     res.max_visits = 10;
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("t*", 0), &res, &err), JPIP_E_LIMIT);
@@ -634,13 +648,14 @@ START_TEST(unresolvable_stays_safe)
     jpip_model_t *m = new_model(64, 0);
     jpip_err_t err;
 
-    ck_assert_int_eq(jpip_model_add_range(m, 0, 0, 0, 1000, JPIP_MODEL_COMPLETE, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_add_range(m, NULL, 0, 0, 0, 1000, JPIP_MODEL_COMPLETE, &err),
+                     JPIP_OK);
     /* an implicit addition without a resolver assumes nothing */
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("t0r1,[0]P2000:L3", 0), NULL, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 2000), 0);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 2000), 0);
     /* an implicit subtraction without a resolver drops every precinct */
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("-t0r1", 0), NULL, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 7), 0);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 7), 0);
     ck_assert_uint_eq(jpip_model_runs(m), 0);
 }
 END_TEST
@@ -656,25 +671,25 @@ START_TEST(need_builds_inverted_model)
         jpip_model_build(pool, 64, NULL, parse_ok("Hm,P5,P7:L2,t0c0r1", 1), &res, &m, &err),
         JPIP_OK);
     ck_assert(jpip_model_inverted(m));
-    ck_assert_uint_eq(jpip_model_held(m, 6, 0, 0), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 6), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 7), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 0), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 8, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 6, 0, 0), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 5), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 6), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 7), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 2, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 8, 0, 0), JPIP_MODEL_COMPLETE);
     for (p = 0; p < 4; p++) {
-        ck_assert_uint_eq(jpip_model_held(m, 0, 0, fake_id(0, 0, 1, p)), 0);
+        ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, fake_id(0, 0, 1, p)), 0);
     }
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, fake_id(0, 0, 2, 0)), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, fake_id(0, 0, 2, 0)), JPIP_MODEL_COMPLETE);
     /* the server then records what it sends, as in a session */
-    ck_assert_int_eq(jpip_model_add(m, 0, 0, 5, 0, 1, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), JPIP_MODEL_COMPLETE);
+    ck_assert_int_eq(jpip_model_add(m, NULL, 0, 0, 5, 0, 1, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 5), JPIP_MODEL_COMPLETE);
 
     /* no need: the empty model plus the model items */
     ck_assert_int_eq(jpip_model_build(pool, 64, parse_ok("Hm", 0), NULL, &res, &m, &err), JPIP_OK);
     ck_assert(!jpip_model_inverted(m));
-    ck_assert_uint_eq(jpip_model_held(m, 6, 0, 0), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 0), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 6, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 0), 0);
 }
 END_TEST
 
@@ -713,40 +728,45 @@ START_TEST(client_forms)
     /* a range holds exactly its ends and what lies between */
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("P3-5,H2-3,M1-2:10", 0), NULL, &err), JPIP_OK);
     for (id = 0; id < 10; id++) {
-        ck_assert_uint_eq(jpip_model_held(m, 0, 0, id),
+        ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, id),
                           id >= 3 && id <= 5 ? JPIP_MODEL_COMPLETE : 0);
-        ck_assert_uint_eq(jpip_model_held(m, 2, 0, id),
+        ck_assert_uint_eq(jpip_model_held(m, &res, 2, 0, id),
                           id >= 2 && id <= 3 ? JPIP_MODEL_COMPLETE : 0);
-        ck_assert_uint_eq(jpip_model_held(m, 8, 0, id), id >= 1 && id <= 2 ? 10 : 0);
+        ck_assert_uint_eq(jpip_model_held(m, &res, 8, 0, id), id >= 1 && id <= 2 ? 10 : 0);
     }
     /* subtractive ranges, and a range of layers resolved bin by bin */
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("-P4-5,P10-12:L2", 0), &res, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 3), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 4), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 5), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 9), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 3), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 4), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 5), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 9), 0);
     for (id = 10; id <= 12; id++) {
-        ck_assert_uint_eq(jpip_model_held(m, 0, 0, id), 200);
+        ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, id), 200);
     }
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 13), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 13), 0);
     /* without a resolver a range of layers assumes nothing */
     m = new_model(64, 0);
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("P1-3:L2", 0), NULL, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 2), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 2), 0);
     /* need: the range is what the client lacks */
     ck_assert_int_eq(jpip_model_build(pool, 64, NULL, parse_ok("P2-3,Ht1", 1), &res, &m, &err),
                      JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 1), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 2), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 3), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 4), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 1), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 2, 0, 0), JPIP_MODEL_COMPLETE);
-    /* a range of layers counts against the visit bound */
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 1), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 2), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 3), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 4), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 2, 0, 1), 0);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 2, 0, 0), JPIP_MODEL_COMPLETE);
+    /* a range of layers is one run of a layer count, however many bins it
+     * spans (no bin is visited: the visit bound does not apply) */
     res.max_visits = 8;
     m = new_model(64, 0);
-    ck_assert_int_eq(jpip_model_apply(m, parse_ok("P0-100:L1", 0), &res, &err), JPIP_E_LIMIT);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 0), 0);
+    ck_assert_int_eq(jpip_model_apply(m, parse_ok("P0-100:L1", 0), &res, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_runs(m), 1);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 0), 100);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 71), 100);
+    ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, 72), 0); /* not a precinct */
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 5), 0);  /* unresolved: nothing */
 }
 END_TEST
 
@@ -786,7 +806,8 @@ START_TEST(serialize_round_trip)
 
     for (i = 0; i < 300; i++) {
         ck_assert_int_eq(
-            jpip_model_add(m, (unsigned)(i % 3) * 2, i % 5, i * 7, i, i % 4 == 0, &err), JPIP_OK);
+            jpip_model_add(m, NULL, (unsigned)(i % 3) * 2, i % 5, i * 7, i, i % 4 == 0, &err),
+            JPIP_OK);
     }
     size = jpip_model_size(m);
     ck_assert_uint_eq(size, jpip_model_bytes_for(jpip_model_runs(m)));
@@ -802,11 +823,12 @@ START_TEST(serialize_round_trip)
     ck_assert_uint_eq(jpip_model_runs(m2), jpip_model_runs(m));
     for (i = 0; i < 2200; i++) {
         unsigned cls = (unsigned)(i % 3) * 2;
-        ck_assert_uint_eq(jpip_model_held(m2, cls, i % 5, i), jpip_model_held(m, cls, i % 5, i));
+        ck_assert_uint_eq(jpip_model_held(m2, NULL, cls, i % 5, i),
+                          jpip_model_held(m, NULL, cls, i % 5, i));
     }
     /* in place (e.g. a shared segment) */
     ck_assert_int_eq(jpip_model_load(buf, size, buf, len, &m2, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m2, 0, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m2, NULL, 0, 0, 0), JPIP_MODEL_COMPLETE);
     /* too small a destination */
     small = apr_palloc(pool, jpip_model_bytes_for(10));
     ck_assert_int_eq(jpip_model_load(small, jpip_model_bytes_for(10), buf, len, &m2, &err),
@@ -847,18 +869,18 @@ START_TEST(size_bound_enforced)
     apr_uint64_t i;
 
     for (i = 0; i < 4; i++) {
-        ck_assert_int_eq(jpip_model_add(m, 0, 0, i * 10, 0, 1, &err), JPIP_OK);
+        ck_assert_int_eq(jpip_model_add(m, NULL, 0, 0, i * 10, 0, 1, &err), JPIP_OK);
     }
     ck_assert_int_eq(jpip_model_serialize(m, before, sizeof(before), &n1, &err), JPIP_OK);
-    ck_assert_int_eq(jpip_model_add(m, 0, 0, 100, 0, 1, &err), JPIP_E_LIMIT);
+    ck_assert_int_eq(jpip_model_add(m, NULL, 0, 0, 100, 0, 1, &err), JPIP_E_LIMIT);
     ck_assert_ptr_nonnull(strstr(err.msg, "more than 4 runs"));
     /* adjacent additions merge and still fit */
-    ck_assert_int_eq(jpip_model_add(m, 0, 0, 31, 0, 1, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_add(m, NULL, 0, 0, 31, 0, 1, &err), JPIP_OK);
     ck_assert_uint_eq(jpip_model_runs(m), 4);
     /* splitting a run needs room: refused, model unchanged */
     ck_assert_int_eq(jpip_model_serialize(m, before, sizeof(before), &n1, &err), JPIP_OK);
-    ck_assert_int_eq(jpip_model_cut_range(m, 0, 0, 31, 31, 0, &err), JPIP_OK);
-    ck_assert_int_eq(jpip_model_add(m, 0, 0, 31, 0, 1, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_cut_range(m, NULL, 0, 0, 31, 31, 0, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_add(m, NULL, 0, 0, 31, 0, 1, &err), JPIP_OK);
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("P50,P60,-P0", 0), NULL, &err), JPIP_E_LIMIT);
     ck_assert_int_eq(jpip_model_serialize(m, after, sizeof(after), &n2, &err), JPIP_OK);
     ck_assert_uint_eq(n1, n2);
@@ -879,18 +901,18 @@ START_TEST(forget_codestream)
 
     ck_assert_int_eq(jpip_model_apply(m, parse_ok("M0,[0],Hm,P1,[1],Hm,P1", 0), NULL, &err),
                      JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(m, 6, 0, 0), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 6, 1, 0), 0); /* csn 1: beyond the one codestream */
-    ck_assert_int_eq(jpip_model_add(m, 6, 1, 0, 0, 1, &err), JPIP_OK);
-    ck_assert_int_eq(jpip_model_add(m, 6, 0, 0, 0, 1, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 6, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 6, 1, 0), 0); /* csn 1: beyond the one codestream */
+    ck_assert_int_eq(jpip_model_add(m, NULL, 6, 1, 0, 0, 1, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_model_add(m, NULL, 6, 0, 0, 0, 1, &err), JPIP_OK);
     jpip_model_forget_codestream(m, 0);
-    ck_assert_uint_eq(jpip_model_held(m, 6, 0, 0), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 0, 1), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 6, 1, 0), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(m, 8, 0, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 6, 0, 0), 0);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 0, 1), 0);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 6, 1, 0), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 8, 0, 0), JPIP_MODEL_COMPLETE);
     jpip_model_clear(m, 1);
     ck_assert_uint_eq(jpip_model_runs(m), 0);
-    ck_assert_uint_eq(jpip_model_held(m, 0, 9, 9), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(m, NULL, 0, 9, 9), JPIP_MODEL_COMPLETE);
 }
 END_TEST
 
@@ -950,7 +972,8 @@ START_TEST(load_fuzz)
 
     for (i = 0; i < 40; i++) {
         ck_assert_int_eq(
-            jpip_model_add(m, (unsigned)(i % 5) * 2, i % 2, i * 3, i, i % 3 == 0, &err), JPIP_OK);
+            jpip_model_add(m, NULL, (unsigned)(i % 5) * 2, i % 2, i * 3, i, i % 3 == 0, &err),
+            JPIP_OK);
     }
     ser = apr_palloc(pool, jpip_model_size(m));
     ck_assert_int_eq(jpip_model_serialize(m, ser, jpip_model_size(m), &len, &err), JPIP_OK);
@@ -967,8 +990,8 @@ START_TEST(load_fuzz)
         }
         rc = jpip_model_load(dst, jpip_model_bytes_for(64), c, len, &m2, &err);
         if (rc == JPIP_OK) {
-            jpip_model_held(m2, 0, 0, x % 200);
-            if (jpip_model_add(m2, 2, 1, x % 200, 5, 0, &err) != JPIP_OK &&
+            jpip_model_held(m2, NULL, 0, 0, x % 200);
+            if (jpip_model_add(m2, NULL, 2, 1, x % 200, 5, 0, &err) != JPIP_OK &&
                 err.code != JPIP_E_LIMIT) {
                 ck_abort_msg("add after load: %s", err.msg);
             }
@@ -982,21 +1005,36 @@ END_TEST
 /* The len growth of a session over a whole 32768x32768 image in a model of
  * a session's default size (JPIPSessionMemory 64M over 256 sessions): 3
  * components, 9 resolutions, 128x128 precincts (262143 precinct bins),
- * five layers each, sent layer by layer in answers cut at growing lengths,
- * each answer's messages recorded in batches. No answer fails for room;
- * held bytes never exceed what was sent and never leave a hole; and once
- * every bin is complete the model is one run, whatever the bin count. */
+ * five layers each, sent layer by layer in answers cut at growing lengths
+ * (each half as long again as the one before, as streaming clients ask),
+ * each answer's messages recorded in batches. Every bin of a layer round
+ * holds a different number of bytes, so a model of byte counts would need
+ * a run per bin; one of layer counts needs a few runs per answer. No
+ * answer loses anything for room (no bin forgotten), no byte is sent
+ * twice, and the model stays a few runs all the way. */
 #define BIG_LAYERS 5
+#define BIG_BINS 262143u
 static apr_uint64_t big_layer_end(apr_uint64_t id, unsigned l)
 {
     return (apr_uint64_t)(l + 1) * (40 + (id * 2654435761u) % 200);
 }
 
+static apr_uint64_t big_layer_bytes(void *ctx, apr_uint64_t csn, apr_uint64_t id, unsigned layers)
+{
+    (void)ctx;
+    if (csn != 0 || id >= BIG_BINS || layers == 0) {
+        return 0;
+    }
+    return layers >= BIG_LAYERS ? JPIP_MODEL_COMPLETE : big_layer_end(id, layers - 1);
+}
+
 START_TEST(whole_32768_image_at_session_size)
 {
+    jpip_model_resolver_t res = {NULL, 1, big_layer_bytes, NULL, 0};
     apr_size_t size = (64u << 20) / 256 - 256; /* the slot less its session header */
     apr_uint64_t nbins = 0, sent = 0, total, answer_len = 1000000, at = 0, dropped = 0;
     apr_uint64_t r, id;
+    apr_size_t most = 0, answers = 0;
     unsigned l;
     void *buf = malloc(size);
     jpip_model_t *m;
@@ -1009,7 +1047,7 @@ START_TEST(whole_32768_image_at_session_size)
 
         nbins += 3 * (side > 0 ? side * side : 1);
     }
-    ck_assert_uint_eq(nbins, 262143);
+    ck_assert_uint_eq(nbins, BIG_BINS);
     ck_assert_int_eq(jpip_model_init(buf, size, 0, &m, &err), JPIP_OK);
     msgs = malloc(cap * sizeof(*msgs));
     total = 0;
@@ -1032,7 +1070,7 @@ START_TEST(whole_32768_image_at_session_size)
 
                 l = (unsigned)(at / nbins);
                 id = at % nbins;
-                held = jpip_model_held(spill != NULL ? spill : m, 0, 0, id);
+                held = jpip_model_held(spill != NULL ? spill : m, &res, 0, 0, id);
                 if (held != JPIP_MODEL_COMPLETE && held < big_layer_end(id, l)) {
                     apr_uint64_t end = big_layer_end(id, l);
 
@@ -1045,6 +1083,8 @@ START_TEST(whole_32768_image_at_session_size)
                     msgs[nm].off = held;
                     msgs[nm].len = end - held;
                     msgs[nm].complete = end == big_layer_end(id, BIG_LAYERS - 1);
+                    /* a message that ends a layer says so, as the plan's do */
+                    msgs[nm].layers = end == big_layer_end(id, l) ? l + 1 : 0;
                     budget -= end - held;
                     sent += end - held;
                     nm++;
@@ -1055,14 +1095,19 @@ START_TEST(whole_32768_image_at_session_size)
                 at++;
             }
             ck_assert_int_eq(jpip_model_batch_make(&b, msgs, nm, &err), JPIP_OK);
-            ck_assert_msg(jpip_model_record_spill(m, &spill, b, &err) == JPIP_OK, "%s", err.msg);
+            ck_assert_msg(jpip_model_record_spill(m, &res, &spill, b, &err) == JPIP_OK, "%s",
+                          err.msg);
             jpip_model_batch_free(b);
         }
         dropped += jpip_model_unspill(m, spill);
+        answers++;
+        if (jpip_model_size(m) > most) {
+            most = jpip_model_size(m);
+        }
         /* the next answer starts again from what the model says is held */
         at = 0;
         while (at < (apr_uint64_t)BIG_LAYERS * nbins) {
-            apr_uint64_t held = jpip_model_held(m, 0, 0, at % nbins);
+            apr_uint64_t held = jpip_model_held(m, &res, 0, 0, at % nbins);
 
             if (held != JPIP_MODEL_COMPLETE &&
                 held < big_layer_end(at % nbins, (unsigned)(at / nbins))) {
@@ -1073,16 +1118,152 @@ START_TEST(whole_32768_image_at_session_size)
         answer_len = answer_len * 3 / 2;
     }
     for (id = 0; id < nbins; id += 997) {
-        ck_assert_uint_eq(jpip_model_held(m, 0, 0, id), JPIP_MODEL_COMPLETE);
+        ck_assert_uint_eq(jpip_model_held(m, &res, 0, 0, id), JPIP_MODEL_COMPLETE);
     }
     ck_assert_uint_eq(jpip_model_runs(m), 1);
     printf("model of a whole 32768x32768 image (%" APR_UINT64_T_FMT " bins, %" APR_UINT64_T_FMT
-           " bytes): %" APR_SIZE_T_FMT " bytes (%" APR_SIZE_T_FMT " runs); %" APR_UINT64_T_FMT
-           " bytes sent for it, %" APR_UINT64_T_FMT " bins forgotten on the way\n",
-           nbins, total, jpip_model_size(m), jpip_model_runs(m), sent, dropped);
-    ck_assert_uint_ge(sent, total);
+           " bytes, %" APR_SIZE_T_FMT " answers): at most %" APR_SIZE_T_FMT
+           " bytes on the way, %" APR_SIZE_T_FMT " at the end; %" APR_UINT64_T_FMT
+           " bytes sent for it, %" APR_UINT64_T_FMT " bins forgotten\n",
+           nbins, total, answers, most, jpip_model_size(m), sent, dropped);
+    ck_assert_uint_eq(dropped, 0);
+    ck_assert_uint_eq(sent, total); /* nothing twice */
+    ck_assert_uint_le(most, jpip_model_bytes_for(8));
     free(msgs);
     free(buf);
+}
+END_TEST
+
+/* Layer counts against a reference of bytes: random messages (some ending
+ * a layer, some inside one, some leaving holes, some complete), recorded
+ * in batches into a model of layer counts, and applied one by one to an
+ * array of held bytes. Through the resolver the model says exactly what
+ * the array says for every bin, after every batch; model additions and
+ * cuts of layer counts and byte counts agree with the array too. */
+#define REF_IDS 200
+static apr_uint64_t ref_layer_end(apr_uint64_t id, unsigned l) /* l: 0-based */
+{
+    return (apr_uint64_t)(l + 1) * (10 + id % 7) + (l > 1 ? id % 3 : 0);
+}
+
+static apr_uint64_t ref_layer_bytes(void *ctx, apr_uint64_t csn, apr_uint64_t id, unsigned layers)
+{
+    (void)ctx;
+    (void)csn;
+    if (id >= REF_IDS || layers == 0) {
+        return 0;
+    }
+    return layers >= 4 ? JPIP_MODEL_COMPLETE : ref_layer_end(id, layers - 1);
+}
+
+static apr_uint64_t ref_len(apr_uint64_t id)
+{
+    return ref_layer_end(id, 3);
+}
+
+START_TEST(layers_against_reference)
+{
+    jpip_model_resolver_t res = {NULL, 1, ref_layer_bytes, NULL, 0};
+    apr_uint64_t ref[REF_IDS];
+    jpip_model_t *m = new_model(4096, 0);
+    apr_uint64_t x = 4242;
+    jpip_err_t err;
+    int round, layer_runs = 0;
+
+    memset(ref, 0, sizeof(ref));
+    for (round = 0; round < 3000; round++) {
+        jpip_model_sent_t s[16];
+        apr_size_t n = 0, i;
+        apr_uint64_t id;
+
+        while (n < 16) {
+            apr_uint64_t h;
+            unsigned l;
+
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            id = (x >> 8) % REF_IDS;
+            h = ref[id] == JPIP_MODEL_COMPLETE ? ref_len(id) : ref[id];
+            l = (unsigned)((x >> 20) % 4);
+            s[n].cls = 0;
+            s[n].csn = 0;
+            s[n].id = id;
+            s[n].off = (x >> 24) % 9 == 0 ? (x >> 28) % 30 : h; /* may leave a hole */
+            if ((x >> 34) % 3 == 0) {
+                s[n].len = (x >> 36) % 25; /* ends anywhere */
+            } else {
+                /* ends a layer (or is nothing, when that layer is held) */
+                s[n].len = ref_layer_end(id, l) > s[n].off ? ref_layer_end(id, l) - s[n].off : 0;
+            }
+            if (s[n].off + s[n].len > ref_len(id)) {
+                s[n].len = ref_len(id) - s[n].off;
+            }
+            s[n].complete = s[n].off + s[n].len == ref_len(id);
+            s[n].layers = 0;
+            for (l = 0; l < 4; l++) {
+                if (!s[n].complete && s[n].off + s[n].len == ref_layer_end(id, l)) {
+                    s[n].layers = l + 1;
+                }
+            }
+            n++;
+        }
+        /* the reference: one by one */
+        for (i = 0; i < n; i++) {
+            apr_uint64_t *h = &ref[s[i].id];
+
+            if (*h != JPIP_MODEL_COMPLETE && s[i].off <= *h && s[i].off + s[i].len > *h) {
+                *h = s[i].complete ? JPIP_MODEL_COMPLETE : s[i].off + s[i].len;
+            }
+        }
+        ck_assert_int_eq(jpip_model_record(m, &res, s, n, &err), JPIP_OK);
+        if (round % 500 == 499) {
+            /* declared holdings and discards, in layers and in bytes */
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            id = (x >> 8) % REF_IDS;
+            if (round % 1000 == 499) {
+                apr_uint64_t k, last = id + 5 < REF_IDS ? id + 5 : REF_IDS - 1;
+
+                ck_assert_int_eq(
+                    jpip_model_cut_range(m, &res, 0, 0, id, last, JPIP_MODEL_LAYERS(1), &err),
+                    JPIP_OK);
+                for (k = id; k <= last; k++) {
+                    apr_uint64_t e = ref_layer_end(k, 0);
+
+                    /* a cut over many bins may keep less, never more */
+                    ck_assert_uint_le(jpip_model_held(m, &res, 0, 0, k), e);
+                    ref[k] = jpip_model_held(m, &res, 0, 0, k);
+                }
+            } else {
+                ck_assert_int_eq(jpip_model_add(m, &res, 0, 0, id, JPIP_MODEL_LAYERS(2), 0, &err),
+                                 JPIP_OK);
+                if (ref[id] != JPIP_MODEL_COMPLETE && ref[id] < ref_layer_end(id, 1)) {
+                    ref[id] = ref_layer_end(id, 1);
+                }
+            }
+        }
+        for (id = 0; id < REF_IDS; id++) {
+            ck_assert_msg(jpip_model_held(m, &res, 0, 0, id) == ref[id],
+                          "round %d bin %u: model %" APR_UINT64_T_FMT
+                          ", reference %" APR_UINT64_T_FMT,
+                          round, (unsigned)id, jpip_model_held(m, &res, 0, 0, id), ref[id]);
+        }
+        for (i = 0; i < jpip_model_runs(m); i++) {
+            jpip_model_run_t run;
+
+            jpip_model_run(m, i, &run);
+            layer_runs += run.bytes != JPIP_MODEL_COMPLETE && run.bytes >= JPIP_MODEL_LAYERS(1);
+        }
+    }
+    ck_assert_int_gt(layer_runs, 1000); /* layer counts were recorded */
+    /* without a resolver a layer count is nothing held */
+    for (x = 0; x < REF_IDS; x++) {
+        apr_uint64_t h = jpip_model_held(m, NULL, 0, 0, x);
+
+        ck_assert(h == 0 || h == ref[x]);
+    }
 }
 END_TEST
 
@@ -1114,6 +1295,7 @@ static Suite *model_suite(void)
     tcase_add_test(tc, grammar_fuzz);
     tcase_add_test(tc, load_fuzz);
     tcase_add_test(tc, whole_32768_image_at_session_size);
+    tcase_add_test(tc, layers_against_reference);
     suite_add_tcase(s, tc);
     return s;
 }

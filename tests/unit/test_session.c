@@ -135,20 +135,20 @@ START_TEST(model_lives_in_the_record)
 {
     apr_size_t size = jpip_session_bytes_for(jpip_model_bytes_for(8));
     jpip_session_t *s = new_session(size);
-    jpip_model_sent_t sent[2] = {{2, 0, 5, 0, 100, 1}, {2, 0, 9, 0, 40, 0}};
+    jpip_model_sent_t sent[2] = {{2, 0, 5, 0, 100, 1, 0}, {2, 0, 9, 0, 40, 0, 0}};
     jpip_session_t *copy = apr_palloc(pool, size);
     jpip_err_t err;
 
-    ck_assert_int_eq(jpip_model_record(jpip_session_model(s), sent, 2, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(jpip_session_model(s), 2, 0, 5), JPIP_MODEL_COMPLETE);
-    ck_assert_uint_eq(jpip_model_held(jpip_session_model(s), 2, 0, 9), 40);
+    ck_assert_int_eq(jpip_model_record(jpip_session_model(s), NULL, sent, 2, &err), JPIP_OK);
+    ck_assert_uint_eq(jpip_model_held(jpip_session_model(s), NULL, 2, 0, 5), JPIP_MODEL_COMPLETE);
+    ck_assert_uint_eq(jpip_model_held(jpip_session_model(s), NULL, 2, 0, 9), 40);
     /* flat and position-independent: a byte copy is the same session */
     memcpy(copy, s, size);
     ck_assert_int_eq(jpip_session_check(copy, size, &err), JPIP_OK);
-    ck_assert_uint_eq(jpip_model_held(jpip_session_model(copy), 2, 0, 9), 40);
+    ck_assert_uint_eq(jpip_model_held(jpip_session_model(copy), NULL, 2, 0, 9), 40);
     jpip_session_model_reset(s);
     ck_assert_uint_eq(jpip_model_runs(jpip_session_model(s)), 0);
-    ck_assert_uint_eq(jpip_model_held(jpip_session_model(s), 2, 0, 5), 0);
+    ck_assert_uint_eq(jpip_model_held(jpip_session_model(s), NULL, 2, 0, 5), 0);
     ck_assert_int_eq(jpip_session_check(s, size, &err), JPIP_OK);
 }
 END_TEST

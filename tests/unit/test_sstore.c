@@ -218,7 +218,7 @@ static void send_bins(jpip_sclaim_t *c, apr_uint64_t first, apr_uint64_t last)
 
 static int held(jpip_sclaim_t *c, apr_uint64_t id)
 {
-    return jpip_model_held(jpip_sclaim_model(c), 0, 0, id) == JPIP_MODEL_COMPLETE;
+    return jpip_model_held(jpip_sclaim_model(c), NULL, 0, 0, id) == JPIP_MODEL_COMPLETE;
 }
 
 /* ---- cases ---------------------------------------------------------- */
