@@ -36,9 +36,13 @@ typedef struct store_t {
     jpip_sstore_t *st;
     /* socache */
     const ap_socache_provider_t *provider;
-    ap_socache_instance_t *instance;
+    ap_socache_instance_t *volatile instance; /* swapped by kv_renew */
     server_rec *server;
     const char *name;
+    const char *args;               /* the provider's argument */
+    struct ap_socache_hints hints;  /* as given to init */
+    volatile apr_uint32_t renewing; /* a thread of this process connects afresh */
+    volatile apr_time_t renewed;    /* when one last tried */
 } store_t;
 
 static store_t *store; /* in the parent and, by fork, in every child */
@@ -146,6 +150,56 @@ static void mutex_unlock(void *ctx)
 
 /* ---- socache as a jpip_kv_t ---------------------------------------- */
 
+#define RENEW_EVERY apr_time_from_sec(1)
+#define PROBE_KEY "jpip-probe"
+
+static int kv_serial(store_t *t);
+
+/* A networked provider's connections may all have broken (the store was
+ * restarted). Its own recovery retries a dead server every few seconds,
+ * through one pooled connection at a time, so a process that had many
+ * open can wait a long time (measured: over 30 s). After a write fails,
+ * at most once a second per process, this connects a fresh instance; if
+ * a write through it works, the process uses it from then on. The old
+ * instance is kept until the process ends (other threads may be inside
+ * it), so at most one instance is added per recovery. Shared-memory and
+ * file providers (those that need a mutex) are never renewed. Returns
+ * whether a fresh instance is in use. */
+static int kv_renew(store_t *t, apr_pool_t *p)
+{
+    apr_time_t now = apr_time_now();
+    ap_socache_instance_t *fresh = NULL;
+    apr_pool_t *fp;
+    int ok = 0;
+
+    if (kv_serial(t) || now - t->renewed < RENEW_EVERY ||
+        apr_atomic_cas32(&t->renewing, 1, 0) != 0) {
+        return 0;
+    }
+    t->renewed = now;
+    if (apr_pool_create(&fp, NULL) == APR_SUCCESS) {
+        if (t->provider->create(&fresh, t->args, fp, fp) == NULL && fresh != NULL &&
+            t->provider->init(fresh, "jpip-session", &t->hints, t->server, fp) == APR_SUCCESS) {
+            ok = t->provider->store(fresh, t->server, (const unsigned char *)PROBE_KEY,
+                                    (unsigned int)strlen(PROBE_KEY), now + apr_time_from_sec(60),
+                                    (unsigned char *)"1", 1, p) == APR_SUCCESS;
+            if (!ok) {
+                t->provider->destroy(fresh, t->server);
+            }
+        }
+        if (ok) {
+            (void)apr_atomic_xchgptr((volatile void **)(void *)&t->instance, fresh);
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, t->server,
+                         JPIPLOGNO(0520) "session store %s: reachable again, connected afresh",
+                         t->name);
+        } else {
+            apr_pool_destroy(fp);
+        }
+    }
+    apr_atomic_set32(&t->renewing, 0);
+    return ok;
+}
+
 static int kv_serial(store_t *t)
 {
     return (t->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) != 0;
@@ -169,6 +223,11 @@ static apr_status_t kv_store(void *ctx, const char *key, const unsigned char *va
     if (rv != APR_SUCCESS) {
         /* once more: a pooled connection may have broken (a store restart)
          * and the provider reconnects on the next call */
+        rv = t->provider->store(t->instance, t->server, (const unsigned char *)key,
+                                (unsigned int)strlen(key), expiry, (unsigned char *)val,
+                                (unsigned int)len, p);
+    }
+    if (rv != APR_SUCCESS && kv_renew(t, p)) {
         rv = t->provider->store(t->instance, t->server, (const unsigned char *)key,
                                 (unsigned int)strlen(key), expiry, (unsigned char *)val,
                                 (unsigned int)len, p);
@@ -234,6 +293,7 @@ static apr_status_t socache_destroy(void *data)
 static int socache_setup(apr_pool_t *pconf, server_rec *s, store_t *t, const jpip_sstore_conf_t *sc)
 {
     struct ap_socache_hints hints;
+    ap_socache_instance_t *inst = NULL;
     const char *err;
     jpip_kv_t kv;
     jpip_err_t jerr;
@@ -241,7 +301,8 @@ static int socache_setup(apr_pool_t *pconf, server_rec *s, store_t *t, const jpi
 
     t->provider =
         ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, conf_kind, AP_SOCACHE_PROVIDER_VERSION);
-    err = t->provider->create(&t->instance, conf_args, pconf, pconf);
+    err = t->provider->create(&inst, conf_args, pconf, pconf);
+    t->instance = inst;
     if (err != NULL) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      JPIPLOGNO(0500) "JPIPSessionStore socache:%s %s: %s", conf_kind, conf_args,
@@ -253,6 +314,10 @@ static int socache_setup(apr_pool_t *pconf, server_rec *s, store_t *t, const jpi
     hints.avg_obj_size = 16 * 1024;
     hints.expiry_interval = 30;
     t->server = s;
+    t->hints = hints;
+    t->args = apr_pstrdup(pconf, conf_args);
+    t->renewing = 0;
+    t->renewed = 0;
     rv = t->provider->init(t->instance, "jpip-session", &hints, s, pconf);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
