@@ -15,7 +15,8 @@ docs/bench-scaling.png).
 Environment (the Makefile's bench target sets them): BUILDDIR (the build
 tree), SRCDIR, HTTPD, APXS, OPJ_COMPRESS, OPJ_DECOMPRESS; BENCH_DURATION
 (seconds per wrk run, default 5), BENCH_REPEAT (runs of each figure, median
-taken, default 2), BENCH_SESSIONS (sessions per session run, default 1000).
+taken, default 2), BENCH_SESSIONS (sessions per session run, default 1000),
+BENCH_STORES (the stores part's backends, default "shm,redis").
 Python 3 standard library only; needs wrk, curl and (for plots) gnuplot.
 """
 
@@ -50,6 +51,7 @@ SYNTH = os.path.join(BUILDDIR, "samples", "synth")
 DURATION = float(os.environ.get("BENCH_DURATION", "5"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "2"))
 NSESS = int(os.environ.get("BENCH_SESSIONS", "1000"))
+STORES = os.environ.get("BENCH_STORES", "shm,redis").split(",")
 CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,8,64").split(",")]
 IMAGES = os.environ.get("BENCH_IMAGES", "img8k-plt,img8k-noplt,t32k-plt,t32k-noplt").split(",")
 VIEW = (1024, 768)  # the viewport of the traces
@@ -511,7 +513,7 @@ def stores(images, work):
         return
     res = {}
     lst = os.path.join(work, "paths.txt")
-    for kind in ("shm", "redis"):
+    for kind in STORES:
         redis = Redis(work) if kind == "redis" else None
         srv = None
         try:

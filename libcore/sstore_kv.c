@@ -21,7 +21,12 @@
  * read a record and both write it. The design makes a lost update cost
  * resends only:
  *   - a request claims the session by writing a lease (busy, an expiry,
- *     a random writer tag) and reads it back; it works on a private copy;
+ *     a random writer tag) over the record it read; it works on a private
+ *     copy. Two requests that read the record before either wrote may both
+ *     claim it (reading the lease back would not prevent that: the other
+ *     write may land after the read-back), so a claim is only a courtesy
+ *     that keeps requests of one session in turn; what keeps the model
+ *     right is the version check at write-back:
  *   - every write of the model bumps the record's version. A request writes
  *     its model back only over the version it read; if the version moved
  *     meanwhile, its own additions are dropped (counted as lost updates)
@@ -375,7 +380,7 @@ static jpip_sstore_rc_t kv_claim(jpip_sstore_t *st, jpip_sclaim_t *cl, apr_int64
     s = (jpip_session_t *)(void *)buf;
     for (;;) {
         /* the first look may use what this request read a moment ago (the
-         * channel's target): the claim's write and read-back decide */
+         * channel's target): a claim is a courtesy, write-back decides */
         jpip_sstore_rc_t rc = first && last != NULL ? JPIP_SSTORE_OK : load(st, key, buf, p, err);
         jpip_channel_t *c;
         apr_time_t now = apr_time_now();
@@ -405,7 +410,6 @@ static jpip_sstore_rc_t kv_claim(jpip_sstore_t *st, jpip_sclaim_t *cl, apr_int64
         }
         if (s->busy == 0 &&
             (qid < 0 || c->next_qid < 0 || qid <= c->next_qid || now - start > st->conf.qid_wait)) {
-            jpip_session_t *back = (jpip_session_t *)(void *)kc->scratch;
             apr_uint64_t tag = random64();
 
             s->seq = cl->seq > s->seq ? cl->seq : s->seq;
@@ -420,27 +424,23 @@ static jpip_sstore_rc_t kv_claim(jpip_sstore_t *st, jpip_sclaim_t *cl, apr_int64
             if (rc != JPIP_SSTORE_OK) {
                 return rc;
             }
-            /* read back: another host may have claimed at the same time */
-            rc = load(st, key, kc->scratch, p, err);
-            if (rc != JPIP_SSTORE_OK) {
-                return rc;
+            /* no read-back (see the top of this file): a request of another
+             * host that claimed at the same moment finds out at write-back,
+             * where one of the two keeps its additions and the other's are
+             * sent again later */
+            if (cl->reclaimed) {
+                turn_t t;
+                memset(&t, 0, sizeof(t));
+                t.seq = t.preempt = cl->seq;
+                (void)turn_set(st, cl->cid, &t, p); /* a lapsed owner stops */
             }
-            if (back->writer == tag) {
-                if (cl->reclaimed) {
-                    turn_t t;
-                    memset(&t, 0, sizeof(t));
-                    t.seq = t.preempt = cl->seq;
-                    (void)turn_set(st, cl->cid, &t, p); /* a lapsed owner stops */
-                }
-                kc->version = s->version;
-                kc->polled = now;
-                kc->claimed = now;
-                cl->s = s;
-                cl->size = st->conf.record_bytes;
-                cl->priv = kc;
-                return JPIP_SSTORE_OK;
-            }
-            /* lost the race: look again */
+            kc->version = s->version;
+            kc->polled = now;
+            kc->claimed = now;
+            cl->s = s;
+            cl->size = st->conf.record_bytes;
+            cl->priv = kc;
+            return JPIP_SSTORE_OK;
         } else {
             /* busy (or an earlier qid is due): the newest request's turn is
              * a small entry of its own, so that waiting never writes the
