@@ -364,6 +364,7 @@ jpip_code_t jpip_model_parse(apr_pool_t *pool, const char *value, int need, apr_
 #define MODEL_VERSION 2u        /* 2: layer counts */
 #define FLAG_INVERTED 1u
 #define TAG_LAYERS ((apr_uint64_t)1 << 62)
+#define LAYERS_OF(v) ((unsigned)((v)&0xffffu)) /* L of JPIP_MODEL_LAYERS(L) */
 
 typedef struct mrec_t {
     apr_uint64_t csn;
@@ -436,7 +437,7 @@ static int value_ok(unsigned cls, apr_uint64_t v)
     if (v == JPIP_MODEL_COMPLETE || v < TAG_LAYERS) {
         return 1;
     }
-    return cls == 0 && (v & ~(TAG_LAYERS | 0xffffu)) == 0 && (v & 0xffffu) != 0;
+    return cls == 0 && (v & ~(TAG_LAYERS | 0xffffu)) == 0 && LAYERS_OF(v) != 0;
 }
 
 /* The bytes value v stands for in bin (cls, csn, id): a layer count
@@ -450,7 +451,7 @@ static apr_uint64_t to_bytes(const jpip_model_resolver_t *res, unsigned cls, apr
     if (cls != 0 || res == NULL || res->layer_bytes == NULL) {
         return 0;
     }
-    return res->layer_bytes(res->ctx, csn, id, (unsigned)(v & 0xffffu));
+    return res->layer_bytes(res->ctx, csn, id, LAYERS_OF(v));
 }
 
 apr_size_t jpip_model_bytes_for(apr_size_t runs)
@@ -731,8 +732,11 @@ static apr_uint64_t op_apply(const opctx_t *o, apr_uint64_t f, apr_uint64_t l, i
     }
     tag = is_layers(old) ? old : v;
     b = is_layers(old) ? v : old;
-    if (b == 0 || b == JPIP_MODEL_COMPLETE) {
-        return (op == OP_MAX) == (b == 0) ? tag : b;
+    if (b == 0) {
+        return op == OP_MAX ? tag : 0;
+    }
+    if (b == JPIP_MODEL_COMPLETE) {
+        return op == OP_MAX ? b : tag;
     }
     if (f == l && o->res != NULL && o->res->layer_bytes != NULL) {
         apr_uint64_t tb = to_bytes(o->res, o->cls, o->csn, f, tag);

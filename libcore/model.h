@@ -282,10 +282,11 @@ struct jpip_model_resolver_t {
 /* Apply a parsed field to m, all or nothing (on error m is unchanged).
  * model items: additive raise what is held (no qualifier: complete),
  * subtractive lower it ("-P5": nothing of P5; "-P5:100": at most 100
- * bytes; "-P5:L2": at most two layers, recorded as a layer count). need items: the client lacks the
- * bin, held becomes 0 (a need qualifier is not used to keep bytes, which
- * is safe: the server sends from the start of the bin). res may be NULL.
- * The scratch copy is malloc'd and freed here. */
+ * bytes; "-P5:L2": at most two layers, recorded as a layer count). need
+ * items: the client lacks the bin, held becomes 0 (a need qualifier is
+ * not used to keep bytes, which is safe: the server sends from the start
+ * of the bin). res may be NULL. The scratch copy is malloc'd and freed
+ * here. */
 jpip_code_t jpip_model_apply(jpip_model_t *m, const jpip_model_spec_t *spec,
                              const jpip_model_resolver_t *res, jpip_err_t *err);
 

@@ -457,13 +457,12 @@ static jpip_code_t choose_roi(apr_pool_t *pool, const jpip_serve_target_t *tgt,
 }
 
 /* The stateless model: the request's model/need fields (when its tid, if
- * any, matches). */
-static jpip_code_t stateless_model(apr_pool_t *pool, const jpip_serve_target_t *tgt,
+ * any, matches), resolved through the target's res. */
+static jpip_code_t stateless_model(apr_pool_t *pool, const jpip_model_resolver_t *res,
                                    const jpip_request_t *req, int tid_ok,
                                    const jpip_serve_opts_t *o, jpip_model_t **m, jpip_err_t *err)
 {
     jpip_model_spec_t *model = NULL, *need = NULL;
-    jpip_model_resolver_t res;
     jpip_code_t rc;
 
     *m = NULL;
@@ -482,8 +481,7 @@ static jpip_code_t stateless_model(apr_pool_t *pool, const jpip_serve_target_t *
             return rc;
         }
     }
-    jpip_serve_resolver(tgt->ix, &res);
-    rc = jpip_model_build(pool, o->max_model_runs, model, need, &res, m, err);
+    rc = jpip_model_build(pool, o->max_model_runs, model, need, res, m, err);
     if (rc != JPIP_OK) {
         /* the runs the items make are bounded with them */
         return jpip_err_set_limit(err, JPIP_LIMIT_MODEL_ITEMS);
@@ -498,6 +496,7 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
 {
     jpip_serve_opts_t o = *opts;
     jpip_plan_opts_t po;
+    jpip_model_resolver_t *res;
     const jpip_model_t *model = session_model;
     jpip_model_t *smodel = NULL;
     apr_array_header_t *cs;
@@ -592,15 +591,13 @@ jpip_code_t jpip_serve_prepare(apr_pool_t *pool, const jpip_serve_target_t *tgt,
      * (the best picture for a cut answer) only costs messages then. */
     po.whole_bins = !po.has_len;
     po.rend = tgt->rend;
-    {
-        jpip_model_resolver_t *res = apr_palloc(pool, sizeof(*res));
-
-        jpip_serve_resolver(tgt->ix, res);
-        po.res = res;
-    }
+    /* one resolver for the request's model and the plan (which keeps it) */
+    res = apr_palloc(pool, sizeof(*res));
+    jpip_serve_resolver(tgt->ix, res);
+    po.res = res;
     resp->rend = tgt->rend;
     if (model == NULL) {
-        rc = stateless_model(pool, tgt, req, tid_ok, &o, &smodel, err);
+        rc = stateless_model(pool, res, req, tid_ok, &o, &smodel, err);
         if (rc != JPIP_OK) {
             return refuse_err(resp, pool, err);
         }

@@ -216,6 +216,10 @@ jpip_code_t jpip_sstore_shm_create(apr_pool_t *pool, void *region, int init,
  * size): sessions can be kept across a restart. */
 int jpip_sstore_shm_compatible(const void *region, const jpip_sstore_conf_t *conf);
 
+/* The entry written to tell an absent store from an absent entry (and,
+ * in the glue, to try a fresh connection): value "1", a minute's expiry. */
+#define JPIP_KV_PROBE_KEY "jpip-probe"
+
 /* A key-value cache: the operations of httpd's socache providers. */
 typedef struct jpip_kv_t {
     void *ctx;

@@ -119,7 +119,7 @@ static jpip_sstore_rc_t load(jpip_sstore_t *st, const char *key, unsigned char *
     if (APR_STATUS_IS_NOTFOUND(rv)) {
         /* socache providers answer "not found" for a failure too (redis,
          * memcache): a write tells an absent entry from an absent store */
-        rv = k->kv.store(k->kv.ctx, "jpip-probe", (const unsigned char *)"1", 1,
+        rv = k->kv.store(k->kv.ctx, JPIP_KV_PROBE_KEY, (const unsigned char *)"1", 1,
                          apr_time_now() + apr_time_from_sec(60), p);
         if (rv != APR_SUCCESS) {
             return down(st, rv, err);

@@ -151,7 +151,6 @@ static void mutex_unlock(void *ctx)
 /* ---- socache as a jpip_kv_t ---------------------------------------- */
 
 #define RENEW_EVERY apr_time_from_sec(1)
-#define PROBE_KEY "jpip-probe"
 
 static int kv_serial(store_t *t);
 
@@ -180,9 +179,10 @@ static int kv_renew(store_t *t, apr_pool_t *p)
     if (apr_pool_create(&fp, NULL) == APR_SUCCESS) {
         if (t->provider->create(&fresh, t->args, fp, fp) == NULL && fresh != NULL &&
             t->provider->init(fresh, "jpip-session", &t->hints, t->server, fp) == APR_SUCCESS) {
-            ok = t->provider->store(fresh, t->server, (const unsigned char *)PROBE_KEY,
-                                    (unsigned int)strlen(PROBE_KEY), now + apr_time_from_sec(60),
-                                    (unsigned char *)"1", 1, p) == APR_SUCCESS;
+            ok = t->provider->store(fresh, t->server, (const unsigned char *)JPIP_KV_PROBE_KEY,
+                                    (unsigned int)strlen(JPIP_KV_PROBE_KEY),
+                                    now + apr_time_from_sec(60), (unsigned char *)"1", 1,
+                                    p) == APR_SUCCESS;
             if (!ok) {
                 t->provider->destroy(fresh, t->server);
             }

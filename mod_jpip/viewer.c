@@ -1116,9 +1116,8 @@ static const char *asset_type(const char *name)
     return "application/octet-stream";
 }
 
-/* Send a file (HEAD: only its headers), with validators. */
-/* Send the file at path, or f (already open) when not NULL; fi describes
- * what is sent. */
+/* Send the file at path, or f when it is already open (HEAD: only the
+ * headers), with validators from fi, which describes what is sent. */
 static int send_file(request_rec *r, const char *path, apr_file_t *f, apr_finfo_t *fi)
 {
     apr_bucket_brigade *bb;
