@@ -17,6 +17,8 @@ tree), SRCDIR, HTTPD, APXS, OPJ_COMPRESS, OPJ_DECOMPRESS; BENCH_DURATION
 (seconds per wrk run, default 5), BENCH_REPEAT (runs of each figure, median
 taken, default 2), BENCH_SESSIONS (sessions per session run, default 1000),
 BENCH_STORES (the stores part's backends, default "shm,redis").
+BENCH_OLD_TREE (a built checkout of another commit: the stores part adds its
+shm sessions, run by run next to this tree's).
 Python 3 standard library only; needs wrk, curl and (for plots) gnuplot.
 """
 
@@ -220,9 +222,10 @@ def typical(w, h):
 # ------------------------------------------------------------------ server
 
 class Server:
-    def __init__(self, work, store=None):
+    def __init__(self, work, store=None, tree=None):
         """store: None (shm sessions), or the port of a redis for
-        JPIPSessionStore socache:redis."""
+        JPIPSessionStore socache:redis. tree: another built source tree,
+        whose module and httpd-conf/ to use (default: this one's)."""
         extra = """
 MaxKeepAliveRequests 0
 KeepAliveTimeout 30
@@ -241,7 +244,9 @@ JPIPMaxSessionsPerClient 0
                       "LogLevel socache_redis:alert\n" % store)
             modules = [("socache_redis_module", "mod_socache_redis.so")]
         self.archive = os.path.join(work, "archive")
-        self.h = Httpd(HTTPD, APXS, MODULE, os.path.join(SRCDIR, "httpd-conf"),
+        self.h = Httpd(HTTPD, APXS,
+                       os.path.join(tree, "mod_jpip", ".libs", "mod_jpip.so") if tree else MODULE,
+                       os.path.join(tree or SRCDIR, "httpd-conf"),
                        extra_conf=extra, servers=2, extra_modules=modules)
         conf = self.h.write_config()
         with open(conf) as f:
@@ -507,31 +512,57 @@ def session_rps(srv, name, sess, c, nsess, lst):
 
 def stores(images, work):
     """Sessions in shared memory and through redis (socache), same trace,
-    same method, one server at a time."""
-    if shutil.which("redis-server") is None:
-        log("stores: no redis-server, skipped")
-        return
+    same method. All servers run at once and take turns, run by run, so
+    that the ratios compare runs made under the same load. BENCH_OLD_TREE
+    (another built checkout, e.g. an older commit) adds an "old" shm row."""
+    kinds = [k for k in STORES if k != "redis" or shutil.which("redis-server")]
+    if "redis" in STORES and "redis" not in kinds:
+        log("stores: no redis-server, redis skipped")
+    old = os.environ.get("BENCH_OLD_TREE")
+    if old:
+        kinds.append("old")
     res = {}
     lst = os.path.join(work, "paths.txt")
-    for kind in STORES:
-        redis = Redis(work) if kind == "redis" else None
-        srv = None
-        try:
-            srv = Server(work, store=redis.port if redis else None)
-            for name in IMAGES:
-                w, h, _ = geometry(images[name])
-                qs = trace(w, h)
-                _, sess, _ = capture(srv, name + ".j2k", qs, name)
-                for c in CONCURRENCY:
-                    nsess = int(max(2 * c, min(NSESS, 200)))
-                    v = session_rps(srv, name + ".j2k", sess, c, nsess, lst)
-                    res.setdefault(name, {}).setdefault(str(c), {})[kind] = v
-                    log("stores %s %s c=%d: %.0f session requests/s" % (kind, name, c, v["rps"]))
-        finally:
-            if srv is not None:
-                srv.stop()
-            if redis:
-                redis.stop()
+    redis = None
+    srvs = {}
+    try:
+        for kind in kinds:
+            if kind == "redis":
+                redis = Redis(work)
+            srvs[kind] = Server(work, store=redis.port if kind == "redis" else None,
+                                tree=old if kind == "old" else None)
+        for name in IMAGES:
+            w, h, _ = geometry(images[name])
+            qs = trace(w, h)
+            sess = {k: capture(s, name + ".j2k", qs, name)[1] for k, s in srvs.items()}
+            for c in CONCURRENCY:
+                nsess = int(max(2 * c, min(NSESS, 200)))
+                runs = {k: [] for k in kinds}
+                for _ in range(REPEAT):
+                    for k in kinds:
+                        jp, _ = session_list(srvs[k], name + ".j2k", sess[k], nsess)
+                        runs[k].append(wrk(srvs[k], jp, c, 3.0 * DURATION + 10, lst, once=True))
+                for k in kinds:
+                    rr = sorted(runs[k], key=lambda v: v["rps"])
+                    v = dict(rr[len(rr) // 2])
+                    v["all_rps"] = [x["rps"] for x in runs[k]]
+                    res.setdefault(name, {}).setdefault(str(c), {})[k] = v
+                    log("stores %s %s c=%d: %.0f session requests/s (runs %s)"
+                        % (k, name, c, v["rps"], " ".join("%.0f" % x for x in v["all_rps"])))
+                # ratios run by run (the runs of one round share the load)
+                if "shm" in runs:
+                    for k in kinds:
+                        if k != "shm":
+                            rat = sorted(a["rps"] / b["rps"] for a, b in zip(runs[k], runs["shm"]))
+                            res[name][str(c)][k + "_per_shm"] = rat
+                            log("stores %s/shm %s c=%d: median %.2f (runs %s)"
+                                % (k, name, c, rat[len(rat) // 2],
+                                   " ".join("%.2f" % x for x in rat)))
+    finally:
+        for s in srvs.values():
+            s.stop()
+        if redis:
+            redis.stop()
     RESULTS["stores"] = res
 
 
@@ -866,16 +897,25 @@ def report():
                               v["static_session"]["rps"], v["static_session"]["mbps"],
                               v["ratio_session"]))
     if "stores" in RESULTS:
-        out.append("\n### Sessions by store (session requests/s; ratio = redis / shm)\n")
-        out.append("| image | c | shm r/s | MB/s | redis r/s | MB/s | ratio |")
+        out.append("\n### Sessions by store (session requests/s, median of the runs; a ratio"
+                   " is the median of run-by-run ratios, each run next to a shm run)\n")
+        out.append("| image | c | shm r/s | redis r/s | redis / shm | old shm r/s | shm / old |")
         out.append("|---|--:|--:|--:|--:|--:|--:|")
+
+        def med(v, k):
+            return "**%.2f**" % sorted(v[k])[len(v[k]) // 2] if k in v else "-"
+
         for name, r in RESULTS["stores"].items():
             for c, v in sorted(r.items(), key=lambda kv: int(kv[0])):
-                if "shm" in v and "redis" in v:
-                    out.append("| %s | %s | %.0f | %.0f | %.0f | %.0f | **%.2f** |"
-                               % (name, c, v["shm"]["rps"], v["shm"]["mbps"],
-                                  v["redis"]["rps"], v["redis"]["mbps"],
-                                  v["redis"]["rps"] / max(v["shm"]["rps"], 1e-9)))
+                inv = None
+                if "old_per_shm" in v:
+                    inv = {"x": sorted(1.0 / x for x in v["old_per_shm"])}
+                out.append("| %s | %s | %s | %s | %s | %s | %s |"
+                           % (name, c, "%.0f" % v["shm"]["rps"] if "shm" in v else "-",
+                              "%.0f" % v["redis"]["rps"] if "redis" in v else "-",
+                              med(v, "redis_per_shm"),
+                              "%.0f" % v["old"]["rps"] if "old" in v else "-",
+                              med(inv, "x") if inv else "-"))
     if "latency" in RESULTS:
         out.append("\n### Latency of the typical viewport (ms; median / p99)\n")
         out.append("| image | bytes | kind | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 |")

@@ -22,7 +22,8 @@ starts itself with FILESYSTEM_PREFIX on the same archive.
 
 --sizes-cost: the mean time of one full-resolution 256x256 tile (one
 connection) on images of those sizes, mod_jpip only: the per-tile cost as
-the image grows.
+the image grows; with bench/render-cost built (make bench-iiif builds it),
+the same tiles rendered in libcore alone, split into plan, decode and post.
 
 Environment: BUILDDIR, SRCDIR, HTTPD, APXS, OPJ_COMPRESS, IIPSRV
 (default /usr/lib/iipimage-server/iipsrv.fcgi). Python 3 standard library.
@@ -33,6 +34,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -51,6 +53,7 @@ HTTPD = os.environ.get("HTTPD", "/usr/sbin/apache2")
 APXS = os.environ.get("APXS", "apxs")
 OPJ_C = os.environ.get("OPJ_COMPRESS", "opj_compress")
 IIPSRV = os.environ.get("IIPSRV", "/usr/lib/iipimage-server/iipsrv.fcgi")
+RENDER_COST = os.path.join(BUILDDIR, "bench", "render-cost")
 MODULE = os.environ.get("JPIP_MODULE", os.path.join(BUILDDIR, "mod_jpip", ".libs",
                                                     "mod_jpip.so"))
 
@@ -214,8 +217,18 @@ def main():
             s = int(os.path.basename(path).split("-")[1].split(".")[0])
             r = load(h.port, session_paths("/iiif", os.path.basename(path), s, 400, 2)[1:], 1,
                      min(args.duration, 10))
-            cost.append({"size": s, "ms_per_tile": 1000.0 / r["tiles_per_s"]})
-            print("per-tile cost %5d^2: %.2f ms" % (s, 1000.0 / r["tiles_per_s"]), flush=True)
+            c = {"size": s, "ms_per_tile": 1000.0 / r["tiles_per_s"]}
+            print("per-tile cost %5d^2: %.2f ms" % (s, c["ms_per_tile"]), flush=True)
+            if os.path.exists(RENDER_COST):
+                # the same tiles in libcore alone: where the time goes
+                rc = subprocess.run([RENDER_COST, path, "100", "256", "2"], capture_output=True,
+                                    text=True)
+                m = re.search(r"RENDERCOST (.*)", rc.stdout)
+                if m:
+                    c["render_cost"] = {k: float(v) for k, v in
+                                        (kv.split("=") for kv in m.group(1).split())}
+                    print("  libcore alone: " + m.group(1), flush=True)
+            cost.append(c)
         results["cost"] = cost
     finally:
         h.stop()

@@ -175,6 +175,8 @@ typedef struct rb_tile_t {
     const jpip_cs_t *cs;
     const jpip_tile_t *tile;
     const jpip_tlayout_t *lay;
+    const jpip_tlayout_t *lay0; /* cropping: the original's layout, whose bins are used */
+    const jpip_siz_t *siz0;     /* cropping: the original's SIZ */
     apr_pool_t *pool;
     rb_prec_t *prec;
     rb_buf_t body;
@@ -182,16 +184,54 @@ typedef struct rb_tile_t {
     jpip_rebuild_stats_t *stats;
 } rb_tile_t;
 
+/* Precinct (ax, ay) (absolute indices, exponents ppx, ppy) clipped to a
+ * resolution's extent. */
+static void prec_clip(const jpip_rect_t *res, apr_uint64_t ax, apr_uint64_t ay, unsigned ppx,
+                      unsigned ppy, jpip_rect_t *out)
+{
+    out->x0 = ax << ppx > res->x0 ? ax << ppx : res->x0;
+    out->y0 = ay << ppy > res->y0 ? ay << ppy : res->y0;
+    out->x1 = (ax + 1) << ppx < res->x1 ? (ax + 1) << ppx : res->x1;
+    out->y1 = (ay + 1) << ppy < res->y1 ? (ay + 1) << ppy : res->y1;
+}
+
+/* Cropping: the original's sequence number of packet k's precinct; 0 in
+ * *cut when the crop leaves the precinct whole. */
+static apr_uint64_t crop_seq(const rb_tile_t *rt, const jpip_pkt_t *k, int *cut)
+{
+    const jpip_tres_t *tr = &rt->lay->res[k->comp][k->res];
+    const jpip_tres_t *t0 = &rt->lay0->res[k->comp][k->res];
+    const jpip_tccp_t *tccp = &rt->tile->tcp.tccp[k->comp];
+    apr_uint64_t ax = tr->grid.px0 + k->prec % tr->grid.npw;
+    apr_uint64_t ay = tr->grid.py0 + k->prec / tr->grid.npw;
+    jpip_rect_t a, b;
+
+    *cut = 1;
+    if (ax < t0->grid.px0 || ay < t0->grid.py0 || ax - t0->grid.px0 >= t0->grid.npw ||
+        ay - t0->grid.py0 >= t0->grid.nph) {
+        return 0;
+    }
+    prec_clip(&tr->rect, ax, ay, tccp->ppx[k->res], tccp->ppy[k->res], &a);
+    prec_clip(&t0->rect, ax, ay, tccp->ppx[k->res], tccp->ppy[k->res], &b);
+    *cut = memcmp(&a, &b, sizeof(a)) != 0;
+    return t0->s0 + (ay - t0->grid.py0) * t0->grid.npw + (ax - t0->grid.px0);
+}
+
 static jpip_code_t prec_open(rb_tile_t *rt, const jpip_pkt_t *k, rb_prec_t *st, jpip_err_t *err)
 {
     const jpip_cs_t *cs = rt->cs;
     const jpip_tres_t *tr = &rt->lay->res[k->comp][k->res];
     apr_uint64_t s = jpip_pkt_seq_s(rt->lay, k);
-    apr_uint64_t id =
-        jpip_prec_bin_id(rt->lay->tile, k->comp, s, cs->siz.csiz, jpip_siz_ntiles(&cs->siz));
+    const jpip_siz_t *siz = rt->siz0 != NULL ? rt->siz0 : &cs->siz;
     jpip_t2_geom_t g;
     jpip_code_t rc;
+    int cut = 0;
+    apr_uint64_t id;
 
+    if (rt->lay0 != NULL) {
+        s = crop_seq(rt, k, &cut);
+    }
+    id = jpip_prec_bin_id(rt->lay->tile, k->comp, s, siz->csiz, jpip_siz_ntiles(siz));
     st->opened = 1;
     rc = rt->bins->get(rt->bins->ctx, JPIP_CLASS_PRECINCT, rt->opts->csn, id, &st->data, &st->len,
                        &st->complete, err);
@@ -202,6 +242,14 @@ static jpip_code_t prec_open(rb_tile_t *rt, const jpip_pkt_t *k, rb_prec_t *st, 
     if (rc != JPIP_OK) {
         return rc;
     }
+    if (cut) {
+        /* its code-blocks differ in the cropped tile: the bin's data does
+         * not fit them */
+        rt->stats->prec_cut++;
+        st->dead = 1;
+        return JPIP_OK;
+    }
+    rt->stats->prec_bins++;
     rc = jpip_geom_prec_cblks(&rt->lay->tc[k->comp], &rt->tile->tcp.tccp[k->comp], k->res,
                               k->prec % tr->grid.npw, k->prec / tr->grid.npw, &g, err);
     if (rc == JPIP_OK) {
@@ -375,6 +423,15 @@ static jpip_code_t tile_packets(rb_tile_t *rt, const jpip_cs_t *cs, jpip_src_t *
     if (rc != JPIP_OK) {
         return rc;
     }
+    if (rt->siz0 != NULL) {
+        jpip_tlayout_t *lay0;
+
+        rc = jpip_tlayout_build(&lay0, rt->pool, rt->siz0, cs->comps, t, &tile->tcp, maxp, err);
+        if (rc != JPIP_OK) {
+            return rc;
+        }
+        rt->lay0 = lay0;
+    }
     rt->tile = tile;
     rt->lay = lay;
     rt->prec = apr_pcalloc(rt->pool, (apr_size_t)(lay->nprec_total + 1) * sizeof(rb_prec_t));
@@ -471,6 +528,7 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
     jpip_cs_t *cs;
     rb_out_t out;
     jpip_code_t rc;
+    jpip_siz_t siz0; /* cropping: the original's */
     static const unsigned char soc_eoc[4] = {0xFF, 0x4F, 0xFF, 0xD9};
 
     if (stats == NULL) {
@@ -495,11 +553,33 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
     if (rc == JPIP_OK) {
         rc = siz_ntiles(md, mlen, &nt, err);
     }
+    if (rc == JPIP_OK && opts->crop) {
+        const jpip_rect_t *c = &opts->crop_rect;
+
+        /* siz_ntiles checked that SIZ is there */
+        siz0.xsiz = jpip_be32(md + 8);
+        siz0.ysiz = jpip_be32(md + 12);
+        siz0.xosiz = jpip_be32(md + 16);
+        siz0.yosiz = jpip_be32(md + 20);
+        if (nt != 1 || c->x0 < siz0.xosiz || c->y0 < siz0.yosiz || c->x1 > siz0.xsiz ||
+            c->y1 > siz0.ysiz || c->x0 >= c->x1 || c->y0 >= c->y1) {
+            rc = jpip_err_set(err, JPIP_E_REQUEST,
+                              nt != 1 ? "only a single-tile codestream can be cropped"
+                                      : "the crop is not inside the image");
+        }
+    }
     if (rc == JPIP_OK) {
         rc = buf_put(&mainhdr, soc_eoc, 2, err);
     }
     if (rc == JPIP_OK) {
         rc = filter_segments(md, mlen, 2, main_drop, "main header bin", &mainhdr, err);
+    }
+    if (rc == JPIP_OK && opts->crop) {
+        /* SIZ is the first segment written: Xsiz, Ysiz, XOsiz, YOsiz */
+        put_be32(mainhdr.p + 8, (apr_uint32_t)opts->crop_rect.x1);
+        put_be32(mainhdr.p + 12, (apr_uint32_t)opts->crop_rect.y1);
+        put_be32(mainhdr.p + 16, (apr_uint32_t)opts->crop_rect.x0);
+        put_be32(mainhdr.p + 20, (apr_uint32_t)opts->crop_rect.y0);
     }
     if (rc != JPIP_OK) {
         apr_pool_destroy(sub);
@@ -597,6 +677,16 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
         rt.bins = bins;
         rt.opts = opts;
         rt.cs = cs;
+        if (opts->crop) {
+            apr_uint32_t x1 = siz0.xsiz, y1 = siz0.ysiz, x0 = siz0.xosiz, y0 = siz0.yosiz;
+
+            siz0 = cs->siz;
+            siz0.xsiz = x1;
+            siz0.ysiz = y1;
+            siz0.xosiz = x0;
+            siz0.yosiz = y0;
+            rt.siz0 = &siz0;
+        }
         rt.pool = tp;
         rt.stats = stats;
         apr_pool_cleanup_register(tp, &rt.body, buf_cleanup, apr_pool_cleanup_null);
@@ -627,6 +717,48 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
     stats->bytes = out.bytes;
     apr_pool_destroy(sub);
     return rc;
+}
+
+static apr_uint64_t gcd64(apr_uint64_t a, apr_uint64_t b)
+{
+    while (b != 0) {
+        apr_uint64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* lcm(a, v), 0 past 2^32 (or when a is already 0). */
+static apr_uint64_t lcm_capped(apr_uint64_t a, apr_uint64_t v)
+{
+    apr_uint64_t l;
+
+    if (a == 0 || v == 0 || v > 0xFFFFFFFFu) {
+        return 0;
+    }
+    l = a / gcd64(a, v) * v;
+    return l > 0xFFFFFFFFu ? 0 : l;
+}
+
+void jpip_rebuild_crop_align(const jpip_comp_t *comps, const jpip_tccp_t *const *tccps,
+                             unsigned ncomps, apr_uint64_t *ax, apr_uint64_t *ay)
+{
+    unsigned c, r;
+
+    *ax = *ay = 1;
+    for (c = 0; c < ncomps; c++) {
+        const jpip_tccp_t *p = tccps[c];
+
+        for (r = 0; r <= p->nl; r++) {
+            /* a precinct of resolution r spans 2^(PP + NL - r) samples of
+             * the tile-component, XRsiz times as many on the grid */
+            unsigned ex = p->ppx[r] + p->nl - r, ey = p->ppy[r] + p->nl - r;
+
+            *ax = ex >= 32 ? 0 : lcm_capped(*ax, ((apr_uint64_t)comps[c].xr) << ex);
+            *ay = ey >= 32 ? 0 : lcm_capped(*ay, ((apr_uint64_t)comps[c].yr) << ey);
+        }
+    }
 }
 
 static jpip_code_t mem_write(void *ctx, const void *data, apr_size_t len, jpip_err_t *err)

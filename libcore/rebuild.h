@@ -37,6 +37,7 @@
 
 #include <apr_pools.h>
 
+#include "codestream.h"
 #include "databin.h"
 #include "jpip_err.h"
 
@@ -49,7 +50,17 @@ typedef struct jpip_rebuild_opts_t {
                               reduce option and the view-window's discard level do; 0: none */
     unsigned max_layers;   /* layers >= max_layers are left empty; JPIP_REBUILD_ALL: none */
     apr_uint64_t max_prec; /* precincts per tile (memory bound); 0: 1 << 22 */
+    int crop;              /* write the codestream of crop_rect only (see below) */
+    jpip_rect_t crop_rect; /* on the reference grid, inside the image */
 } jpip_rebuild_opts_t;
+
+/* Cropping (single-tile codestreams): SIZ's image area becomes crop_rect,
+ * on the same reference grid (so every precinct and code-block partition
+ * keeps its place), and each precinct of the cropped tile is taken from
+ * the original's bin of the same precinct. A precinct the rectangle's
+ * edges cut (its extent in the cropped resolution differs) is written
+ * empty and counted in prec_cut: a caller that needs it must not crop
+ * there. jpip_rebuild_crop_align gives the edges that cut no precinct. */
 
 /* Options that keep everything. */
 void jpip_rebuild_opts_init(jpip_rebuild_opts_t *opts);
@@ -59,6 +70,8 @@ typedef struct jpip_rebuild_stats_t {
     apr_uint64_t packets;       /* packets written */
     apr_uint64_t packets_empty; /* of which synthesised empty */
     apr_uint64_t bytes;         /* codestream length */
+    apr_uint64_t prec_bins;     /* precinct bins found and used */
+    apr_uint64_t prec_cut;      /* of those, left out because a crop cuts them */
 } jpip_rebuild_stats_t;
 
 /* Output sink: called with consecutive pieces of the codestream. */
@@ -79,5 +92,12 @@ jpip_code_t jpip_rebuild(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *o
 jpip_code_t jpip_rebuild_mem(const jpip_binsrc_t *bins, const jpip_rebuild_opts_t *opts,
                              apr_pool_t *pool, unsigned char **out, apr_size_t *outlen,
                              jpip_rebuild_stats_t *stats, jpip_err_t *err);
+
+/* The granularity of crop edges that cut no precinct of any resolution of
+ * any component: every multiple of *ax (*ay) on the reference grid is a
+ * precinct boundary everywhere. 0 when there is no such granularity below
+ * 2^32 (the default precinct size, or odd sub-sampling). */
+void jpip_rebuild_crop_align(const jpip_comp_t *comps, const jpip_tccp_t *const *tccps,
+                             unsigned ncomps, apr_uint64_t *ax, apr_uint64_t *ay);
 
 #endif /* JPIP_REBUILD_H */

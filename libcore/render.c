@@ -84,6 +84,7 @@ typedef struct binset_t {
     apr_hash_t *set; /* bin numbers (apr_uint64_t) the view needs */
     apr_pool_t *pool;
     apr_uint64_t n, max, bytes;
+    apr_uint64_t usable; /* of the n, those the file has (a view_get finds) */
     const jpip_render_src_t *src;
 } binset_t;
 
@@ -102,6 +103,7 @@ static jpip_code_t collect_row(void *ctx, const jpip_view_row_t *row, jpip_err_t
         *key = no + k;
         apr_hash_set(bs->set, key, sizeof(*key), key);
         bs->bytes += row->bin[k].len;
+        bs->usable += (row->bin[k].flags & JPIP_BIN_ABSENT) == 0;
     }
     bs->n += row->n;
     return JPIP_OK;
@@ -719,6 +721,163 @@ static void grow_area(const jpip_ix_cs_t *cs, const jpip_index_t *ix, unsigned d
     area->y1 = area->y1 > cs->siz.ysiz ? cs->siz.ysiz : area->y1;
 }
 
+/* A crop of the image for the decode area (single-tile codestreams): the
+ * area widened by a margin wider than the wavelet's reach from every
+ * level, its edges then moved out to precinct boundaries of every
+ * resolution (jpip_rebuild_crop_align), clipped to the image. A decoder
+ * sets up the code-blocks and precincts of its whole tile before it
+ * decodes an area; on a large image most of that is for precincts the
+ * area never meets. The samples of the area are those of the whole: the
+ * inverse transform of the crop reaches the area's samples only through
+ * coefficients inside the crop. 0 when the crop would be the image. */
+static int choose_crop(const jpip_index_t *ix, const jpip_ix_cs_t *cs, const jpip_rect_t *area,
+                       apr_pool_t *pool, jpip_rect_t *crop)
+{
+    const jpip_comp_t *comps = jpip_index_comps(ix, cs);
+    const jpip_tccp_t **tccps;
+    apr_uint64_t ax, ay, mx, my;
+    unsigned c, nl = 0, xr = 1, yr = 1;
+
+    if (cs->siz.ntx != 1 || cs->siz.nty != 1) {
+        return 0;
+    }
+    tccps = apr_palloc(pool, cs->siz.csiz * sizeof(*tccps));
+    for (c = 0; c < cs->siz.csiz; c++) {
+        tccps[c] = jpip_index_tccp(ix, jpip_index_tc(ix, cs, 0, c));
+        nl = tccps[c]->nl > nl ? tccps[c]->nl : nl;
+        xr = comps[c].xr > xr ? comps[c].xr : xr;
+        yr = comps[c].yr > yr ? comps[c].yr : yr;
+    }
+    jpip_rebuild_crop_align(comps, tccps, cs->siz.csiz, &ax, &ay);
+    /* a synthesis step reaches 2 coefficients (9/7) either way, a level's
+     * coefficient spans 2^level samples: 16 * 2^NL covers every level's
+     * reach, rounding included, with room to spare */
+    mx = (apr_uint64_t)xr << (nl + 4);
+    my = (apr_uint64_t)yr << (nl + 4);
+    crop->x0 = cs->siz.xosiz;
+    crop->y0 = cs->siz.yosiz;
+    crop->x1 = cs->siz.xsiz;
+    crop->y1 = cs->siz.ysiz;
+    if (ax != 0) {
+        apr_uint64_t x0 = area->x0 > mx ? (area->x0 - mx) / ax * ax : 0;
+        apr_uint64_t x1 = jpip_ceildiv(area->x1 + mx, ax) * ax;
+        crop->x0 = x0 > crop->x0 ? x0 : crop->x0;
+        crop->x1 = x1 < crop->x1 ? x1 : crop->x1;
+    }
+    if (ay != 0) {
+        apr_uint64_t y0 = area->y0 > my ? (area->y0 - my) / ay * ay : 0;
+        apr_uint64_t y1 = jpip_ceildiv(area->y1 + my, ay) * ay;
+        crop->y0 = y0 > crop->y0 ? y0 : crop->y0;
+        crop->y1 = y1 < crop->y1 ? y1 : crop->y1;
+    }
+    return crop->x0 != cs->siz.xosiz || crop->y0 != cs->siz.yosiz || crop->x1 != cs->siz.xsiz ||
+           crop->y1 != cs->siz.ysiz;
+}
+
+/* The box of type t among the boxes in [p, end), or NULL; *clen its
+ * contents' length. */
+static unsigned char *find_box(unsigned char *p, unsigned char *end, const char *t,
+                               apr_size_t *clen)
+{
+    while (end - p >= 8) {
+        apr_uint64_t len = jpip_be32(p), hl = 8;
+
+        if (len == 1) {
+            if (end - p < 16) {
+                return NULL;
+            }
+            len = jpip_be64(p + 8);
+            hl = 16;
+        } else if (len == 0) {
+            len = (apr_uint64_t)(end - p);
+        }
+        if (len < hl || len > (apr_uint64_t)(end - p)) {
+            return NULL;
+        }
+        if (memcmp(p + 4, t, 4) == 0) {
+            *clen = (apr_size_t)(len - hl);
+            return p + hl;
+        }
+        p += len;
+    }
+    return NULL;
+}
+
+/* A cropped codestream's JP2 header: the image header box says the
+ * crop's size (openjpeg refuses an ihdr that disagrees with SIZ). 0 when
+ * the file has no ihdr where a JP2 has it. */
+static int crop_ihdr(unsigned char *jp2, apr_size_t len, const jpip_rect_t *crop)
+{
+    apr_size_t hlen, ilen;
+    unsigned char *h = find_box(jp2, jp2 + len, "jp2h", &hlen);
+    unsigned char *i = h != NULL ? find_box(h, h + hlen, "ihdr", &ilen) : NULL;
+    apr_uint64_t w = crop->x1 - crop->x0, ht = crop->y1 - crop->y0;
+
+    if (i == NULL || ilen < 8) {
+        return 0;
+    }
+    i[0] = (unsigned char)(ht >> 24);
+    i[1] = (unsigned char)(ht >> 16);
+    i[2] = (unsigned char)(ht >> 8);
+    i[3] = (unsigned char)ht;
+    i[4] = (unsigned char)(w >> 24);
+    i[5] = (unsigned char)(w >> 16);
+    i[6] = (unsigned char)(w >> 8);
+    i[7] = (unsigned char)w;
+    return 1;
+}
+
+/* The codestream to decode: the view's bins rebuilt (cropped when crop is
+ * not NULL), and wrapped in the file's JP2 header when it has one (its
+ * palette, channels and colour space apply). *jbuf is NULL when there is
+ * no JP2 wrapping. *used: precinct bins the codestream holds. */
+static jpip_code_t assemble(const jpip_render_src_t *src, const jpip_render_req_t *rq,
+                            jpip_binsrc_t *bsrc, unsigned d, const jpip_rect_t *crop,
+                            apr_pool_t *pool, unsigned char **cbuf, apr_size_t *clen,
+                            unsigned char **jbuf, apr_size_t *jlen, apr_uint64_t *used,
+                            jpip_err_t *err)
+{
+    jpip_rebuild_opts_t ro;
+    jpip_rebuild_stats_t rs;
+    jpip_code_t rc;
+
+    jpip_rebuild_opts_init(&ro);
+    ro.csn = rq->csn;
+    ro.reduce = d;
+    if (crop != NULL) {
+        ro.crop = 1;
+        ro.crop_rect = *crop;
+    }
+    *jbuf = NULL;
+    *jlen = 0;
+    if ((rc = jpip_rebuild_mem(bsrc, &ro, pool, cbuf, clen, &rs, err)) != JPIP_OK) {
+        return rc;
+    }
+    *used = rs.prec_bins;
+    if (src->layout != NULL &&
+        (src->layout->container == JPIP_CONTAINER_JP2 ||
+         src->layout->container == JPIP_CONTAINER_JPX) &&
+        src->layout->ncodestreams == 1 && rq->csn == 0) {
+        cs_out_t co;
+        grow_t g;
+        jpip_err_t e2;
+
+        co.data = *cbuf;
+        co.len = *clen;
+        memset(&g, 0, sizeof(g));
+        g.pool = pool;
+        if (jpip_jp2_rebuild(bsrc, give_cs, &co, grow_write, &g, pool, &e2) == JPIP_OK &&
+            (crop == NULL || crop_ihdr(g.buf, g.len, crop))) {
+            *jbuf = g.buf;
+            *jlen = g.len;
+        } else if (crop != NULL) {
+            /* not cropped without the header the whole image has */
+            return jpip_err_set(err, JPIP_E_FORMAT, "the JP2 header does not take the crop");
+        } /* else the bare codestream still decodes */
+    }
+    return JPIP_OK;
+}
+
 static int aligned(apr_uint64_t v, unsigned d)
 {
     return (v & ((((apr_uint64_t)1) << d) - 1)) == 0;
@@ -732,8 +891,7 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
     jpip_render_stats_t st;
     jpip_request_t req;
     jpip_view_t view;
-    jpip_rect_t rr, area;
-    jpip_rebuild_opts_t ro;
+    jpip_rect_t rr, area, crop;
     jpip_binsrc_t bsrc;
     binset_t bs;
     jpip_raster_t raw;
@@ -742,7 +900,6 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
     apr_uint64_t gx0, gy0, gx1, gy1, fx0, fy0, est;
     apr_uint32_t tx0, tx1, ty0, ty1;
     unsigned d, maxd;
-    int jp2;
     dec_t *dec;
     apr_time_t t0 = apr_time_now(), t1;
     jpip_code_t rc;
@@ -843,48 +1000,55 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
     }
     bsrc.ctx = &bs;
     bsrc.get = view_get;
-    jpip_rebuild_opts_init(&ro);
-    ro.csn = rq->csn;
-    ro.reduce = d;
-    if ((rc = jpip_rebuild_mem(&bsrc, &ro, pool, &cbuf, &clen, NULL, err)) != JPIP_OK) {
-        return rc;
-    }
-    /* a JP2 file keeps its header: palette, channels, colour space */
-    jp2 = src->layout != NULL &&
-          (src->layout->container == JPIP_CONTAINER_JP2 ||
-           src->layout->container == JPIP_CONTAINER_JPX) &&
-          src->layout->ncodestreams == 1 && rq->csn == 0;
-    if (jp2) {
-        cs_out_t co;
-        grow_t g;
-
-        co.data = cbuf;
-        co.len = clen;
-        memset(&g, 0, sizeof(g));
-        g.pool = pool;
-        jpip_err_t e2;
-        if (jpip_jp2_rebuild(&bsrc, give_cs, &co, grow_write, &g, pool, &e2) != JPIP_OK) {
-            jp2 = 0; /* the bare codestream still decodes */
-        } else {
-            jbuf = g.buf;
-            jlen = g.len;
-        }
-    }
-    st.cs_bytes = jp2 ? jlen : clen;
-    t1 = apr_time_now();
-    st.t_plan = t1 - t0;
-    if ((rc = past_deadline(rq, "planning", err)) != JPIP_OK) {
-        return rc;
-    }
     area.x0 = rr.x0 << d;
     area.y0 = rr.y0 << d;
     area.x1 = rr.x1 << d;
     area.y1 = rr.y1 << d;
     grow_area(cs, ix, d, &area);
-    rc = jp2 ? decode(jbuf, jlen, 1, d, &area, pool, &dec, err) : JPIP_E_FORMAT;
+    rc = JPIP_E_FORMAT;
+    if (choose_crop(ix, cs, &area, pool, &crop)) {
+        apr_uint64_t used = 0;
+
+        /* every bin the view needs must be inside the crop; else (or on
+         * any failure) the whole image: a crop never costs correctness */
+        rc = assemble(src, rq, &bsrc, d, &crop, pool, &cbuf, &clen, &jbuf, &jlen, &used, err);
+        if (rc == JPIP_OK && used != bs.usable) {
+            rc = JPIP_E_FORMAT;
+        }
+        st.cropped = rc == JPIP_OK;
+        if (rc == JPIP_OK) {
+            st.cs_bytes = jbuf != NULL ? jlen : clen;
+            st.t_plan = apr_time_now() - t0;
+            t1 = apr_time_now();
+            if ((rc = past_deadline(rq, "planning", err)) != JPIP_OK) {
+                return rc;
+            }
+            /* a JP2 header that does not take the crop: the whole image,
+             * whose decode path (JP2, else bare) is the one used uncropped */
+            rc = jbuf != NULL ? decode(jbuf, jlen, 1, d, &area, pool, &dec, err)
+                              : decode(cbuf, clen, 0, d, &area, pool, &dec, err);
+            st.cropped = rc == JPIP_OK;
+        }
+    }
     if (rc != JPIP_OK) {
-        /* the bare codestream: a JPX header openjpeg does not read */
-        rc = decode(cbuf, clen, 0, d, &area, pool, &dec, err);
+        apr_uint64_t used = 0;
+
+        jpip_err_clear(err);
+        if ((rc = assemble(src, rq, &bsrc, d, NULL, pool, &cbuf, &clen, &jbuf, &jlen, &used,
+                           err)) != JPIP_OK) {
+            return rc;
+        }
+        st.cs_bytes = jbuf != NULL ? jlen : clen;
+        t1 = apr_time_now();
+        st.t_plan = t1 - t0;
+        if ((rc = past_deadline(rq, "planning", err)) != JPIP_OK) {
+            return rc;
+        }
+        rc = jbuf != NULL ? decode(jbuf, jlen, 1, d, &area, pool, &dec, err) : JPIP_E_FORMAT;
+        if (rc != JPIP_OK) {
+            /* the bare codestream: a JPX header openjpeg does not read */
+            rc = decode(cbuf, clen, 0, d, &area, pool, &dec, err);
+        }
     }
     if (rc == JPIP_E_FORMAT) {
         /* openjpeg refuses some areas of sub-sampled or oddly tiled images

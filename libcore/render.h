@@ -6,11 +6,13 @@
  * only those bins (rebuild.h; a JP2 file keeps its header boxes through
  * jp2rebuild.h, so that palettes, channel definitions and the colour space
  * apply), and decodes that with libopenjp2 at a reduce factor over a
- * decode area. The decoded samples become 8-bit grey or RGB, with alpha
- * when the image has it: samples above 8 bits are scaled, signed samples
- * shifted, sub-sampled components replicated onto the image grid, sYCC
- * converted to RGB. Then the pixels are resampled to the output size with
- * a triangle filter widened to the scale (an area filter when shrinking),
+ * decode area. A single-tile codestream is cropped to the decode area
+ * plus the wavelet's reach, on precinct boundaries of every resolution
+ * (rebuild.h, cropping), so that the decoder's set-up of the tile costs
+ * what the region needs, not what the image has. The decoded samples become 8-bit grey or RGB, with
+ * alpha when the image has it: samples above 8 bits are scaled, signed samples shifted, sub-sampled
+ * components replicated onto the image grid, sYCC converted to RGB. Then the pixels are resampled
+ * to the output size with a triangle filter widened to the scale (an area filter when shrinking),
  * turned grey or bitonal if asked, mirrored and rotated.
  *
  * The resolution is the smallest one whose region is at least the output
@@ -79,6 +81,7 @@ typedef struct jpip_render_stats_t {
     unsigned reduce;        /* resolution levels discarded */
     apr_uint64_t bins;      /* precinct bins used */
     apr_uint64_t cs_bytes;  /* bytes of the assembled codestream */
+    int cropped;            /* the codestream was cropped to the region (render.c) */
     apr_uint64_t decoded_w; /* decoded region size */
     apr_uint64_t decoded_h;
     apr_interval_time_t t_plan, t_decode, t_post; /* microseconds per stage */

@@ -841,12 +841,16 @@ static int send_image(request_rec *r, const jpip_dir_conf_t *conf, const iiif_re
     jpip_store_count(JPIP_STAT_IIIF_RENDERS, 1);
     jpip_store_count(JPIP_STAT_IIIF_RENDER_US, (apr_uint64_t)(apr_time_now() - t0));
     jpip_store_count(JPIP_STAT_IIIF_BYTES, olen);
+    if (rs.cropped) {
+        jpip_store_count(JPIP_STAT_IIIF_CROPPED, 1);
+    }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                   JPIPLOGNO(0403) "jpip-iiif(id=%s): reduce %u, %" APR_UINT64_T_FMT
                                   " precincts, %" APR_UINT64_T_FMT
-                                  " bytes coded, plan %" APR_TIME_T_FMT
+                                  " bytes coded%s, plan %" APR_TIME_T_FMT
                                   " us, decode %" APR_TIME_T_FMT " us, post %" APR_TIME_T_FMT " us",
-                  q->ident, rs.reduce, rs.bins, rs.cs_bytes, rs.t_plan, rs.t_decode, rs.t_post);
+                  q->ident, rs.reduce, rs.bins, rs.cs_bytes, rs.cropped ? " (cropped)" : "",
+                  rs.t_plan, rs.t_decode, rs.t_post);
     st = send_buffer(r, png ? "image/png" : "image/jpeg", out, olen);
     apr_pool_destroy(rp);
     return st;

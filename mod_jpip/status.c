@@ -18,7 +18,7 @@ typedef struct counter_t {
     apr_uint64_t value;
 } counter_t;
 
-#define NCOUNTERS 20
+#define NCOUNTERS 21
 
 static void counters(counter_t *c)
 {
@@ -43,13 +43,15 @@ static void counters(counter_t *c)
         {"iiif_render_us", "JPIPIIIFRenderMicroseconds", "IIIF render time (us)", 0},
         {"iiif_bytes", "JPIPIIIFBytes", "IIIF bytes sent", 0},
         {"iiif_not_modified", "JPIPIIIFNotModified", "IIIF not modified (304)", 0},
-        {"iiif_busy", "JPIPIIIFBusy", "IIIF renders refused busy", 0}};
+        {"iiif_busy", "JPIPIIIFBusy", "IIIF renders refused busy", 0},
+        {"iiif_cropped", "JPIPIIIFCropped", "IIIF renders from a cropped codestream", 0}};
     const apr_uint64_t *v[NCOUNTERS] = {
         &st.sessions,       &st.slots,      &st.channels,          &st.created,
         &st.evicted,        &st.expired,    &st.refused,           &st.reclaimed,
         &st.lost_updates,   &st.mem_used,   &st.mem_limit,         &st.requests,
         &st.bytes,          &st.index_hits, &st.index_builds,      &st.iiif_renders,
-        &st.iiif_render_us, &st.iiif_bytes, &st.iiif_not_modified, &st.iiif_busy};
+        &st.iiif_render_us, &st.iiif_bytes, &st.iiif_not_modified, &st.iiif_busy,
+        &st.iiif_cropped};
     int i;
 
     jpip_store_stats(&st);
@@ -140,10 +142,11 @@ int jpip_status_handle(request_rec *r)
         "bytes sent: %" APR_UINT64_T_FMT "\n"
         "index cache: %" APR_UINT64_T_FMT " hits, %" APR_UINT64_T_FMT " misses\n"
         "iiif renders: %" APR_UINT64_T_FMT " (%" APR_UINT64_T_FMT " us, %" APR_UINT64_T_FMT
-        " bytes), not modified (304): %" APR_UINT64_T_FMT ", refused busy: %" APR_UINT64_T_FMT "\n",
+        " bytes), not modified (304): %" APR_UINT64_T_FMT ", refused busy: %" APR_UINT64_T_FMT
+        ", from a cropped codestream: %" APR_UINT64_T_FMT "\n",
         JPIP_MODULE_VERSION, st.sessions, st.slots, st.channels, st.created, st.evicted, st.expired,
         st.refused, st.reclaimed, st.lost_updates, jpip_store_name(), st.mem_used, st.mem_limit,
         st.requests, st.bytes, st.index_hits, st.index_builds, st.iiif_renders, st.iiif_render_us,
-        st.iiif_bytes, st.iiif_not_modified, st.iiif_busy);
+        st.iiif_bytes, st.iiif_not_modified, st.iiif_busy, st.iiif_cropped);
     return OK;
 }

@@ -499,5 +499,6 @@ void jpip_store_stats(jpip_store_stats_t *st)
     st->iiif_bytes = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_IIIF_BYTES]);
     st->iiif_not_modified = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_IIIF_NOT_MODIFIED]);
     st->iiif_busy = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_IIIF_BUSY]);
+    st->iiif_cropped = apr_atomic_read64(&store->hdr->counters[JPIP_STAT_IIIF_CROPPED]);
     st->mem_limit = store->size;
 }

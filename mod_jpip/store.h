@@ -53,6 +53,7 @@ typedef struct jpip_store_stats_t {
     apr_uint64_t iiif_bytes;        /* their encoded bytes */
     apr_uint64_t iiif_not_modified; /* IIIF answers the client had (304) */
     apr_uint64_t iiif_busy;         /* IIIF renders refused at JPIPIIIFMaxRenders (503) */
+    apr_uint64_t iiif_cropped;      /* IIIF renders decoded from a cropped codestream */
     apr_uint64_t mem_used;          /* bytes of session models in use (shm) */
     apr_uint64_t mem_limit;         /* bytes of the segment */
 } jpip_store_stats_t;
@@ -66,6 +67,7 @@ typedef struct jpip_store_stats_t {
 #define JPIP_STAT_IIIF_BYTES 6
 #define JPIP_STAT_IIIF_NOT_MODIFIED 7
 #define JPIP_STAT_IIIF_BUSY 8
+#define JPIP_STAT_IIIF_CROPPED 9
 
 /* JPIPSessionStore and JPIPSessionClientPrefix (server-wide). */
 const char *jpip_store_cmd(cmd_parms *cmd, void *dconf, const char *kind, const char *arg);

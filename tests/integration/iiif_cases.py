@@ -694,6 +694,51 @@ def file_cases(run, h, files, small=()):
                      h, g, name, ident, combo, idx)
 
 
+def cropped():
+    """Untiled images with small precincts at every resolution, large
+    enough that a tile's codestream is cropped (render.c choose_crop)."""
+    pre = ["-c", "[64,64],[64,64],[32,32]", "-b", "16,16"]
+    return [
+        gen_image("crop97.jp2", 1100, 760, 3, 8,
+                  opts=["-I", "-n", "5", "-p", "RPCL", "-r", "30,8", "-SOP", "-EPH"] + pre),
+        gen_image("crop53.j2k", 900, 700, 1, 12, opts=["-n", "4", "-p", "LRCP"] + pre),
+        gen_image("crop420.j2k", 1000, 600, 3, 8, sub=[(1, 1), (2, 2), (2, 2)],
+                  opts=["-I", "-n", "4", "-mct", "0"] + pre),
+    ]
+
+
+def crop_cases(run, h, files):
+    """Tiles of large untiled images, rendered from cropped codestreams:
+    interior and edge tiles at full resolution and at scale factors 2 and
+    4, each checked against openjpeg's decode of the whole original (as
+    the render cases are); then the status counter says that renders were
+    cropped (this case would pass without cropping otherwise)."""
+    for path in files:
+        name = os.path.basename(path)
+        g = Geom(path)
+        before = status_json(h)["iiif_cropped"]
+        n = 0
+        for s in (1, 2, 4):
+            t = 128 * s
+            spots = [(0, 0), (g.w // 2 // t * t, g.h // 3 // t * t), (g.w // t * t, g.h // t * t),
+                     (t, (g.h - 1) // t * t), (333, 217)]
+            for x, y in spots:
+                x, y = min(x, g.w - 1), min(y, g.h - 1)
+                w, hh = min(t, g.w - x), min(t, g.h - y)
+                combo = ("%d,%d,%d,%d" % (x, y, w, hh), "%d," % -(-w // s), "0", "default",
+                         "png")
+                n += 1
+                run.case("cropped render %s %s" % (name, "/".join(combo[:4]) + ".png"),
+                         run_combo, h, g, name, name, combo, 1000 + n)
+        combo = ("200,100,300,200", "150,", "!90", "default", "jpg")
+        run.case("cropped render %s %s" % (name, "/".join(combo[:4]) + ".jpg"), run_combo, h, g,
+                 name, name, combo, 1000 + n)
+        # (a JP2 file is cropped only when its header takes the crop)
+        got = status_json(h)["iiif_cropped"] - before
+        run.case("renders of %s were cropped" % name, lambda got=got, n=n: expect(
+            got >= n // 2, "%d of %d renders cropped" % (got, n + 1)))
+
+
 # ------------------------------------------------------------- malformed
 
 BAD = [
@@ -963,13 +1008,14 @@ def main():
            "confdir": os.path.join(os.environ.get("JPIP_SRCDIR", "."), "..", "..",
                                    "httpd-conf")}
     gen = generated()
+    crop = cropped()
     testdata = os.environ.get("JPIP_TESTDATA", "")
     conf_dir = os.path.join(testdata, "conformance")
     conformance = sorted(glob.glob(os.path.join(conf_dir, "*.j2k")) +
                          glob.glob(os.path.join(conf_dir, "*.jp2")))
     samples = os.environ.get("JPIP_SAMPLES")
     h = Httpd(env["httpd"], env["apxs"], env["module"], env["confdir"], samples=samples,
-              extra_conf=IIIF_CONF, extra_files=gen + conformance, servers=2)
+              extra_conf=IIIF_CONF, extra_files=gen + crop + conformance, servers=2)
     h.write_config()
     nested = os.path.join(h.archive, "sub", "deep")
     os.makedirs(nested)
@@ -982,6 +1028,7 @@ def main():
     h.start()
     try:
         file_cases(run, h, gen)
+        crop_cases(run, h, crop)
         if conformance:
             file_cases(run, h, conformance)
         else:

@@ -733,6 +733,99 @@ START_TEST(conformance_files)
 }
 END_TEST
 
+/* Cropping: on edges at the alignment jpip_rebuild_crop_align gives, no
+ * precinct is cut and every precinct the crop meets is used; the cropped
+ * codestream decodes, away from its edges, to the original's samples (the
+ * same reference-grid area given to both decodes); an edge off the
+ * alignment cuts precincts and says so. */
+START_TEST(crop)
+{
+    char *img = tpath("c.ppm"), *j2k = tpath("c.j2k"), *re = tpath("c_re.j2k");
+    apr_size_t len, rlen;
+    unsigned char *data, *out;
+    tstore_t *st = tstore_new();
+    jpip_binsrc_t bs;
+    jpip_rebuild_opts_t o;
+    jpip_rebuild_stats_t stats;
+    jpip_src_t *src;
+    jpip_cs_t *cs;
+    jpip_err_t err;
+    const jpip_tccp_t *tccps[3];
+    apr_uint64_t ax, ay, m;
+    unsigned c;
+
+    if (!opj_available()) {
+        tu_skip("rebuild crop", "opj_compress/opj_decompress not found");
+        return;
+    }
+    ck_assert_int_eq(tu_write_synth(img, 640, 512, 3, 11), 0);
+    ck_assert_int_eq(tu_run("'%s' -i '%s' -o '%s' -n 4 -c [32,32] -b 8,8 -r 30,8 -p RPCL -I",
+                            tu_opj_compress(), img, j2k),
+                     0);
+    data = tu_read_file(pool, j2k, &len);
+    ck_assert_int_eq(tstore_index(st, data, len, "crop"), JPIP_OK);
+    ck_assert_int_eq(jpip_src_open_mem(&src, pool, data, len, &err), JPIP_OK);
+    ck_assert_int_eq(jpip_cs_parse(&cs, pool, src, NULL, &err), JPIP_OK);
+    for (c = 0; c < 3; c++) {
+        tccps[c] = &cs->main.tccp[c];
+    }
+    jpip_rebuild_crop_align(cs->comps, tccps, 3, &ax, &ay);
+    /* precincts of 32 at the finest resolution, halved below it (how
+     * opj_compress extends a precinct list): 32 samples at every level */
+    ck_assert_uint_eq(ax, 32);
+    ck_assert_uint_eq(ay, 32);
+
+    bs = tstore_src(st);
+    jpip_rebuild_opts_init(&o);
+    o.crop = 1;
+    o.crop_rect.x0 = 2 * ax;
+    o.crop_rect.y0 = 3 * ay;
+    o.crop_rect.x1 = 18 * ax;
+    o.crop_rect.y1 = 13 * ay;
+    ck_assert_int_eq(jpip_rebuild_mem(&bs, &o, pool, &out, &rlen, &stats, &err), JPIP_OK);
+    ck_assert_uint_eq(stats.prec_cut, 0);
+    ck_assert_uint_gt(stats.prec_bins, 0);
+    ck_assert_int_eq(tu_write_file(re, out, rlen), 0);
+    /* 16 * 2^NL from each edge, as render.c keeps */
+    m = 16u << 3;
+    assert_same_decode(j2k,
+                       apr_psprintf(pool, "-d %u,%u,%u,%u", (unsigned)(o.crop_rect.x0 + m),
+                                    (unsigned)(o.crop_rect.y0 + m), (unsigned)(o.crop_rect.x1 - m),
+                                    (unsigned)(o.crop_rect.y1 - m)),
+                       re,
+                       apr_psprintf(pool, "-d %u,%u,%u,%u", (unsigned)(o.crop_rect.x0 + m),
+                                    (unsigned)(o.crop_rect.y0 + m), (unsigned)(o.crop_rect.x1 - m),
+                                    (unsigned)(o.crop_rect.y1 - m)),
+                       "crop");
+    /* fewer precincts than the whole image's */
+    {
+        jpip_rebuild_stats_t whole;
+        unsigned char *w;
+        apr_size_t wlen;
+
+        jpip_rebuild_opts_init(&o);
+        ck_assert_int_eq(jpip_rebuild_mem(&bs, &o, pool, &w, &wlen, &whole, &err), JPIP_OK);
+        ck_assert_uint_lt(stats.prec_bins, whole.prec_bins);
+        ck_assert_uint_lt(stats.packets, whole.packets);
+    }
+    /* off the alignment: precincts cut, left out and counted */
+    jpip_rebuild_opts_init(&o);
+    o.crop = 1;
+    o.crop_rect.x0 = 2 * ax + 5;
+    o.crop_rect.y0 = 3 * ay;
+    o.crop_rect.x1 = 18 * ax;
+    o.crop_rect.y1 = 13 * ay;
+    ck_assert_int_eq(jpip_rebuild_mem(&bs, &o, pool, &out, &rlen, &stats, &err), JPIP_OK);
+    ck_assert_uint_gt(stats.prec_cut, 0);
+    /* outside the image: refused */
+    o.crop_rect.x1 = 641;
+    ck_assert_int_eq(jpip_rebuild_mem(&bs, &o, pool, &out, &rlen, &stats, &err), JPIP_E_REQUEST);
+    unlink(img);
+    unlink(j2k);
+    unlink(re);
+}
+END_TEST
+
 static Suite *rebuild_suite(void)
 {
     Suite *s = suite_create("rebuild");
@@ -745,6 +838,7 @@ static Suite *rebuild_suite(void)
     tcase_add_test(tc, partial_bins);
     tcase_add_test(tc, cut_and_absent_tiles);
     tcase_add_test(tc, generated_files);
+    tcase_add_test(tc, crop);
     tcase_add_test(tc, conformance_files);
     suite_add_tcase(s, tc);
     return s;
