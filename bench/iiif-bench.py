@@ -4,12 +4,14 @@ iipimage-server (iipsrv with OpenJPEG) behind the same httpd, side by side
 in one run.
 
     bench/iiif-bench.py [--work DIR] [--size 8192] [--duration 20]
-                        [--conns 1,8] [--sizes-cost 1024,2048,4096,8192]
+                        [--conns 1,8] [--sizes-cost 1024,2048,4096,8192] [--grey]
 
-The image: SIZE x SIZE RGB, written as a PPM by this script (a smooth
-picture with texture), encoded by opj_compress as an RPCL JP2 with 7
-resolutions, precincts 256/256/128 (the two finest resolutions 256, the
-others 128), 64x64 code-blocks and 4 quality layers (ratios 80, 40, 20, 10).
+The image: SIZE x SIZE RGB (grey with --grey), written as a PPM by this
+script (a smooth picture with texture), encoded by opj_compress as an RPCL
+JP2 with 7 resolutions, precincts 256/256/128 (the two finest resolutions
+256, the next 128, halved at each coarser one, as opj_compress extends a
+precinct list), 64x64 code-blocks and 4 quality layers (ratios 80, 40, 20,
+10).
 
 A deep-zoom session, as OpenSeadragon asks for it: the overview
 (full/!512,512), then random full-resolution 256x256 tiles on the 256 grid
@@ -58,21 +60,22 @@ MODULE = os.environ.get("JPIP_MODULE", os.path.join(BUILDDIR, "mod_jpip", ".libs
                                                     "mod_jpip.so"))
 
 
-def make_image(work, size):
-    path = os.path.join(work, "deepzoom-%d.jp2" % size)
+def make_image(work, size, nc=3):
+    """The picture, SIZE x SIZE with nc components (3: RGB, 1: grey)."""
+    path = os.path.join(work, "deepzoom-%d%s.jp2" % (size, "" if nc == 3 else "-grey"))
     if os.path.exists(path):
         return path
-    ppm = os.path.join(work, "deepzoom-%d.ppm" % size)
+    ppm = os.path.join(work, "deepzoom-%d.%s" % (size, "ppm" if nc == 3 else "pgm"))
     # rows are slices of one long textured ramp, shifted per row: fast to
     # write, and compresses like a photograph rather than a flat field
     base = bytearray()
     for i in range(size * 3 + 3 * 4096):
         base.append((i * 7 // 3 + (i * i) % 97 + (i // 300) * 11) & 255)
     with open(ppm, "wb") as f:
-        f.write(b"P6\n%d %d\n255\n" % (size, size))
+        f.write(b"P%d\n%d %d\n255\n" % (6 if nc == 3 else 5, size, size))
         for y in range(size):
             s = (y * 3 * 5 + (y // 64) * 31) % (3 * 4096)
-            f.write(base[s:s + size * 3])
+            f.write(base[s:s + size * nc])
     subprocess.run([OPJ_C, "-i", ppm, "-o", path, "-n", "7", "-p", "RPCL",
                     "-c", "[256,256],[256,256],[128,128]", "-b", "64,64",
                     "-r", "80,40,20,10"], check=True, capture_output=True)
@@ -161,17 +164,21 @@ def main():
     ap.add_argument("--conns", default="1,8")
     ap.add_argument("--sizes-cost", default="")
     ap.add_argument("--no-iipsrv", action="store_true")
+    ap.add_argument("--grey", action="store_true",
+                    help="one component instead of RGB (opj_compress needs about 4 bytes per "
+                    "sample twice over: an untiled 32768^2 RGB picture does not fit 24 GB)")
     args = ap.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="jpip-iiif-bench-")
     os.makedirs(work, exist_ok=True)
     t0 = time.time()
-    image = make_image(work, args.size)
+    nc = 1 if args.grey else 3
+    image = make_image(work, args.size, nc)
     print("image: %s (%d bytes, made in %.0f s)" % (os.path.basename(image),
                                                    os.path.getsize(image), time.time() - t0),
           flush=True)
     extra = [image]
     for s in [int(v) for v in args.sizes_cost.split(",") if v]:
-        extra.append(make_image(work, s))
+        extra.append(make_image(work, s, nc))
     use_iip = not args.no_iipsrv and os.path.exists(IIPSRV)
     iip = None
     conf = """
