@@ -4,7 +4,8 @@ iipimage-server (iipsrv with OpenJPEG) behind the same httpd, side by side
 in one run.
 
     bench/iiif-bench.py [--work DIR] [--size 8192] [--duration 20]
-                        [--conns 1,8] [--sizes-cost 1024,2048,4096,8192] [--grey]
+                        [--conns 1,8] [--tiles 256,512]
+                        [--sizes-cost 1024,2048,4096,8192] [--grey]
 
 The image: SIZE x SIZE RGB (grey with --grey), written as a PPM by this
 script (a smooth picture with texture), encoded by opj_compress as an RPCL
@@ -162,6 +163,7 @@ def main():
     ap.add_argument("--size", type=int, default=8192)
     ap.add_argument("--duration", type=float, default=20)
     ap.add_argument("--conns", default="1,8")
+    ap.add_argument("--tiles", default="256", help="tile sizes, e.g. 256,512")
     ap.add_argument("--sizes-cost", default="")
     ap.add_argument("--no-iipsrv", action="store_true")
     ap.add_argument("--grey", action="store_true",
@@ -194,6 +196,15 @@ def main():
               extra_modules=[("proxy_module", "mod_proxy.so"),
                              ("proxy_fcgi_module", "mod_proxy_fcgi.so")])
     h.write_config()
+    # two processes of 64 threads (the harness gives 32 workers): room for
+    # 64 connections, or the event MPM closes kept-alive ones (AH00484)
+    with open(h.conf) as f:
+        text = f.read()
+    text = re.sub(r"StartServers \d+\n(.|\n)*?MaxRequestWorkers \d+\n",
+                  "StartServers 2\nServerLimit 2\nThreadsPerChild 64\nThreadLimit 64\n"
+                  "MinSpareThreads 64\nMaxSpareThreads 128\nMaxRequestWorkers 128\n", text)
+    with open(h.conf, "w") as f:
+        f.write(text)
     if use_iip:
         iip, iport = start_iipsrv(h.archive, work)
         with open(h.conf, "a") as f:
@@ -203,22 +214,24 @@ def main():
                "bytes": os.path.getsize(image), "runs": []}
     try:
         ident = os.path.basename(image)
-        paths = session_paths("/iiif", ident, args.size, 4000, 1)
-        # iipsrv's IIIF syntax: ?IIIF={identifier}/{region}/...
-        ipaths = [p.replace("/iiif/", "/iipsrv?IIIF=", 1) for p in paths]
-        warm = [paths[0], paths[1]] + ([ipaths[0], ipaths[1]] if use_iip else [])
-        for p in warm:
-            st, _, body = h.get(p, timeout=300)
-            if st != 200:
-                raise RuntimeError("%s: %d %s" % (p, st, body[:200]))
-        for conns in [int(c) for c in args.conns.split(",")]:
-            for name, plist in [("mod_jpip", paths)] + ([("iipsrv", ipaths)] if use_iip else []):
-                r = load(h.port, plist, conns, args.duration)
-                r.update({"server": name, "conns": conns})
-                results["runs"].append(r)
-                print("%-9s %2d conns: %7.1f tiles/s  median %6.1f ms  p90 %6.1f ms  %s"
-                      % (name, conns, r["tiles_per_s"], r["median_ms"], r["p90_ms"],
-                         "; ".join(r["errors"])), flush=True)
+        for tile in [int(t) for t in args.tiles.split(",")]:
+            paths = session_paths("/iiif", ident, args.size, 4000, 1, tile)
+            # iipsrv's IIIF syntax: ?IIIF={identifier}/{region}/...
+            ipaths = [p.replace("/iiif/", "/iipsrv?IIIF=", 1) for p in paths]
+            warm = [paths[0], paths[1]] + ([ipaths[0], ipaths[1]] if use_iip else [])
+            for p in warm:
+                st, _, body = h.get(p, timeout=300)
+                if st != 200:
+                    raise RuntimeError("%s: %d %s" % (p, st, body[:200]))
+            for conns in [int(c) for c in args.conns.split(",")]:
+                for name, plist in ([("mod_jpip", paths)] +
+                                    ([("iipsrv", ipaths)] if use_iip else [])):
+                    r = load(h.port, plist, conns, args.duration)
+                    r.update({"server": name, "conns": conns, "tile": tile})
+                    results["runs"].append(r)
+                    print("%-9s %3d tile %2d conns: %7.1f tiles/s  median %6.1f ms  p90 %6.1f ms"
+                          "  %s" % (name, tile, conns, r["tiles_per_s"], r["median_ms"],
+                                    r["p90_ms"], "; ".join(r["errors"])), flush=True)
         cost = []
         for path in extra[1:]:
             s = int(os.path.basename(path).split("-")[1].split(".")[0])
@@ -237,6 +250,10 @@ def main():
                     print("  libcore alone: " + m.group(1), flush=True)
             cost.append(c)
         results["cost"] = cost
+        # a worker that died, or an error a render logged, shows here
+        results["error_log"] = h.bad_log_lines()
+        for line in results["error_log"][:10]:
+            print("error log: " + line, flush=True)
     finally:
         h.stop()
         h.cleanup()
