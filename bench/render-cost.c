@@ -99,8 +99,8 @@ int main(int argc, char **argv)
     printf("RENDERCOST tiles=%ld ms_per_tile=%.2f plan_ms=%.2f decode_ms=%.2f post_ms=%.2f"
            " bins_per_tile=%.0f cs_bytes_per_tile=%.0f cropped=%ld\n",
            n, (double)(apr_time_now() - t0) / 1000.0 / (double)n, plan / 1000.0 / (double)n,
-           dec / 1000.0 / (double)n, post / 1000.0 / (double)n, bins / (double)n,
-           bytes / (double)n, cropped);
+           dec / 1000.0 / (double)n, post / 1000.0 / (double)n, bins / (double)n, bytes / (double)n,
+           cropped);
     apr_pool_destroy(pool);
     apr_terminate();
     return 0;

@@ -899,9 +899,9 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
     apr_size_t clen, jlen = 0;
     apr_uint64_t gx0, gy0, gx1, gy1, fx0, fy0, est;
     apr_uint32_t tx0, tx1, ty0, ty1;
-    unsigned d, maxd;
+    unsigned d, maxd, pass;
     dec_t *dec;
-    apr_time_t t0 = apr_time_now(), t1;
+    apr_time_t t0 = apr_time_now(), t1 = t0;
     jpip_code_t rc;
 
     memset(&st, 0, sizeof(st));
@@ -1005,37 +1005,21 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
     area.x1 = rr.x1 << d;
     area.y1 = rr.y1 << d;
     grow_area(cs, ix, d, &area);
-    rc = JPIP_E_FORMAT;
-    if (choose_crop(ix, cs, &area, pool, &crop)) {
-        apr_uint64_t used = 0;
-
-        /* every bin the view needs must be inside the crop; else (or on
-         * any failure) the whole image: a crop never costs correctness */
-        rc = assemble(src, rq, &bsrc, d, &crop, pool, &cbuf, &clen, &jbuf, &jlen, &used, err);
-        if (rc == JPIP_OK && used != bs.usable) {
-            rc = JPIP_E_FORMAT;
-        }
-        st.cropped = rc == JPIP_OK;
-        if (rc == JPIP_OK) {
-            st.cs_bytes = jbuf != NULL ? jlen : clen;
-            st.t_plan = apr_time_now() - t0;
-            t1 = apr_time_now();
-            if ((rc = past_deadline(rq, "planning", err)) != JPIP_OK) {
-                return rc;
-            }
-            /* a JP2 header that does not take the crop: the whole image,
-             * whose decode path (JP2, else bare) is the one used uncropped */
-            rc = jbuf != NULL ? decode(jbuf, jlen, 1, d, &area, pool, &dec, err)
-                              : decode(cbuf, clen, 0, d, &area, pool, &dec, err);
-            st.cropped = rc == JPIP_OK;
-        }
-    }
-    if (rc != JPIP_OK) {
+    /* first cropped, when a crop helps; the whole image if that fails in
+     * any way (a crop never costs correctness) */
+    for (pass = choose_crop(ix, cs, &area, pool, &crop) ? 0 : 1; pass < 2; pass++) {
+        const jpip_rect_t *c = pass == 0 ? &crop : NULL;
         apr_uint64_t used = 0;
 
         jpip_err_clear(err);
-        if ((rc = assemble(src, rq, &bsrc, d, NULL, pool, &cbuf, &clen, &jbuf, &jlen, &used,
-                           err)) != JPIP_OK) {
+        rc = assemble(src, rq, &bsrc, d, c, pool, &cbuf, &clen, &jbuf, &jlen, &used, err);
+        if (rc == JPIP_OK && c != NULL && used != bs.usable) {
+            rc = JPIP_E_FORMAT; /* a bin the view needs is outside the crop */
+        }
+        if (rc != JPIP_OK) {
+            if (c != NULL) {
+                continue;
+            }
             return rc;
         }
         st.cs_bytes = jbuf != NULL ? jlen : clen;
@@ -1045,9 +1029,14 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
             return rc;
         }
         rc = jbuf != NULL ? decode(jbuf, jlen, 1, d, &area, pool, &dec, err) : JPIP_E_FORMAT;
-        if (rc != JPIP_OK) {
-            /* the bare codestream: a JPX header openjpeg does not read */
+        if (rc != JPIP_OK && (c == NULL || jbuf == NULL)) {
+            /* the bare codestream: a JPX header openjpeg does not read (a
+             * cropped JP2 whose header fails is decoded whole instead) */
             rc = decode(cbuf, clen, 0, d, &area, pool, &dec, err);
+        }
+        st.cropped = rc == JPIP_OK && c != NULL;
+        if (rc == JPIP_OK || c == NULL) {
+            break;
         }
     }
     if (rc == JPIP_E_FORMAT) {
