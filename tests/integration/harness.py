@@ -90,8 +90,9 @@ class Httpd:
 
     def __init__(self, httpd, apxs, module, confdir, samples=None, extra_conf="", port=None,
                  servers=2, mpm="event", keep=False, extra_files=(), extra_modules=(),
-                 nofile=None):
+                 nofile=None, threads=8):
         self.httpd = httpd
+        self.threads = threads  # event/worker MPM: threads per process
         self.nofile = nofile  # RLIMIT_NOFILE of httpd's processes (None: inherited)
         self.confdir = confdir
         self.apxs = apxs
@@ -152,7 +153,7 @@ class Httpd:
                         "ServerLimit 48\nMaxRequestWorkers 48\n"
                         % (self.servers, self.servers, self.servers + 4))
         else:
-            threads = 8
+            threads = self.threads
             limit = self.servers + 2
             mpm_conf = ("StartServers %d\nServerLimit %d\nThreadsPerChild %d\n"
                         "ThreadLimit %d\nMinSpareThreads %d\nMaxSpareThreads %d\n"
