@@ -6,6 +6,7 @@ in one run.
     bench/iiif-bench.py [--work DIR] [--size 8192] [--duration 20]
                         [--conns 1,8] [--tiles 256,512]
                         [--sizes-cost 1024,2048,4096,8192] [--grey]
+                        [--heap-retain SIZE]
 
 The image: SIZE x SIZE RGB (grey with --grey), written as a PPM by this
 script (a smooth picture with texture), encoded by opj_compress as an RPCL
@@ -166,6 +167,9 @@ def main():
     ap.add_argument("--tiles", default="256", help="tile sizes, e.g. 256,512")
     ap.add_argument("--sizes-cost", default="")
     ap.add_argument("--no-iipsrv", action="store_true")
+    ap.add_argument("--heap-retain", default=None,
+                    help="JPIPIIIFHeapRetain for the run (default: the module's, 16M); "
+                    "0 leaves the C library's policy")
     ap.add_argument("--grey", action="store_true",
                     help="one component instead of RGB (opj_compress needs about 4 bytes per "
                     "sample twice over: an untiled 32768^2 RGB picture does not fit 24 GB)")
@@ -191,6 +195,8 @@ def main():
     Require all granted
 </Location>
 """
+    if args.heap_retain is not None:
+        conf += "JPIPIIIFHeapRetain %s\n" % args.heap_retain
     # 64 threads a process (the harness's default is 8): room for 64
     # connections, or the event MPM closes kept-alive ones (AH00484)
     h = Httpd(HTTPD, APXS, MODULE, os.path.join(SRCDIR, "httpd-conf"), extra_conf=conf,

@@ -2,13 +2,15 @@
  * httpd, no network, no encoding): random full-resolution tiles of a
  * raw codestream, rendered one after another.
  *
- *   render-cost FILE TILES [TILE_SIZE [SEED]]
+ *   render-cost FILE TILES [TILE_SIZE [SEED [HEAP_RETAIN]]]
  *
  * Builds FILE's index once, then renders TILES random TILE_SIZE x
  * TILE_SIZE tiles (default 256) on the TILE_SIZE grid, at full resolution.
  * Prints one line:
  *   RENDERCOST tiles=N ms_per_tile=X plan_ms=P decode_ms=D post_ms=Q
  *              bins_per_tile=B cs_bytes_per_tile=C
+ * HEAP_RETAIN: bytes, as JPIPIIIFHeapRetain (default 16777216, the
+ * module's default; 0 leaves the C library's policy).
  * Under `perf record` the decode's profile is that of one render.
  */
 #include <stdio.h>
@@ -37,10 +39,11 @@ int main(int argc, char **argv)
     unsigned seed = 1;
     double plan = 0, dec = 0, post = 0, bins = 0, bytes = 0;
     long cropped = 0;
+    apr_size_t heap = 16 * 1024 * 1024;
     apr_time_t t0;
 
     if (argc < 3) {
-        fprintf(stderr, "usage: render-cost FILE TILES [TILE_SIZE [SEED]]\n");
+        fprintf(stderr, "usage: render-cost FILE TILES [TILE_SIZE [SEED [HEAP_RETAIN]]]\n");
         return 2;
     }
     n = atol(argv[2]);
@@ -49,6 +52,12 @@ int main(int argc, char **argv)
     }
     if (argc > 4) {
         seed = (unsigned)atol(argv[4]);
+    }
+    if (argc > 5) {
+        heap = (apr_size_t)atol(argv[5]);
+    }
+    if (heap > 0 && jpip_render_heap_retain(heap) == 0) {
+        fprintf(stderr, "render-cost: the C library keeps its own heap policy\n");
     }
     apr_initialize();
     apr_pool_create(&pool, NULL);

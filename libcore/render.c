@@ -3,7 +3,11 @@
 
 #include <apr_hash.h>
 #include <apr_strings.h>
+#include <limits.h>
 #include <math.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -1089,4 +1093,25 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
         *stats = st;
     }
     return JPIP_OK;
+}
+
+apr_size_t jpip_render_heap_retain(apr_size_t retain)
+{
+#if defined(__GLIBC__) && defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD)
+    /* glibc: M_TRIM_THRESHOLD is the free space at the top of a heap it
+     * keeps (main heap and thread arenas alike); M_MMAP_THRESHOLD the size
+     * from which a request is mapped on its own. Setting either fixes both
+     * (the dynamic threshold stops), so both are set. */
+    if (retain == 0 || retain > (apr_size_t)INT_MAX) {
+        return 0;
+    }
+    if (mallopt(M_TRIM_THRESHOLD, (int)retain) == 0 ||
+        mallopt(M_MMAP_THRESHOLD, (int)(retain / 2)) == 0) {
+        return 0;
+    }
+    return retain;
+#else
+    (void)retain;
+    return 0;
+#endif
 }

@@ -94,6 +94,15 @@ typedef struct jpip_render_stats_t {
 jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *rq, apr_pool_t *pool,
                         jpip_raster_t *out, jpip_render_stats_t *stats, jpip_err_t *err);
 
+/* Keep up to retain bytes of freed memory in this process's heap between
+ * renders, and take buffers up to half of it from the heap, instead of
+ * mapping them from the kernel and giving them back after each render
+ * (the decoder's buffers are a few megabytes: with the C library's
+ * defaults every render faults them in again). Process-wide; 0 leaves the
+ * C library's policy. Returns the bytes now retained (0 where the C
+ * library has no such setting). */
+apr_size_t jpip_render_heap_retain(apr_size_t retain);
+
 /* Resample in (w x h pixels) to ow x oh, reading the window of in that
  * starts at (fx, fy) and spans fw x fh source pixels (fractional). */
 jpip_code_t jpip_raster_scale(const jpip_raster_t *in, double fx, double fy, double fw, double fh,

@@ -96,7 +96,9 @@ static const var_def_t vars[JPIP_NVARS] = {
     [JPIP_V_SESSION_TIMEOUT] = {"JPIPSessionTimeout", FORM_SECONDS, SCOPE_GLOBAL, SEC,
                                 7 * 24 * 3600 * SEC, 300 * SEC,
                                 "seconds or a time such as 5mi or 1h, from 1 to 604800 "
-                                "seconds"}};
+                                "seconds"},
+    [JPIP_V_IIIF_HEAP] = {"JPIPIIIFHeapRetain", FORM_SIZE, SCOPE_GLOBAL, 0, 64 * MIB, 16 * MIB,
+                          "a size such as 16M, from 0 (the C library's own policy) to 64M"}};
 
 apr_int64_t jpip_dir_get(const jpip_dir_conf_t *c, jpip_var_t v)
 {
@@ -486,6 +488,9 @@ const command_rec jpip_cmds[] = {
                   "IIIF renders one process runs at once; more get 503 (default 8)"),
     AP_INIT_TAKE1("JPIPIIIFJPEGQuality", cmd_var, (void *)JPIP_V_IIIF_QUALITY, ACCESS_CONF,
                   "JPEG quality of IIIF jpg output, 1 to 100 (default 90)"),
+    AP_INIT_TAKE1("JPIPIIIFHeapRetain", cmd_var, (void *)JPIP_V_IIIF_HEAP, RSRC_CONF,
+                  "Free heap a process keeps between IIIF renders instead of returning it to "
+                  "the kernel, e.g. 16M; 0 for the C library's policy (default 16M)"),
     AP_INIT_TAKE1("JPIPMaxSessionsPerClient", cmd_var, (void *)JPIP_V_SESSIONS_PER_CLIENT,
                   RSRC_CONF,
                   "Sessions one client address may hold at once, 0 for no limit (default 32)"),

@@ -38,6 +38,7 @@ APLOG_USE_MODULE(jpip);
 #define CONTEXT_URL "http://iiif.io/api/image/3/context.json"
 
 static apr_uint32_t renders_active; /* renders running in this process */
+static apr_uint32_t heap_set;       /* JPIPIIIFHeapRetain applied in this process */
 
 /* ------------------------------------------------------------- answers */
 
@@ -746,6 +747,26 @@ static apr_status_t render_cleanup(void *unused)
     return APR_SUCCESS;
 }
 
+/* JPIPIIIFHeapRetain, at a process's first render: processes that never
+ * render keep the C library's policy. */
+static void retain_heap(request_rec *r)
+{
+    apr_size_t want;
+
+    if (apr_atomic_cas32(&heap_set, 1, 0) != 0) {
+        return;
+    }
+    want = (apr_size_t)jpip_srv_get(r->server, JPIP_V_IIIF_HEAP);
+    if (want > 0) {
+        apr_size_t got = jpip_render_heap_retain(want);
+
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      JPIPLOGNO(0405) "jpip-iiif: this process keeps %" APR_SIZE_T_FMT
+                                      " bytes of free heap between renders%s",
+                      got, got == 0 ? " (the C library has no such setting)" : "");
+    }
+}
+
 static int send_image(request_rec *r, const jpip_dir_conf_t *conf, const iiif_req_t *q,
                       const jpip_tgt_t *tgt)
 {
@@ -800,6 +821,7 @@ static int send_image(request_rec *r, const jpip_dir_conf_t *conf, const iiif_re
                           "the server is rendering as many images as it may (JPIPIIIFMaxRenders); "
                           "try again");
     }
+    retain_heap(r);
     apr_pool_create(&rp, r->pool);
     apr_pool_cleanup_register(rp, NULL, render_cleanup, apr_pool_cleanup_null);
     memset(&src, 0, sizeof(src));

@@ -56,6 +56,7 @@ typedef enum {
     JPIP_V_SESSIONS,        /* JPIPSessions */
     JPIP_V_SESSION_MEMORY,  /* JPIPSessionMemory: bytes */
     JPIP_V_SESSION_TIMEOUT, /* JPIPSessionTimeout: microseconds */
+    JPIP_V_IIIF_HEAP,       /* JPIPIIIFHeapRetain: bytes, 0 = the C library's policy */
     JPIP_NVARS
 } jpip_var_t;
 

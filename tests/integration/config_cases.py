@@ -101,6 +101,9 @@ REFUSED = [
     ("JPIPIndexCacheEntries 1e3", "JPIPIndexCacheEntries", "characters after"),
     ("JPIPRenditionAfter -8", "JPIPRenditionAfter", "negative"),
     ("JPIPMaxSessionsPerClient -5", "JPIPMaxSessionsPerClient", "negative"),
+    ("JPIPIIIFHeapRetain 65M", "JPIPIIIFHeapRetain", "out of range"),
+    ("JPIPIIIFHeapRetain 16MB", "JPIPIIIFHeapRetain", "characters after"),
+    (location(["JPIPIIIFHeapRetain 16M"]), "JPIPIIIFHeapRetain", None),
     (location(["JPIPMaxFields 64k"]), "JPIPMaxFields", "characters after"),
     (location(["JPIPMaxFields -1"]), "JPIPMaxFields", "negative"),
     (location(["JPIPMaxFieldLength 4KB"]), "JPIPMaxFieldLength", "characters after"),
@@ -115,7 +118,8 @@ REFUSED = [
 # read once per process: refused in a virtual host
 GLOBAL = [("JPIPIndexCacheEntries", "16"), ("JPIPIndexMaxBuilds", "1"), ("JPIPSessions", "8"),
           ("JPIPSessionMemory", "1M"), ("JPIPSessionTimeout", "60"), ("JPIPRendition", "Off"),
-          ("JPIPRenditionAfter", "2"), ("JPIPMaxSessionsPerClient", "4")]
+          ("JPIPRenditionAfter", "2"), ("JPIPMaxSessionsPerClient", "4"),
+          ("JPIPIIIFHeapRetain", "8M")]
 
 # every documented form
 ACCEPTED = [
@@ -126,7 +130,8 @@ ACCEPTED = [
     "JPIPIndexMaxTime 2mi", "JPIPIndexMaxTime 1h", "JPIPIndexMaxTime 30s",
     "JPIPSessionTimeout 300", "JPIPSessionTimeout 5mi", "JPIPSessionTimeout 1h",
     "JPIPIndexMaxBuilds 1", "JPIPIndexCacheEntries 1000000", "JPIPRendition Off",
-    "JPIPRenditionAfter 1", "JPIPMaxSessionsPerClient 0",
+    "JPIPRenditionAfter 1", "JPIPMaxSessionsPerClient 0", "JPIPIIIFHeapRetain 0",
+    "JPIPIIIFHeapRetain 64M",
     location(["JPIPMaxFields 1", "JPIPMaxFieldLength 4K", "JPIPMaxModelItems 100",
               "JPIPMaxBins 1099511627776", "JPIPMaxRequestBody 0", "JPIPMaxResponseBytes 0",
               "JPIPMaxResponseBytes 3M", "JPIPFollowOutsideLinks On",

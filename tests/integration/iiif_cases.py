@@ -34,6 +34,7 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -952,6 +953,7 @@ def limits_case(env, files, big):
     JPIPRoot "{archive}"
     JPIPIIIFRenderTime 0.001
 </Location>
+JPIPIIIFHeapRetain 8M
 """
     h = Httpd(env["httpd"], env["apxs"], env["module"], env["confdir"], extra_conf=conf,
               extra_files=files + [big], servers=1)
@@ -993,6 +995,10 @@ def limits_case(env, files, big):
         expect(st == 503 and b"time" in body, "time limit: %d %s" % (st, body[:100]))
         st, _, body = h.get("/iiif/%s/full/pct:10/0/default.png" % name)
         expect(st == 200, "after the limits: %d" % st)
+        # JPIPIIIFHeapRetain reached the C library in the process that rendered
+        expect(re.search(r"JPIP0405: .* keeps 8388608 bytes of free heap between renders$",
+                         h.error_log(), re.M) is not None,
+               "no JPIPIIIFHeapRetain line: %s" % h.error_log()[-400:])
         bad = h.bad_log_lines()
         expect(not bad, "error log: %s" % bad[:3])
     finally:

@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <apr_strings.h>
 
@@ -221,6 +224,31 @@ START_TEST(encoders)
 }
 END_TEST
 
+/* JPIPIIIFHeapRetain: a freed buffer of a few megabytes stays in the heap
+ * (glibc would otherwise map it on its own and unmap it at free). */
+START_TEST(heap_retain)
+{
+    ck_assert_uint_eq(jpip_render_heap_retain(0), 0);
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 33)
+    {
+        struct mallinfo2 before, after;
+        char *p;
+
+        ck_assert_uint_eq(jpip_render_heap_retain(8 << 20), 8 << 20);
+        before = mallinfo2();
+        p = malloc(3 << 20);
+        ck_assert_ptr_nonnull(p);
+        memset(p, 1, 3 << 20);
+        /* from the heap, not a mapping of its own */
+        ck_assert_uint_eq(mallinfo2().hblkhd, before.hblkhd);
+        free(p);
+        after = mallinfo2();
+        ck_assert_uint_ge(after.fordblks, (apr_size_t)3 << 20); /* kept, not trimmed */
+    }
+#endif
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("render");
@@ -235,6 +263,7 @@ int main(void)
     tcase_add_test(tc, render_matches_openjpeg_tile);
     tcase_add_test(tc, render_limits);
     tcase_add_test(tc, encoders);
+    tcase_add_test(tc, heap_retain);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV);
