@@ -78,18 +78,29 @@ jpip_code_t jpip_target_resolve(apr_pool_t *pool, const char *root, const char *
     if (rv != APR_SUCCESS) {
         return jpip_err_set(err, JPIP_E_FORBIDDEN, "target leaves the archive");
     }
-    if (realpath(root, realroot) == NULL) {
-        return jpip_err_set(err, JPIP_E_NOTFOUND, "the archive directory is not available");
-    }
     if (realpath(joined, realfile) == NULL) {
-        if (errno == ENOENT || errno == ENOTDIR) {
+        int e = errno;
+
+        if (realpath(root, realroot) == NULL) {
+            return jpip_err_set(err, JPIP_E_NOTFOUND, "the archive directory is not available");
+        }
+        if (e == ENOENT || e == ENOTDIR) {
             return jpip_err_set(err, JPIP_E_NOTFOUND, "no such target: %.200s", rel);
         }
         return jpip_err_set(err, JPIP_E_FORBIDDEN, "target %.200s is not accessible", rel);
     }
-    if (!allow_outside_links && !inside(realroot, realfile)) {
-        return jpip_err_set(err, JPIP_E_FORBIDDEN,
-                            "target %.200s is a link that leaves the archive", rel);
+    /* A canonical path that begins with root as written (the usual case)
+     * is inside it: a canonical path has no link, '.' or '..' component, so
+     * root is then a real directory, its own canonical form. Otherwise the
+     * root is resolved too (a link to the archive, a path with '..'). */
+    if (!allow_outside_links && !inside(root, realfile)) {
+        if (realpath(root, realroot) == NULL) {
+            return jpip_err_set(err, JPIP_E_NOTFOUND, "the archive directory is not available");
+        }
+        if (!inside(realroot, realfile)) {
+            return jpip_err_set(err, JPIP_E_FORBIDDEN,
+                                "target %.200s is a link that leaves the archive", rel);
+        }
     }
     rv = apr_stat(&t->finfo, realfile, APR_FINFO_TYPE | APR_FINFO_SIZE | APR_FINFO_MTIME, pool);
     if (rv != APR_SUCCESS && rv != APR_INCOMPLETE) {

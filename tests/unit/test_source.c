@@ -248,6 +248,18 @@ static void make_archive(void)
     snprintf(p, sizeof(p), "%s/fifo", root);
     unlink(p);
     ck_assert_int_eq(mkfifo(p, 0644), 0);
+    /* a sibling whose name begins with the archive's */
+    snprintf(p, sizeof(p), "%s/archive2", tu_tmpdir());
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/archive2/f.jp2", tu_tmpdir());
+    tu_write_file(p, "z", 1);
+    snprintf(p, sizeof(p), "%s/sibling.jp2", root);
+    unlink(p);
+    ck_assert_int_eq(symlink("../archive2/f.jp2", p), 0);
+    /* the archive reached through a link */
+    snprintf(p, sizeof(p), "%s/archive-link", tu_tmpdir());
+    unlink(p);
+    ck_assert_int_eq(symlink("archive", p), 0);
 }
 
 START_TEST(target_confinement)
@@ -265,25 +277,45 @@ START_TEST(target_confinement)
         {"missing.jp2", JPIP_E_NOTFOUND},
         {"sub", JPIP_E_NOTFOUND},
         {"fifo", JPIP_E_FORBIDDEN},
+        {"sibling.jp2", JPIP_E_FORBIDDEN},
         {"", JPIP_E_REQUEST},
         {"/", JPIP_E_REQUEST},
         {"a\\..\\b", JPIP_E_REQUEST},
     };
-    size_t i;
+    size_t i, k;
+    char roots[4][600];
 
     make_archive();
-    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    /* the archive as written, through a link, with '..', with a trailing
+     * slash: the same answers */
+    snprintf(roots[0], sizeof(roots[0]), "%s", root);
+    snprintf(roots[1], sizeof(roots[1]), "%s/archive-link", tu_tmpdir());
+    snprintf(roots[2], sizeof(roots[2]), "%s/sub/..", root);
+    snprintf(roots[3], sizeof(roots[3]), "%s/", root);
+    for (k = 0; k < 4; k++) {
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            jpip_target_t t;
+            jpip_err_t err;
+            jpip_code_t rc = jpip_target_resolve(pool, roots[k], cases[i].name, 0, &t, &err);
+
+            ck_assert_msg(rc == cases[i].want, "root %s, %s: got %s (%s)", roots[k], cases[i].name,
+                          jpip_code_name(rc), rc == JPIP_OK ? "" : err.msg);
+            if (rc != JPIP_OK) {
+                ck_assert_ptr_null(strstr(err.msg, tu_tmpdir())); /* no server paths */
+            } else {
+                ck_assert_int_eq(t.finfo.size, 1);
+            }
+        }
+    }
+    {
         jpip_target_t t;
         jpip_err_t err;
-        jpip_code_t rc = jpip_target_resolve(pool, root, cases[i].name, 0, &t, &err);
+        char gone[600];
 
-        ck_assert_msg(rc == cases[i].want, "%s: got %s (%s)", cases[i].name, jpip_code_name(rc),
-                      rc == JPIP_OK ? "" : err.msg);
-        if (rc != JPIP_OK) {
-            ck_assert_ptr_null(strstr(err.msg, tu_tmpdir())); /* no server paths */
-        } else {
-            ck_assert_int_eq(t.finfo.size, 1);
-        }
+        snprintf(gone, sizeof(gone), "%s/no-archive", tu_tmpdir());
+        ck_assert_int_eq(jpip_target_resolve(pool, gone, "sub/img.jp2", 0, &t, &err),
+                         JPIP_E_NOTFOUND);
+        ck_assert_ptr_nonnull(strstr(err.msg, "archive directory"));
     }
     {
         jpip_target_t t;
