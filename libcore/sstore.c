@@ -63,7 +63,7 @@ jpip_sstore_rc_t jpip_sstore_claim(jpip_sstore_t *st, apr_pool_t *pool, const ch
     jpip_sstore_rc_t rc;
     jpip_model_t *m;
     jpip_err_t ignored;
-    apr_size_t len, size;
+    apr_size_t size;
     void *buf;
 
     if (!jpip_cid_valid(cid)) {
@@ -94,12 +94,14 @@ jpip_sstore_rc_t jpip_sstore_claim(jpip_sstore_t *st, apr_pool_t *pool, const ch
         jpip_model_apply(m, need, res, &ignored);
     }
     c->cut = spec_cuts(model) || spec_cuts(need) || c->tid_changed || c->reclaimed;
-    /* the snapshot: planned from, and put back if the answer fails */
-    len = jpip_model_size(m);
+    /* the snapshot: planned from, and put back if the answer fails. A
+     * copy, not a load: the record's model was checked when it entered the
+     * store (a backend that fetches records checks them then) and has been
+     * kept valid since */
     size = jpip_model_bytes_for(jpip_model_runs(m) + 1);
     buf = apr_palloc(pool, size);
-    memcpy(buf, m, len);
-    if (jpip_model_load(buf, size, buf, len, &c->snap, err) != JPIP_OK) {
+    if (jpip_model_init(buf, size, 0, &c->snap, err) != JPIP_OK ||
+        jpip_model_copy(c->snap, m, err) != JPIP_OK) {
         jpip_sstore_release(c, 1, NULL, 0);
         return JPIP_SSTORE_ERROR;
     }
