@@ -39,7 +39,7 @@ int main(int argc, char **argv)
     unsigned seed = 1;
     double plan = 0, dec = 0, post = 0, bins = 0, bytes = 0;
     long cropped = 0;
-    apr_size_t heap = 16 * 1024 * 1024;
+    apr_size_t heap = JPIP_RENDER_HEAP_DEFAULT;
     apr_time_t t0;
 
     if (argc < 3) {

@@ -103,6 +103,9 @@ jpip_code_t jpip_render(const jpip_render_src_t *src, const jpip_render_req_t *r
  * library has no such setting). */
 apr_size_t jpip_render_heap_retain(apr_size_t retain);
 
+/* JPIPIIIFHeapRetain's default, and bench/render-cost's. */
+#define JPIP_RENDER_HEAP_DEFAULT ((apr_size_t)16 << 20)
+
 /* Resample in (w x h pixels) to ow x oh, reading the window of in that
  * starts at (fx, fy) and spans fw x fh source pixels (fractional). */
 jpip_code_t jpip_raster_scale(const jpip_raster_t *in, double fx, double fy, double fw, double fh,

@@ -63,8 +63,6 @@ jpip_sstore_rc_t jpip_sstore_claim(jpip_sstore_t *st, apr_pool_t *pool, const ch
     jpip_sstore_rc_t rc;
     jpip_model_t *m;
     jpip_err_t ignored;
-    apr_size_t size;
-    void *buf;
 
     if (!jpip_cid_valid(cid)) {
         jpip_err_set(err, JPIP_E_NOTFOUND, "not a channel id of this server");
@@ -98,9 +96,7 @@ jpip_sstore_rc_t jpip_sstore_claim(jpip_sstore_t *st, apr_pool_t *pool, const ch
      * copy, not a load: the record's model was checked when it entered the
      * store (a backend that fetches records checks them then) and has been
      * kept valid since */
-    size = jpip_model_bytes_for(jpip_model_runs(m) + 1);
-    buf = apr_palloc(pool, size);
-    if (jpip_model_init(buf, size, 0, &c->snap, err) != JPIP_OK ||
+    if (jpip_model_create(pool, jpip_model_runs(m) + 1, 0, &c->snap, err) != JPIP_OK ||
         jpip_model_copy(c->snap, m, err) != JPIP_OK) {
         jpip_sstore_release(c, 1, NULL, 0);
         return JPIP_SSTORE_ERROR;

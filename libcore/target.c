@@ -58,6 +58,15 @@ static int inside(const char *root, const char *path)
     return strncmp(root, path, n) == 0 && (path[n] == '/' || path[n] == '\0');
 }
 
+/* root's canonical form into realroot (PATH_MAX bytes). */
+static jpip_code_t real_root(const char *root, char *realroot, jpip_err_t *err)
+{
+    if (realpath(root, realroot) == NULL) {
+        return jpip_err_set(err, JPIP_E_NOTFOUND, "the archive directory is not available");
+    }
+    return JPIP_OK;
+}
+
 jpip_code_t jpip_target_resolve(apr_pool_t *pool, const char *root, const char *name,
                                 int allow_outside_links, jpip_target_t *t, jpip_err_t *err)
 {
@@ -65,6 +74,7 @@ jpip_code_t jpip_target_resolve(apr_pool_t *pool, const char *root, const char *
     char *joined = NULL;
     char realroot[PATH_MAX], realfile[PATH_MAX];
     apr_status_t rv;
+    jpip_code_t rc;
 
     if (name == NULL || strchr(name, '\\') != NULL) {
         return jpip_err_set(err, JPIP_E_REQUEST, "malformed target name");
@@ -81,8 +91,8 @@ jpip_code_t jpip_target_resolve(apr_pool_t *pool, const char *root, const char *
     if (realpath(joined, realfile) == NULL) {
         int e = errno;
 
-        if (realpath(root, realroot) == NULL) {
-            return jpip_err_set(err, JPIP_E_NOTFOUND, "the archive directory is not available");
+        if ((rc = real_root(root, realroot, err)) != JPIP_OK) {
+            return rc;
         }
         if (e == ENOENT || e == ENOTDIR) {
             return jpip_err_set(err, JPIP_E_NOTFOUND, "no such target: %.200s", rel);
@@ -94,8 +104,8 @@ jpip_code_t jpip_target_resolve(apr_pool_t *pool, const char *root, const char *
      * root is then a real directory, its own canonical form. Otherwise the
      * root is resolved too (a link to the archive, a path with '..'). */
     if (!allow_outside_links && !inside(root, realfile)) {
-        if (realpath(root, realroot) == NULL) {
-            return jpip_err_set(err, JPIP_E_NOTFOUND, "the archive directory is not available");
+        if ((rc = real_root(root, realroot, err)) != JPIP_OK) {
+            return rc;
         }
         if (!inside(realroot, realfile)) {
             return jpip_err_set(err, JPIP_E_FORBIDDEN,

@@ -15,6 +15,7 @@
 #include <apr_strings.h>
 
 #include "number.h"
+#include "render.h"
 #include "store.h"
 
 typedef enum {
@@ -97,7 +98,8 @@ static const var_def_t vars[JPIP_NVARS] = {
                                 7 * 24 * 3600 * SEC, 300 * SEC,
                                 "seconds or a time such as 5mi or 1h, from 1 to 604800 "
                                 "seconds"},
-    [JPIP_V_IIIF_HEAP] = {"JPIPIIIFHeapRetain", FORM_SIZE, SCOPE_GLOBAL, 0, 64 * MIB, 16 * MIB,
+    [JPIP_V_IIIF_HEAP] = {"JPIPIIIFHeapRetain", FORM_SIZE, SCOPE_GLOBAL, 0, 64 * MIB,
+                          JPIP_RENDER_HEAP_DEFAULT,
                           "a size such as 16M, from 0 (the C library's own policy) to 64M"}};
 
 apr_int64_t jpip_dir_get(const jpip_dir_conf_t *c, jpip_var_t v)
